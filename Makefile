@@ -1,0 +1,50 @@
+# Everything a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= config/cadence.yaml
+
+.PHONY: run test lint types layers unit venv plan validate examples bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cadence run --config $(CONFIG)
+
+validate: $(STAMP)
+	$(BIN)/cadence validate --config $(CONFIG)
+
+plan: $(STAMP)
+	$(BIN)/cadence plan --config $(CONFIG)
+
+lint: $(STAMP)
+	$(BIN)/ruff check daemon tests benchmarks docs
+	$(BIN)/ruff format --check daemon tests benchmarks docs
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+test: lint types layers unit
+
+examples: $(STAMP)
+	$(BIN)/python docs/generate_examples.py
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/plan_scale.py
+	$(BIN)/python benchmarks/reconcile_scale.py
+
+clean:
+	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis
