@@ -1,0 +1,156 @@
+"""The ``cadence`` command: validate, plan, once, run.
+
+One place turns errors into lines for people (vdirsyncer's ``handle_cli_error``): bad input
+exits 2 with one line per problem on stderr, an unreachable server exits 1 with one line, and a
+traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from daemon.config import DEFAULT_CONFIG, Config, load
+from daemon.core.model import DAY_NAMES
+from daemon.core.plan import SeriesPlan, plan, to_json
+from daemon.errors import CadenceError, ConfigError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cadence", description="Keeps sales 1:1s on the calendar at the right cadence."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the YAML config")
+        return p
+
+    with_config(sub.add_parser("validate", help="check the config; touch nothing"))
+    p = with_config(sub.add_parser("plan", help="the desired series at an instant; touch nothing"))
+    p.add_argument("--at", help="ISO-8601 instant (default: now)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p = with_config(sub.add_parser("once", help="one reconcile pass, then exit"))
+    p.add_argument("--now", help="ISO-8601 instant to run the pass as if at (default: now)")
+    with_config(sub.add_parser("run", help="the daemon: a pass every interval_seconds"))
+    return parser
+
+
+def _instant(text: str | None, config: Config) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError([f"--at/--now: not an ISO-8601 instant: {text!r}"]) from exc
+    if value.tzinfo is None:
+        # A bare local time is read in the organisation's zone.
+        value = value.replace(tzinfo=ZoneInfo(config.roster.organization.timezone))
+    return value
+
+
+def _validate(args: argparse.Namespace) -> int:
+    config = load(args.config, now=datetime.now(UTC))
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
+    roster = config.roster
+    print(
+        f"{args.config}: valid: {len(roster.managers)} managers, {len(roster.reps)} reps"
+        + (f", {len(config.warnings)} warnings" if config.warnings else "")
+    )
+    return EXIT_OK
+
+
+def _cadence_text(p: SeriesPlan) -> str:
+    days = "/".join(DAY_NAMES[d].capitalize() for d in p.pattern.days)
+    every = "weekly" if p.pattern.interval_weeks == 1 else f"every {p.pattern.interval_weeks} wks"
+    return f"{days} {p.pattern.time.strftime('%H:%M')} {every}"
+
+
+def render_table(at: datetime, plans: Sequence[SeriesPlan]) -> str:
+    """The plan for people: one row per rep."""
+    header = ("REP", "MANAGER", "STAGE", "WHEN", "MIN", "TIME ZONE", "CHANGES", "NEXT 1:1")
+    rows = [header]
+    for p in plans:
+        change = f"{p.next_span.stage.value} on {p.next_span.start}" if p.next_span else "-"
+        nxt = "-"
+        if p.upcoming:
+            o = p.upcoming[0]
+            notes = [f"wk {o.week_of_quarter}"]
+            if o.template == "career":
+                notes.append("career")
+            if o.week11:
+                notes.append("WEEK 11")
+            nxt = f"{o.start.strftime('%a %d %b %H:%M')} ({', '.join(notes)})"
+        when = _cadence_text(p) + ("" if p.slot_fits else " (!)")
+        rows.append(
+            (p.rep.email, p.manager.email, p.stage.value, when,
+             str(p.pattern.duration_minutes), p.timezone, change, nxt)
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [f"Plan at {at.isoformat()}"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if any(not p.slot_fits for p in plans):
+        lines.append("(!) outside someone's working hours: see `cadence validate`")
+    return "\n".join(lines)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    at = _instant(args.at, config)
+    plans = plan(config.roster, at)
+    if args.json:
+        print(json.dumps(to_json(at, plans), indent=2))
+    else:
+        print(render_table(at, plans))
+    return EXIT_OK
+
+
+def _once(args: argparse.Namespace) -> int:
+    from daemon.reconcile import run_once
+
+    config = load(args.config)
+    now = _instant(args.now, config) if args.now else None
+    code: int = run_once(config, now)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from daemon.reconcile import run_forever
+
+    code: int = run_forever(load(args.config))
+    return code
+
+
+COMMANDS = {"validate": _validate, "plan": _plan, "once": _once, "run": _run}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CadenceError as exc:
+        print(f"cadence: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # a bug: say so in one line rather than a traceback
+        print(f"cadence: internal error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

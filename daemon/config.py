@@ -1,0 +1,392 @@
+"""Reading the admin's YAML (and CSV roster) into typed values, with errors people can act on.
+
+Every entry is validated on its own so that one run reports every problem, each naming the
+file, the line, the entry and the field: ``config/cadence.yaml:14: reps[2] (sam@acme.test):
+timezone: unknown time zone 'Mars/Base'``. Nothing here touches a calendar or a mailbox.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import stat
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from daemon.core.model import Manager, Organization, Policy, Rep, Roster
+from daemon.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/cadence.yaml")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class CalDAVSettings(_Settings):
+    url: str | None = None  # None: start the embedded Radicale on loopback
+    calendar_path: str = "{manager}/cadence/"
+    username: str | None = None
+    password_env: str = "CADENCE_CALDAV_PASSWORD"  # noqa: S105 - the name of an env var
+    password_file: Path | None = None
+    embedded_port: int = Field(default=5232, ge=0, le=65535)
+
+
+class CalendarSettings(_Settings):
+    provider: Literal["caldav", "google", "outlook"] = "caldav"
+    caldav: CalDAVSettings = CalDAVSettings()
+
+
+class SmtpSettings(_Settings):
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str = "CADENCE_SMTP_PASSWORD"  # noqa: S105 - the name of an env var
+    password_file: Path | None = None
+
+
+class MailSettings(_Settings):
+    transport: Literal["maildir", "smtp", "gmail", "graph"] = "maildir"
+    maildir: Path = Path("var/outbox")
+    sender: str = Field(default="cadence <cadence@localhost>", alias="from")
+    smtp: SmtpSettings | None = None
+
+
+class TemplateSettings(_Settings):
+    dir: Path | None = None  # an admin's folder; a file there replaces the built-in of that name
+
+
+class Settings(_Settings):
+    state_dir: Path = Path("var")
+    interval_seconds: int = Field(default=60, ge=1)
+    max_writes_per_pass: int = Field(default=5000, ge=1)
+    max_emails_per_pass: int = Field(default=500, ge=1)
+    calendar: CalendarSettings = CalendarSettings()
+    mail: MailSettings = MailSettings()
+    templates: TemplateSettings = TemplateSettings()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    roster: Roster
+    settings: Settings
+    warnings: tuple[str, ...] = field(default=())
+
+
+ROSTER_KEYS = ("organization", "managers", "reps", "policy")
+
+
+# --- YAML with line numbers ---------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``10:00`` as the integer 600 and ``2026-02-30`` as a crash; both stay
+    strings here so the models can explain what is wrong with them."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:int",
+                                                             "tag:yaml.org,2002:timestamp")]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}  # fmt: skip
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9]*)$"), list("-+0123456789")
+)
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value
+            out[(*path, name)] = key.start_mark.line + 1
+            _line_map(value, (*path, name), out)
+            out[(*path, name)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), out)
+
+
+def _load_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: YAML syntax error: {problem}"]) from exc
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _line_map(node, (), lines)
+    return data, lines
+
+
+# --- problems -----------------------------------------------------------------------------------
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.lines.append(f"{where}: {message}")
+
+
+def _where(
+    path: Path, lines: Mapping[tuple[Any, ...], int], loc: tuple[Any, ...], label: str
+) -> str:
+    for cut in range(len(loc), -1, -1):
+        line = lines.get(loc[:cut])
+        if line is not None:
+            return f"{path}:{line}: {label}" if label else f"{path}:{line}"
+    return f"{path}: {label}" if label else str(path)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"])
+    message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required"
+    if error["type"] == "enum":
+        return f"unknown value {error.get('input')!r}: {message.lower()}"
+    return message
+
+
+def _validate(
+    model: type[BaseModel],
+    data: Any,
+    problems: _Problems,
+    path: Path,
+    lines: Mapping[tuple[Any, ...], int],
+    base: tuple[Any, ...],
+    label: str,
+) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            fields = ".".join(str(p) for p in loc)
+            where = _where(path, lines, base + loc, label)
+            prefix = f"{fields}: " if fields else ""
+            problems.add(where, prefix + _describe(error))
+    return None
+
+
+def _by_place(problem: str) -> tuple[str, int]:
+    match = re.match(r"(.*?):(\d+): ", problem)
+    return (match.group(1), int(match.group(2))) if match else (problem, 0)
+
+
+def _entry_label(section: str, index: int, item: Any) -> str:
+    email = item.get("email") if isinstance(item, dict) else None
+    return f"{section}[{index}] ({email})" if email else f"{section}[{index}]"
+
+
+# --- the CSV roster -----------------------------------------------------------------------------
+
+_CSV_BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _read_csv(path: Path, problems: _Problems) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    rows: list[dict[str, Any]] = []
+    line_of: dict[int, int] = {}
+    with handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            item: dict[str, Any] = {}
+            for key, value in row.items():
+                if key is None:
+                    problems.add(f"{path}:{reader.line_num}", "more cells than columns")
+                    continue
+                text = (value or "").strip()
+                if not text:
+                    continue
+                if key == "forecast_within_5pct":
+                    item[key] = _CSV_BOOL.get(text.lower(), text)
+                else:
+                    item[key] = text
+            line_of[len(rows)] = reader.line_num
+            rows.append(item)
+    return rows, line_of
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load(path: Path, *, now: datetime | None = None) -> Config:
+    """Read and validate ``path``; raise ``ConfigError`` listing every problem.
+
+    ``now`` (aware) enables the warnings that depend on the date (working-hours overlap is
+    checked on the coming week).
+    """
+    data, lines = _load_yaml(path)
+    problems = _Problems()
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the config must be a mapping of keys to values"])
+
+    org = _validate(
+        Organization, data.get("organization"), problems, path, lines, ("organization",),
+        "organization",
+    )  # fmt: skip
+    policy = _validate(Policy, data.get("policy") or {}, problems, path, lines, ("policy",),
+                       "policy")  # fmt: skip
+    settings_data = {k: v for k, v in data.items() if k not in ROSTER_KEYS}
+    settings = _validate(Settings, settings_data, problems, path, lines, (), "")
+
+    managers: list[Manager] = []
+    raw_managers = data.get("managers")
+    if not isinstance(raw_managers, list) or not raw_managers:
+        problems.add(_where(path, lines, ("managers",), "managers"), "at least one manager needed")
+        raw_managers = []
+    for i, item in enumerate(raw_managers):
+        label = _entry_label("managers", i, item)
+        manager = _validate(Manager, item, problems, path, lines, ("managers", i), label)
+        if manager is not None:
+            managers.append(manager)
+
+    reps, rep_where, entries = _load_reps(data.get("reps"), path, lines, problems)
+    _cross_check(raw_managers, entries, path, lines, problems)
+    if problems.lines:
+        raise ConfigError(sorted(problems.lines, key=_by_place))
+
+    assert org is not None and policy is not None and settings is not None
+    roster = Roster(organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy)
+    warnings = _warnings(roster, rep_where, now)
+    return Config(path=path, roster=roster, settings=settings, warnings=tuple(warnings))
+
+
+def _load_reps(
+    raw: Any, path: Path, lines: Mapping[tuple[Any, ...], int], problems: _Problems
+) -> tuple[list[Rep], dict[str, str], list[tuple[Any, str]]]:
+    """Reps from the YAML list or from the CSV file ``reps:`` names (relative to the config).
+
+    Also returns every raw entry with where it is, for the checks across entries.
+    """
+    items: list[Any]
+    if isinstance(raw, str):
+        source = (path.parent / raw) if not Path(raw).is_absolute() else Path(raw)
+        items, line_of = _read_csv(source, problems)
+        source_lines: dict[tuple[Any, ...], int] = {("reps", i): n for i, n in line_of.items()}
+    elif isinstance(raw, list):
+        items, source, source_lines = raw, path, dict(lines)
+    else:
+        problems.add(_where(path, lines, ("reps",), "reps"),
+                     "a list of reps or the path of a CSV roster needed")  # fmt: skip
+        return [], {}, []
+
+    reps: list[Rep] = []
+    rep_where: dict[str, str] = {}
+    entries: list[tuple[Any, str]] = []
+    for i, item in enumerate(items):
+        label = _entry_label("reps", i, item)
+        where = _where(source, source_lines, ("reps", i), label)
+        entries.append((item, where))
+        rep = _validate(Rep, item, problems, source, source_lines, ("reps", i), label)
+        if rep is not None:
+            reps.append(rep)
+            rep_where.setdefault(rep.email, where)
+    return reps, rep_where, entries
+
+
+def _key(item: Any, name: str) -> str | None:
+    value = item.get(name) if isinstance(item, dict) else None
+    return value.strip().lower() if isinstance(value, str) else None
+
+
+def _cross_check(
+    raw_managers: list[Any],
+    entries: list[tuple[Any, str]],
+    path: Path,
+    lines: Mapping[tuple[Any, ...], int],
+    problems: _Problems,
+) -> None:
+    """Checks across entries, on the raw entries so that an entry with another problem is
+    still checked here too."""
+    manager_emails: set[str] = set()
+    for i, item in enumerate(raw_managers):
+        email = _key(item, "email")
+        if email is None:
+            continue
+        if email in manager_emails:
+            label = _entry_label("managers", i, item)
+            problems.add(_where(path, lines, ("managers", i), label),
+                         f"email: duplicate email {email!r}")  # fmt: skip
+        manager_emails.add(email)
+    seen: set[str] = set()
+    for item, where in entries:
+        email, manager = _key(item, "email"), _key(item, "manager")
+        if email is not None:
+            if email in seen:
+                problems.add(where, f"email: duplicate email {email!r}")
+            seen.add(email)
+        if manager is None:
+            continue
+        if manager == email:
+            problems.add(where, f"manager: {email!r} is listed as their own manager")
+        elif manager not in manager_emails:
+            problems.add(where, f"manager: unknown manager {manager!r}")
+
+
+def _warnings(roster: Roster, rep_where: Mapping[str, str], now: datetime | None) -> list[str]:
+    # Imported here: the plan is only needed for the warnings.
+    from daemon.core.plan import plan
+
+    out: list[str] = []
+    counts = Counter(rep.manager for rep in roster.reps)
+    limit = roster.policy.max_reps_per_manager
+    for manager in roster.managers:
+        if counts[manager.email] > limit:
+            out.append(
+                f"warning: manager {manager.email} has {counts[manager.email]} reps; more than "
+                f"{limit} leaves too little time for real coaching (span of control, seed 004)"
+            )
+    if now is not None and roster.reps:
+        for p in plan(roster, now, count=1):
+            if not p.slot_fits:
+                what = (
+                    f"slot {p.rep.slot.label()} is outside"
+                    if p.rep.slot is not None
+                    else "no free slot fits inside"
+                )
+                out.append(
+                    f"warning: {rep_where[p.rep.email]}: {what} both {p.rep.email}'s and "
+                    f"{p.manager.email}'s working hours for a {p.rule.duration_minutes}-minute 1:1"
+                )
+    return out
+
+
+def read_secret(env_name: str | None, file: Path | None, what: str) -> str | None:
+    """A password from the named env var, or from a file only its owner can read (0600)."""
+    if file is not None:
+        try:
+            mode = file.stat().st_mode
+        except OSError as exc:
+            raise ConfigError([f"{what}: cannot read {file}: {exc.strerror}"]) from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError([f"{what}: {file} is readable by others; chmod 600 it"])
+        return file.read_text(encoding="utf-8").strip()
+    if env_name:
+        return os.environ.get(env_name) or None
+    return None

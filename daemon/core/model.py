@@ -1,0 +1,294 @@
+"""The roster and the policy as frozen, typed values.
+
+These are the admin's words after validation: every field checked on its own here (types,
+time zones, dates, slots); checks across entries (unknown manager, duplicates) live in
+``daemon.config``, which also turns failures into lines people read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+RRULE_DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
+
+
+class Role(StrEnum):
+    SDR = "sdr"
+    AE = "ae"
+    SENIOR_AE = "senior_ae"
+
+
+class Stage(StrEnum):
+    NEW_SDR = "new_sdr"
+    RAMPED_SDR = "ramped_sdr"
+    NEW_AE = "new_ae"
+    RAMPED_AE = "ramped_ae"
+    SENIOR_AE = "senior_ae"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _zone(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _clock(value: object) -> object:
+    """Accept "09:00" and "9:30"; YAML 1.1 integers like 540 (09:00 read as base 60) are refused
+    by the loader already, so only strings and ``time`` arrive here."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        if not match:
+            raise ValueError(f"malformed time {value!r}, expected HH:MM")
+        return time(int(match.group(1)), int(match.group(2)))
+    return value
+
+
+def _email(value: object) -> object:
+    if isinstance(value, str):
+        value = value.strip().lower()
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"malformed email address {value!r}")
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(_zone)]
+Clock = Annotated[time, BeforeValidator(_clock)]
+Email = Annotated[str, BeforeValidator(_email)]
+
+
+def _day(value: object) -> object:
+    if isinstance(value, str):
+        key = value.strip().lower()[:3]
+        if key not in DAY_NAMES or len(value.strip()) < 3:
+            raise ValueError(f"unknown day {value!r}, expected one of {', '.join(DAY_NAMES)}")
+        return DAY_NAMES.index(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6:
+        return value
+    raise ValueError(f"unknown day {value!r}, expected one of {', '.join(DAY_NAMES)}")
+
+
+Weekday = Annotated[int, BeforeValidator(_day)]
+
+
+class Slot(Frozen):
+    """A preferred weekly slot in the rep's (series) time zone: ``{day: tue, time: "10:00"}``."""
+
+    day: Weekday
+    time: Clock
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        # The CSV roster writes a slot as "tue 10:00".
+        if isinstance(value, str):
+            parts = value.split()
+            if len(parts) != 2:
+                raise ValueError(f"malformed slot {value!r}, expected e.g. 'tue 10:00'")
+            return {"day": parts[0], "time": parts[1]}
+        return value
+
+    def label(self) -> str:
+        return f"{DAY_NAMES[self.day]} {self.time.strftime('%H:%M')}"
+
+
+class WorkingHours(Frozen):
+    """When a person takes meetings, in their own time zone."""
+
+    days: tuple[Weekday, ...] = (0, 1, 2, 3, 4)
+    start: Clock = time(9, 0)
+    end: Clock = time(17, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingHours:
+        if self.end <= self.start:
+            raise ValueError("working hours must end after they start")
+        if not self.days:
+            raise ValueError("working hours need at least one day")
+        return self
+
+    def minutes(self) -> int:
+        return (self.end.hour * 60 + self.end.minute) - (self.start.hour * 60 + self.start.minute)
+
+
+class MonthDay(Frozen):
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = re.fullmatch(r"(\d{1,2})-(\d{1,2})", value.strip())
+            if not match:
+                raise ValueError(f"malformed month-day {value!r}, expected MM-DD")
+            return {"month": int(match.group(1)), "day": int(match.group(2))}
+        return value
+
+
+class Organization(Frozen):
+    name: str = Field(min_length=1)
+    timezone: TimeZoneName = "UTC"
+    fiscal_year_start: MonthDay = MonthDay(month=1, day=1)
+
+
+class Manager(Frozen):
+    email: Email
+    name: str = Field(min_length=1)
+    timezone: TimeZoneName | None = None
+    escalate_to: Email | None = None
+    working_hours: WorkingHours | None = None
+
+
+class Rep(Frozen):
+    email: Email
+    name: str = Field(min_length=1)
+    role: Role
+    start_date: date
+    manager: Email
+    timezone: TimeZoneName | None = None
+    slot: Slot | None = None
+    forecast_within_5pct: bool = False
+    working_hours: WorkingHours | None = None
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _strict_date(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+                raise ValueError(f"bad date {value!r}, expected YYYY-MM-DD")
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError as exc:
+                raise ValueError(f"bad date {value!r}: {exc}") from exc
+        return value
+
+
+class StageRule(Frozen):
+    """One row of the cadence table (seed 000)."""
+
+    label: str
+    sessions_per_week: int = Field(ge=1, le=2)
+    interval_weeks: int = Field(ge=1, le=4)
+    duration_minutes: int = Field(ge=10, le=120)
+    inspection_focus: str
+    skill_focus: str
+    # senior_ae only: the interval when the rep's forecast is within 5% (default biweekly).
+    interval_weeks_if_forecast_within_5pct: int | None = Field(default=None, ge=1, le=4)
+
+
+def default_cadence() -> dict[Stage, StageRule]:
+    return {
+        Stage.NEW_SDR: StageRule(
+            label="New SDR",
+            sessions_per_week=2,
+            interval_weeks=1,
+            duration_minutes=25,
+            inspection_focus="activity volume + script delivery",
+            skill_focus="discovery openers, voicemail scripts",
+        ),
+        Stage.RAMPED_SDR: StageRule(
+            label="Ramped SDR",
+            sessions_per_week=1,
+            interval_weeks=1,
+            duration_minutes=30,
+            inspection_focus="meetings booked + conversion",
+            skill_focus="objection handling, multi-thread DMs",
+        ),
+        Stage.NEW_AE: StageRule(
+            label="New AE",
+            sessions_per_week=1,
+            interval_weeks=1,
+            duration_minutes=45,
+            inspection_focus="pipeline coverage + stage progression",
+            skill_focus="demo storytelling, discovery depth",
+        ),
+        Stage.RAMPED_AE: StageRule(
+            label="Ramped AE",
+            sessions_per_week=1,
+            interval_weeks=1,
+            duration_minutes=30,
+            inspection_focus="win rate + cycle length",
+            skill_focus="multi-thread, executive presence",
+        ),
+        Stage.SENIOR_AE: StageRule(
+            label="Senior AE",
+            sessions_per_week=1,
+            interval_weeks=1,
+            duration_minutes=30,
+            inspection_focus="account plan + forecast confidence",
+            skill_focus="negotiation, board-level outreach",
+            interval_weeks_if_forecast_within_5pct=2,
+        ),
+    }
+
+
+class Thresholds(Frozen):
+    """Cancellation-rate bands (seed 000): healthy under 10%, warning above 15%, red above 25%."""
+
+    healthy_below: float = Field(default=0.10, gt=0, lt=1)
+    warning_above: float = Field(default=0.15, gt=0, lt=1)
+    red_flag_above: float = Field(default=0.25, gt=0, lt=1)
+
+
+class Policy(Frozen):
+    cadence: dict[Stage, StageRule] = Field(default_factory=default_cadence)
+    sdr_ramp_days: int = Field(default=90, ge=1)
+    ae_ramp_days: int = Field(default=180, ge=1)
+    working_hours: WorkingHours = WorkingHours()
+    thresholds: Thresholds = Thresholds()
+    preread_lead_hours: float = Field(default=24, gt=0, le=168)
+    recap_delay_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    agenda_horizon_days: int = Field(default=14, ge=1, le=60)
+    max_reps_per_manager: int = Field(default=8, ge=1)
+
+    @field_validator("cadence", mode="before")
+    @classmethod
+    def _merge_cadence(cls, value: Any) -> Any:
+        # An override may change one row or one field; the rest keeps the seed's table.
+        if not isinstance(value, dict):
+            return value
+        merged: dict[Any, Any] = {k.value: v.model_dump() for k, v in default_cadence().items()}
+        for key, row in value.items():
+            if key in merged and isinstance(row, dict):
+                merged[key] = {**merged[key], **row}
+            else:
+                merged[key] = row
+        return merged
+
+    def rule(self, stage: Stage) -> StageRule:
+        return self.cadence[stage]
+
+    @property
+    def preread_lead(self) -> timedelta:
+        return timedelta(hours=self.preread_lead_hours)
+
+    @property
+    def recap_delay(self) -> timedelta:
+        return timedelta(minutes=self.recap_delay_minutes)
+
+
+class Roster(Frozen):
+    organization: Organization
+    managers: tuple[Manager, ...]
+    reps: tuple[Rep, ...]
+    policy: Policy = Policy()
+
+    def manager(self, email: str) -> Manager:
+        for manager in self.managers:
+            if manager.email == email:
+                return manager
+        raise KeyError(email)

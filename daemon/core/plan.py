@@ -1,0 +1,231 @@
+"""The desired state at an instant: one series per rep, with its stage, slot and next occurrences.
+
+``plan`` is what ``cadence plan`` prints and what the reconcile loop converges the calendars to.
+It is a pure function of the roster, the instant and (optionally) the slots the daemon already
+uses, so the same inputs always give the same plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from daemon.core.fiscal import WEEK11, week_of_quarter_at
+from daemon.core.model import DAY_NAMES, Manager, Rep, Roster, Stage, StageRule, WorkingHours
+from daemon.core.policy import StageSpan, interval_weeks, next_span, span_on
+from daemon.core.schedule import Choice, PairRequest, Pattern, choose_slots, monday_of, zone
+
+UPCOMING = 8
+
+
+class Template:
+    COACHING = "coaching"
+    CAREER = "career"
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    start: datetime  # aware, series zone
+    end: datetime
+    stage: Stage
+    week_of_quarter: int
+    week11: bool
+    template: str  # Template.COACHING | Template.CAREER
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    rep: Rep
+    manager: Manager
+    span: StageSpan
+    rule: StageRule
+    pattern: Pattern
+    next_span: StageSpan | None
+    next_pattern: Pattern | None
+    slot_fits: bool
+    upcoming: tuple[Occurrence, ...]
+
+    @property
+    def stage(self) -> Stage:
+        return self.span.stage
+
+    @property
+    def until(self) -> date | None:
+        """Last date (series zone) the current stage's series may occur."""
+        return None if self.span.end is None else self.span.end - timedelta(days=1)
+
+    @property
+    def timezone(self) -> str:
+        return self.pattern.zone_name
+
+
+def series_zone(rep: Rep, manager: Manager, roster: Roster) -> str:
+    return rep.timezone or manager.timezone or roster.organization.timezone
+
+
+def _hours(hours: WorkingHours | None, roster: Roster) -> WorkingHours:
+    return hours or roster.policy.working_hours
+
+
+def pattern_for(rep: Rep, span: StageSpan, rule: StageRule, choice: Choice, tz: str) -> Pattern:
+    days = choice.days if rule.sessions_per_week == 2 else choice.days[:1]
+    if rule.sessions_per_week == 2 and len(days) == 1:
+        days = tuple(sorted((days[0], (days[0] + 2) % 7)))
+    return Pattern(
+        days=days,
+        time=choice.time,
+        interval_weeks=interval_weeks(rep, rule),
+        duration_minutes=rule.duration_minutes,
+        zone_name=tz,
+        anchor=span.start,
+    )
+
+
+def plan(
+    roster: Roster,
+    at: datetime,
+    sticky: Mapping[str, tuple[int, time]] | None = None,
+    count: int = UPCOMING,
+) -> tuple[SeriesPlan, ...]:
+    """The desired series of every rep at ``at`` (aware).
+
+    ``sticky`` maps a rep's email to the (weekday, time) their live series already uses, so
+    adding a rep to the roster never moves anyone else's meeting.
+    """
+    if at.tzinfo is None:
+        raise ValueError("plan needs an aware instant")
+    sticky = sticky or {}
+    managers = {m.email: m for m in roster.managers}
+    policy = roster.policy
+    requests: list[PairRequest] = []
+    spans: dict[str, tuple[StageSpan, str]] = {}
+    for rep in roster.reps:
+        manager = managers[rep.manager]
+        tz = series_zone(rep, manager, roster)
+        span = span_on(rep, policy, at.astimezone(zone(tz)).date())
+        spans[rep.email] = (span, tz)
+        rule = policy.rule(span.stage)
+        preferred = sticky.get(rep.email)
+        if rep.slot is not None:
+            preferred = (rep.slot.day, rep.slot.time)
+        requests.append(
+            PairRequest(
+                key=rep.email,
+                manager=manager.email,
+                series_zone=tz,
+                rep_zone=tz,
+                rep_hours=_hours(rep.working_hours, roster),
+                manager_zone=manager.timezone or roster.organization.timezone,
+                manager_hours=_hours(manager.working_hours, roster),
+                sessions_per_week=rule.sessions_per_week,
+                duration_minutes=rule.duration_minutes,
+                preferred=preferred,
+            )
+        )
+    week = monday_of(at.date()) + timedelta(weeks=1)
+    choices = choose_slots(requests, week)
+
+    plans = []
+    for rep in roster.reps:
+        manager = managers[rep.manager]
+        span, tz = spans[rep.email]
+        rule = policy.rule(span.stage)
+        choice = choices[rep.email]
+        pattern = pattern_for(rep, span, rule, choice, tz)
+        nspan = next_span(rep, policy, span)
+        npattern = None
+        if nspan is not None:
+            npattern = pattern_for(rep, nspan, policy.rule(nspan.stage), choice, tz)
+        upcoming = tuple(_upcoming(roster, at, span, pattern, nspan, npattern, count))
+        plans.append(
+            SeriesPlan(rep, manager, span, rule, pattern, nspan, npattern, choice.fits, upcoming)
+        )
+    return tuple(plans)
+
+
+def timeline_starts(
+    at: datetime,
+    span: StageSpan,
+    pattern: Pattern,
+    nspan: StageSpan | None,
+    npattern: Pattern | None,
+) -> Iterator[tuple[datetime, Stage, Pattern]]:
+    """The pair's meetings from ``at`` on, across the coming stage change."""
+    local_day = at.astimezone(zone(pattern.zone_name)).date()
+    for start in pattern.occurrences(max(local_day, span.start), span.end):
+        if start >= at:
+            yield start, span.stage, pattern
+    if nspan is not None and npattern is not None:
+        for start in npattern.occurrences(max(local_day, nspan.start), nspan.end):
+            if start >= at:
+                yield start, nspan.stage, npattern
+
+
+def _upcoming(
+    roster: Roster,
+    at: datetime,
+    span: StageSpan,
+    pattern: Pattern,
+    nspan: StageSpan | None,
+    npattern: Pattern | None,
+    count: int,
+) -> Iterator[Occurrence]:
+    org = roster.organization
+    starts = timeline_starts(at, span, pattern, nspan, npattern)
+    current = next(starts, None)
+    produced = 0
+    while current is not None and produced < count:
+        following = next(starts, None)
+        start, stage, pat = current
+        week = week_of_quarter_at(start, zone(org.timezone), org.fiscal_year_start)
+        # The last 1:1 of a calendar month is the career conversation (seed 001).
+        last_of_month = following is None or following[0].month != start.month
+        yield Occurrence(
+            start=start,
+            end=start + pat.duration,
+            stage=stage,
+            week_of_quarter=week,
+            week11=week == WEEK11,
+            template=Template.CAREER if last_of_month else Template.COACHING,
+        )
+        produced += 1
+        current = following
+
+
+def to_json(at: datetime, plans: tuple[SeriesPlan, ...]) -> dict[str, Any]:
+    """The SPEC's ``cadence plan --json`` object."""
+    series = []
+    for p in plans:
+        series.append(
+            {
+                "rep": p.rep.email,
+                "manager": p.manager.email,
+                "stage": p.stage.value,
+                "interval_weeks": p.pattern.interval_weeks,
+                "days": [DAY_NAMES[d] for d in p.pattern.days],
+                "time": p.pattern.time.strftime("%H:%M"),
+                "duration_minutes": p.pattern.duration_minutes,
+                "timezone": p.timezone,
+                "rrule": p.pattern.rrule(),
+                "until": p.until.isoformat() if p.until else None,
+                "next_stage": (
+                    {"stage": p.next_span.stage.value, "on": p.next_span.start.isoformat()}
+                    if p.next_span
+                    else None
+                ),
+                "slot_fits_working_hours": p.slot_fits,
+                "upcoming": [
+                    {
+                        "start": o.start.isoformat(),
+                        "stage": o.stage.value,
+                        "week_of_quarter": o.week_of_quarter,
+                        "week11": o.week11,
+                        "template": o.template,
+                    }
+                    for o in p.upcoming
+                ],
+            }
+        )
+    return {"at": at.isoformat(), "series": series}

@@ -1,0 +1,210 @@
+"""Weekly patterns, the slot each pair meets in, and the occurrences a pattern produces.
+
+"Same time every week" (seed 004): a series keeps one wall-clock slot in its own time zone, so a
+10:00 1:1 is at 10:00 on both sides of a DST change. Slots are chosen inside both people's
+working hours, each read in their own zone on their own weekday (a Tuesday 10:00 in Kolkata is
+a Monday evening in Denver), and never on top of another 1:1 of the same manager.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from daemon.core.model import RRULE_DAYS, WorkingHours
+
+GRID_MINUTES = 30
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def monday_of(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def second_day(first: int) -> int:
+    """Twice-weekly series meet again two days later (Tue/Thu): never on adjacent days."""
+    return (first + 2) % 7
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A weekly rule: days, wall-clock time, every ``interval_weeks`` weeks counted from the week
+    of ``anchor`` (the stage's first day), ``duration_minutes`` long, in ``zone_name``."""
+
+    days: tuple[int, ...]
+    time: time
+    interval_weeks: int
+    duration_minutes: int
+    zone_name: str
+    anchor: date
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+    def rrule(self) -> str:
+        byday = ",".join(RRULE_DAYS[d] for d in self.days)
+        return f"FREQ=WEEKLY;INTERVAL={self.interval_weeks};BYDAY={byday}"
+
+    def occurrences(self, start: date, end: date | None = None) -> Iterator[datetime]:
+        """Starts on dates ``start`` <= d < ``end``, as aware wall-clock times in the zone."""
+        tz = zone(self.zone_name)
+        anchor_week = monday_of(self.anchor)
+        week = monday_of(start)
+        skew = ((week - anchor_week).days // 7) % self.interval_weeks
+        if skew:
+            week += timedelta(weeks=self.interval_weeks - skew)
+        while end is None or week < end:
+            for day in self.days:
+                d = week + timedelta(days=day)
+                if d < start:
+                    continue
+                if end is not None and d >= end:
+                    return
+                yield datetime.combine(d, self.time, tzinfo=tz)
+            week += timedelta(weeks=self.interval_weeks)
+
+    def first_on_or_after(self, day: date) -> datetime:
+        return next(self.occurrences(day))
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """What slot choice needs to know about one rep and their manager."""
+
+    key: str  # the rep's email
+    manager: str
+    series_zone: str
+    rep_zone: str
+    rep_hours: WorkingHours
+    manager_zone: str
+    manager_hours: WorkingHours
+    sessions_per_week: int
+    duration_minutes: int
+    preferred: tuple[int, time] | None  # (weekday, time) in the series zone
+
+
+@dataclass(frozen=True)
+class Choice:
+    days: tuple[int, ...]
+    time: time
+    fits: bool  # False: no slot inside both people's hours; the preferred or a fallback is used
+
+
+@lru_cache(maxsize=65536)
+def _utc_interval(
+    zone_name: str, week: date, day: int, minute: int, length: int
+) -> tuple[int, int]:
+    """Minutes since ``week``'s Monday 00:00 UTC of an occurrence (for overlap checks)."""
+    d = week + timedelta(days=day)
+    local = datetime(d.year, d.month, d.day, minute // 60, minute % 60, tzinfo=zone(zone_name))
+    base = datetime(week.year, week.month, week.day, tzinfo=zone("UTC"))
+    start = int((local - base).total_seconds() // 60)
+    return start, start + length
+
+
+@lru_cache(maxsize=65536)
+def _inside(
+    series_zone: str, week: date, day: int, minute: int, length: int, zone_name: str,
+    hours: WorkingHours,
+) -> bool:  # fmt: skip
+    d = week + timedelta(days=day)
+    local = datetime(d.year, d.month, d.day, minute // 60, minute % 60, tzinfo=zone(series_zone))
+    start = local.astimezone(zone(zone_name))
+    end = start + timedelta(minutes=length)
+    if start.weekday() not in hours.days or end.date() != start.date():
+        return False
+    return hours.start <= start.time() and end.time() <= hours.end
+
+
+def fits(request: PairRequest, days: Sequence[int], at: time, week: date) -> bool:
+    minute = at.hour * 60 + at.minute
+    length = request.duration_minutes
+    return all(
+        _inside(request.series_zone, week, d, minute, length, request.rep_zone, request.rep_hours)
+        and _inside(
+            request.series_zone,
+            week,
+            d,
+            minute,
+            length,
+            request.manager_zone,
+            request.manager_hours,
+        )  # fmt: skip
+        for d in days
+    )
+
+
+def _days(first: int, sessions: int) -> tuple[int, ...]:
+    return (first,) if sessions == 1 else tuple(sorted((first, second_day(first))))
+
+
+def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Choice]:
+    """One slot per pair, evaluated on the week starting Monday ``week``.
+
+    Preferred slots are honoured first (even outside working hours, flagged ``fits=False``),
+    then the others, in roster order, take the earliest 30-minute step inside both people's
+    working hours that does not overlap another 1:1 of the same manager.
+    """
+    taken: dict[str, list[tuple[int, int]]] = {}
+    chosen: dict[str, Choice] = {}
+
+    def book(request: PairRequest, days: tuple[int, ...], at: time) -> None:
+        minute = at.hour * 60 + at.minute
+        for d in days:
+            interval = _utc_interval(request.series_zone, week, d, minute, request.duration_minutes)
+            taken.setdefault(request.manager, []).append(interval)
+
+    def free(request: PairRequest, days: tuple[int, ...], at: time) -> bool:
+        minute = at.hour * 60 + at.minute
+        busy = taken.get(request.manager, ())
+        for d in days:
+            s, e = _utc_interval(request.series_zone, week, d, minute, request.duration_minutes)
+            if any(s < be and bs < e for bs, be in busy):
+                return False
+        return True
+
+    for request in requests:
+        if request.preferred is not None:
+            first, at = request.preferred
+            days = _days(first, request.sessions_per_week)
+            chosen[request.key] = Choice(days, at, fits(request, days, at, week))
+            book(request, days, at)
+
+    for request in requests:
+        if request.key in chosen:
+            continue
+        choice = _first_free(request, week, free)
+        if choice is None:
+            days = _days(0, request.sessions_per_week)
+            choice = Choice(days, request.rep_hours.start, fits=False)
+        chosen[request.key] = choice
+        book(request, choice.days, choice.time)
+    return chosen
+
+
+_Free = Callable[[PairRequest, tuple[int, ...], time], bool]
+
+
+def _first_free(request: PairRequest, week: date, free: _Free) -> Choice | None:
+    hours = request.rep_hours
+    first_minute = hours.start.hour * 60 + hours.start.minute
+    first_minute += -first_minute % GRID_MINUTES
+    last_minute = hours.end.hour * 60 + hours.end.minute - request.duration_minutes
+    # Twice-weekly pairs need their second day too; prefer early-week first days (Mon/Wed, Tue/Thu).
+    for first in range(7):
+        days = _days(first, request.sessions_per_week)
+        if request.sessions_per_week == 2 and second_day(first) < first:
+            continue
+        for minute in range(first_minute, last_minute + 1, GRID_MINUTES):
+            at = time(minute // 60, minute % 60)
+            if fits(request, days, at, week) and free(request, days, at):
+                return Choice(days, at, fits=True)
+    return None

@@ -1,0 +1,165 @@
+"""What an admin sees when the config is wrong: every problem, with file, line, entry, field."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load
+from daemon.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "cadence.yaml"
+HEAD = """\
+organization: {name: Acme, timezone: America/New_York}
+managers:
+  - {email: maya@acme.test, name: Maya Chen, timezone: America/Chicago}
+reps:
+"""
+
+
+def write(tmp_path: Path, body: str, head: str = HEAD) -> Path:
+    path = tmp_path / "cadence.yaml"
+    path.write_text(head + textwrap.dedent(body))
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    return info.value.problems
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args], capture_output=True, text=True, cwd=REPO
+    )
+
+
+def test_every_problem_is_reported_at_once_with_line_entry_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-02-30, manager: maya@acme.test}
+      - {email: ana@acme.test, name: Ana, role: cto, start_date: 2026-01-01, manager: maya@acme.test}
+      - {email: Sam@acme.test, name: Sam2, role: ae, start_date: 2026-01-01, manager: bob@acme.test}
+      - {email: lee@acme.test, name: Lee, role: ae, start_date: 2026-01-01, manager: maya@acme.test,
+         timezone: Mars/Base, slot: {day: tue, time: "9am"}, colour: red}
+      - {email: maya@acme.test, name: Maya, role: ae, start_date: 2026-01-01, manager: maya@acme.test}
+    """)  # fmt: skip
+    found = problems(path)
+    expected = [
+        (5, "reps[0] (sam@acme.test): start_date: bad date '2026-02-30'"),
+        (6, "reps[1] (ana@acme.test): role: unknown value 'cto'"),
+        (7, "reps[2] (Sam@acme.test): email: duplicate email 'sam@acme.test'"),
+        (7, "reps[2] (Sam@acme.test): manager: unknown manager 'bob@acme.test'"),
+        (9, "reps[3] (lee@acme.test): timezone: unknown time zone 'Mars/Base'"),
+        (9, "reps[3] (lee@acme.test): slot.time: malformed time '9am'"),
+        (9, "reps[3] (lee@acme.test): colour: unknown key"),
+        (10, "reps[4] (maya@acme.test): manager: 'maya@acme.test' is listed as their own manager"),
+    ]
+    for line, text in expected:
+        assert any(p.startswith(f"{path}:{line}: {text}") for p in found), (text, found)
+    assert len(found) == len(expected)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "  - {email: sam@acme.test, name: [Sam\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:6: YAML syntax error")
+
+
+def test_malformed_slot_and_unknown_day(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-09-01,
+         manager: maya@acme.test, slot: {day: funday, time: "10:00"}}
+    """)  # fmt: skip
+    (problem,) = problems(path)
+    assert "slot.day: unknown day 'funday'" in problem
+
+
+def test_csv_roster_errors_name_the_csv_line(tmp_path: Path) -> None:
+    (tmp_path / "roster.csv").write_text(
+        "email,name,role,start_date,manager,timezone,slot,forecast_within_5pct\n"
+        "sam@acme.test,Sam,sdr,2026-09-01,maya@acme.test,,tue 10:00,\n"
+        "ana@acme.test,Ana,senior_ae,2021-03-15,maya@acme.test,,tuesday,maybe\n"
+    )
+    path = write(tmp_path, "", head=HEAD.replace("reps:\n", "reps: roster.csv\n"))
+    found = problems(path)
+    csv = tmp_path / "roster.csv"
+    assert any(p.startswith(f"{csv}:3: reps[1] (ana@acme.test): slot: ") for p in found), found
+    assert any(p.startswith(f"{csv}:3: reps[1] (ana@acme.test): forecast_within_5pct")
+               for p in found), found  # fmt: skip
+
+
+def test_the_csv_roster_gives_the_same_plan_as_the_yaml_list(tmp_path: Path) -> None:
+    shutil.copy(REPO / "config" / "roster.csv", tmp_path / "roster.csv")
+    text = EXAMPLE.read_text()
+    head, _, tail = text.partition("\nreps:\n")
+    body = tail[tail.index("\n# policy") :]
+    (tmp_path / "cadence.yaml").write_text(head + "\nreps: roster.csv\n" + body)
+    at = "2026-11-22T09:00:00-05:00"
+    from_yaml = cli("plan", "--config", str(EXAMPLE), "--at", at, "--json")
+    from_csv = cli("plan", "--config", str(tmp_path / "cadence.yaml"), "--at", at, "--json")
+    assert from_yaml.returncode == 0 and from_csv.returncode == 0, from_csv.stderr
+    assert json.loads(from_yaml.stdout) == json.loads(from_csv.stdout)
+
+
+def test_warnings_for_span_of_control_and_no_common_hours(tmp_path: Path) -> None:
+    reps = "".join(
+        f"  - {{email: r{i}@acme.test, name: R{i}, role: ae, start_date: 2025-01-06, "
+        f"manager: maya@acme.test}}\n"
+        for i in range(9)
+    )
+    reps += ("  - {email: kyo@acme.test, name: Kyo, role: ae, start_date: 2025-01-06, "
+             "manager: maya@acme.test, timezone: Asia/Tokyo}\n")  # fmt: skip
+    path = write(tmp_path, reps)
+    config = load(path, now=datetime(2026, 11, 22, tzinfo=UTC))
+    assert any("maya@acme.test has 10 reps" in w for w in config.warnings)
+    assert any("kyo@acme.test" in w and "working hours" in w for w in config.warnings)
+
+
+def test_cli_validate_exit_codes_and_stderr(tmp_path: Path) -> None:
+    ok = cli("validate", "--config", str(EXAMPLE))
+    assert ok.returncode == 0 and "valid: 3 managers, 10 reps" in ok.stdout
+    bad = write(tmp_path, "  - {email: sam@acme.test, name: Sam, role: cto, start_date: x, "
+                          "manager: nobody@acme.test}\n")  # fmt: skip
+    result = cli("validate", "--config", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{bad}:5: reps[0]") for line in lines)
+    assert "Traceback" not in result.stderr
+    missing = cli("validate", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_plan_json_matches_the_spec_example() -> None:
+    result = cli("plan", "--config", str(EXAMPLE), "--at", "2026-11-22T09:00:00-05:00", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["at"] == "2026-11-22T09:00:00-05:00"
+    sam = next(s for s in data["series"] if s["rep"] == "sam@acme.test")
+    assert {k: sam[k] for k in ("manager", "stage", "interval_weeks", "days", "duration_minutes",
+                                "timezone", "rrule", "until", "next_stage")} == {
+        "manager": "maya@acme.test", "stage": "new_sdr", "interval_weeks": 1,
+        "days": ["tue", "thu"], "duration_minutes": 25, "timezone": "America/Denver",
+        "rrule": "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU,TH", "until": "2026-11-29",
+        "next_stage": {"stage": "ramped_sdr", "on": "2026-11-30"},
+    }  # fmt: skip
+    first = sam["upcoming"][0]
+    assert first["start"] == "2026-11-24T10:00:00-07:00"
+    assert (first["week_of_quarter"], first["week11"], first["template"]) == (4, False, "coaching")
+    assert all(len(s["upcoming"]) >= 8 for s in data["series"])
+
+
+def test_plan_table_is_readable_and_bad_at_is_one_line() -> None:
+    table = cli("plan", "--config", str(EXAMPLE), "--at", "2026-11-22T09:00:00-05:00")
+    assert table.returncode == 0
+    assert "sam@acme.test" in table.stdout and "Tue/Thu 10:00 weekly" in table.stdout
+    bad = cli("plan", "--config", str(EXAMPLE), "--at", "next tuesday")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "ISO-8601" in bad.stderr
