@@ -1,0 +1,394 @@
+"""The CalDAV calendar provider: Radicale, Nextcloud, Fastmail, iCloud... through one protocol.
+
+Each series is one resource ``<calendar>/<uid>.ics`` holding the master VEVENT and its overrides,
+so a removed href maps back to a uid. The ``caldav`` library's ``DAVClient`` carries every
+request (session, timeouts, Basic/Digest negotiation, 429 detection); the WebDAV verbs are spelled
+out here because the reconcile loop needs control that the high-level objects hide: exactly one
+REPORT for a quiet ``changes`` call (calendar data comes inside the sync-collection answer),
+``If-None-Match: *`` / ``If-Match`` on every write, and no write at all when nothing changed.
+iCalendar reading and editing lives in ``daemon.providers.ical``.
+
+Every failure leaves as a ``daemon.errors`` class with one line naming the server (never a
+password); no caldav, niquests or lxml exception escapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, NoReturn
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+from caldav.davclient import DAVClient
+from caldav.lib import error as dav_error
+from icalendar import Calendar
+from lxml import etree
+
+from daemon.errors import (
+    AuthError,
+    Conflict,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TokenExpired,
+    Transient,
+)
+from daemon.providers import ical
+from daemon.providers.base import (
+    OWNER_PROPERTY,
+    Capabilities,
+    Changes,
+    ObservedSeries,
+    SeriesSpec,
+)
+
+log = logging.getLogger(__name__)
+
+_DAV = "DAV:"
+_CALDAV = "urn:ietf:params:xml:ns:caldav"
+_SYNC_TOKEN_PRECONDITION = f"{{{_DAV}}}valid-sync-token"
+_XML = {"Content-Type": 'application/xml; charset="utf-8"'}
+_ICS = {"Content-Type": "text/calendar; charset=utf-8"}
+_MAX_SYNC_PAGES = 50  # a server truncating sync-collection (507) is followed this many times
+
+_SYNC_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<D:sync-collection xmlns:D="{_DAV}" xmlns:C="{_CALDAV}">'
+    "<D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level>"
+    "<D:prop><D:getetag/><C:calendar-data/></D:prop></D:sync-collection>"
+)
+_MULTIGET_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<C:calendar-multiget xmlns:D="{_DAV}" xmlns:C="{_CALDAV}">'
+    "<D:prop><D:getetag/><C:calendar-data/></D:prop>{hrefs}</C:calendar-multiget>"
+)
+_MKCALENDAR_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<C:mkcalendar xmlns:D="{_DAV}" xmlns:C="{_CALDAV}"><D:set><D:prop>'
+    "<D:displayname>1:1s (cadence)</D:displayname>"
+    '<C:supported-calendar-component-set><C:comp name="VEVENT"/>'
+    "</C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"
+)
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One response of a multistatus: an href with its data, or gone (404)."""
+
+    href: str
+    gone: bool
+    etag: str | None
+    data: str | None
+
+
+def _public(url: str) -> str:
+    """``url`` without user:password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def _reason(err: BaseException) -> str:
+    """A short human reason for a network failure, e.g. ``Connection refused``."""
+    text = str(err)
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if found:
+        return str(found[-1]).strip()
+    if "timed out" in text.lower() or "timeout" in type(err).__name__.lower():
+        return "timed out"
+    return type(err).__name__
+
+
+class CalDAVProvider:
+    """A ``CalendarProvider`` over CalDAV; each manager's calendar at ``url + calendar_path``.
+
+    ``requests_made`` counts HTTP requests sent (a quiet ``changes`` call costs exactly one).
+    Free/busy is not offered: CalDAV scheduling (RFC 6638) outbox queries are rarely enabled and
+    Radicale has none, so ``capabilities.free_busy`` is False and ``free_busy`` returns nothing.
+    """
+
+    capabilities = Capabilities(sync_tokens=True, free_busy=False)
+
+    def __init__(
+        self,
+        url: str,
+        calendar_path: str = "{manager}/cadence/",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.calendar_path = calendar_path
+        self.timeout = timeout
+        self.requests_made = 0
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._server = _public(self.url)
+        try:
+            self._client = DAVClient(
+                url=self.url,
+                username=username,
+                password=password,
+                timeout=timeout,  # type: ignore[arg-type]  # niquests takes float seconds
+                rate_limit_handle=False,
+                enable_rfc6764=False,
+            )
+        except Exception as err:  # a malformed url or option; say which server, not how
+            raise ProviderError(
+                f"calendar server {self._server} cannot be used: {type(err).__name__}"
+            ) from None
+        self._client.session.hooks["pre_request"].append(self._count)
+
+    def _count(self, request: Any, **_: Any) -> Any:
+        self.requests_made += 1
+        return request
+
+    # -- the contract ------------------------------------------------------------------------
+
+    def ensure_calendar(self, manager: str) -> None:
+        url = self._calendar_url(manager)
+        if self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404}).status == 207:
+            return
+        made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405, 409})
+        if made.status in (201, 405):
+            return
+        parent = urljoin(url, "..")
+        self._request("MKCOL", parent, "", None, ok={201, 405})
+        self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405})
+        log.info("created calendar %s", _public(url))
+
+    def changes(self, manager: str, token: str | None) -> Changes:
+        url = self._calendar_url(manager)
+        collection = urlsplit(url).path
+        entries: list[_Entry] = []
+        current = token
+        for _page in range(_MAX_SYNC_PAGES):
+            body = _SYNC_BODY.format(token=_xml_escape(current or ""))
+            response = self._request("REPORT", url, body, {"Depth": "0", **_XML}, ok={207})
+            page, current, truncated = _parse_sync(response.body, collection)
+            entries.extend(page)
+            if not truncated:
+                break
+        if current is None:
+            raise Transient(f"calendar server {self._server} sent no sync token for {url}")
+        missing = [e.href for e in entries if not e.gone and e.data is None]
+        fetched = {e.href: e for e in self._multiget(url, missing)} if missing else {}
+        changed: dict[str, ObservedSeries] = {}
+        removed: list[str] = []
+        for entry in entries:
+            if entry.gone:
+                removed.append(_uid_of(entry.href))
+                continue
+            data = entry.data if entry.data is not None else fetched.get(entry.href, entry).data
+            series = ical.read_series(data) if data else None
+            if series is not None:
+                changed[series.uid] = series
+        return Changes(
+            token=current,
+            changed=tuple(changed.values()),
+            removed=tuple(removed),
+            complete=token is None,
+        )
+
+    def create_series(self, manager: str, series: SeriesSpec) -> None:
+        url = self._resource_url(manager, series.uid)
+        data = ical.build_series(series, self._clock()).decode()
+        headers = {"If-None-Match": "*", **_ICS}
+        status = self._request("PUT", url, data, headers, ok={201, 204, 404, 409, 412}).status
+        if status in (404, 409):  # no calendar yet
+            self.ensure_calendar(manager)
+            status = self._request("PUT", url, data, headers, ok={201, 204, 412}).status
+        if status == 412:
+            log.debug("series %s already on the calendar", series.uid)
+
+    def end_series(self, manager: str, uid: str, until: date) -> None:
+        self._edit(manager, uid, lambda cal: ical.end_rule(cal, until))
+
+    def write_agendas(
+        self,
+        manager: str,
+        uid: str,
+        master_block: str | None,
+        occurrence_blocks: Mapping[datetime, str],
+    ) -> None:
+        self._edit(
+            manager,
+            uid,
+            lambda cal: ical.splice_agendas(cal, master_block, occurrence_blocks, self._clock()),
+        )
+
+    def free_busy(
+        self, emails: Sequence[str], start: datetime, end: datetime
+    ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
+        return {}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _calendar_url(self, manager: str) -> str:
+        path = self.calendar_path.format(manager=manager)
+        if not path.endswith("/"):
+            path += "/"
+        return urljoin(self.url, path.lstrip("/"))
+
+    def _resource_url(self, manager: str, uid: str) -> str:
+        return self._calendar_url(manager) + f"{uid}.ics"
+
+    def _edit(self, manager: str, uid: str, change: Callable[[Calendar], bool]) -> None:
+        """GET, change, PUT with If-Match; re-read once on 412, then ``Conflict``."""
+        url = self._resource_url(manager, uid)
+        for attempt in range(2):
+            response = self._request("GET", url, "", None, ok={200})
+            etag = response.headers.get("ETag") or response.headers.get("etag")
+            try:
+                cal = ical.parse_calendar(response.body)
+                master = ical.master_of(cal)
+            except ical.Unreadable as err:
+                raise NotFound(f"series {uid} on {self._server} cannot be read: {err}") from None
+            if OWNER_PROPERTY not in master:
+                raise NotFound(f"event {uid} on {self._server} was not created by cadence")
+            try:
+                if not change(cal):
+                    return
+            except (ical.Unreadable, ValueError, KeyError) as err:
+                raise NotFound(f"series {uid} on {self._server} cannot be edited: {err}") from None
+            headers = {**_ICS, **({"If-Match": etag} if etag else {})}
+            put = self._request(
+                "PUT", url, ical.serialize(cal).decode(), headers, ok={201, 204, 412}
+            )
+            if put.status != 412:
+                return
+            log.debug("series %s changed while we edited it (attempt %d)", uid, attempt + 1)
+        raise Conflict(f"series {uid} on {self._server} keeps changing; will try next pass")
+
+    def _multiget(self, calendar_url: str, hrefs: list[str]) -> list[_Entry]:
+        body = _MULTIGET_BODY.format(
+            hrefs="".join(f"<D:href>{_xml_escape(h)}</D:href>" for h in hrefs)
+        )
+        response = self._request("REPORT", calendar_url, body, {"Depth": "1", **_XML}, ok={207})
+        return _parse_sync(response.body, urlsplit(calendar_url).path)[0]
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        body: str,
+        headers: Mapping[str, str] | None,
+        ok: set[int],
+    ) -> _Response:
+        """One request; statuses outside ``ok`` become project errors."""
+        try:
+            raw = self._client.request(url, method, body, dict(headers or {}))
+            response = _Response(raw.status, dict(raw.headers), _body_of(raw))
+        except dav_error.RateLimitError as err:
+            raise RateLimited(
+                f"calendar server {self._server} asks to slow down", err.retry_after_seconds
+            ) from None
+        except dav_error.AuthorizationError as err:
+            if _SYNC_TOKEN_PRECONDITION in (err.preconditions or []):
+                raise TokenExpired(f"sync token for {_public(url)} is no longer valid") from None
+            if err.status == 403:
+                raise AuthError(
+                    f"calendar server {self._server} forbids {method} {urlsplit(url).path}"
+                ) from None
+            raise AuthError(f"calendar server {self._server} refused the credentials") from None
+        except Exception as err:  # niquests/urllib3/lxml/caldav: the server is not usable now
+            raise Transient(
+                f"calendar server {self._server} cannot be reached: {_reason(err)}"
+            ) from None
+        if response.status in ok:
+            return response
+        self._fail(method, url, response)
+
+    def _fail(self, method: str, url: str, response: _Response) -> NoReturn:
+        where = f"{method} {_public(url)}"
+        status = response.status
+        if _SYNC_TOKEN_PRECONDITION.encode() in _clark_preconditions(response.body):
+            raise TokenExpired(f"sync token for {_public(url)} is no longer valid")
+        if status in (401, 403):
+            raise AuthError(f"calendar server {self._server} refused {where} ({status})")
+        if status == 404:
+            raise NotFound(f"{_public(url)} does not exist")
+        if status in (409, 412):
+            raise Conflict(f"{where} conflicts with the calendar's current state ({status})")
+        if status == 429:
+            raise RateLimited(f"calendar server {self._server} asks to slow down", None)
+        if status >= 500:
+            raise Transient(f"calendar server {self._server} failed {where} ({status})")
+        raise ProviderError(f"calendar server {self._server} rejected {where} ({status})")
+
+
+def _body_of(response: Any) -> bytes:
+    return str(response.raw or "").encode()
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _uid_of(href: str) -> str:
+    name = unquote(href.rstrip("/").rsplit("/", 1)[-1])
+    return name[: -len(".ics")] if name.endswith(".ics") else name
+
+
+def _xml(body: bytes) -> Any:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    return etree.fromstring(body, parser=parser)
+
+
+def _clark_preconditions(body: bytes) -> bytes:
+    """The Clark names of a DAV:error body's children, joined, or b'' when it is no such body."""
+    try:
+        root = _xml(body)
+    except Exception:
+        return b""
+    if root.tag != f"{{{_DAV}}}error":
+        return b""
+    return b" ".join(str(child.tag).encode() for child in root)
+
+
+def _parse_sync(body: bytes, collection: str) -> tuple[list[_Entry], str | None, bool]:
+    """Entries, the new sync token and whether the server truncated the answer (507)."""
+    try:
+        root = _xml(body)
+    except Exception as err:
+        raise Transient(f"calendar server sent unreadable XML: {type(err).__name__}") from None
+    token_node = root.find(f"{{{_DAV}}}sync-token")
+    token = token_node.text.strip() if token_node is not None and token_node.text else None
+    entries: list[_Entry] = []
+    truncated = False
+    for node in root.findall(f"{{{_DAV}}}response"):
+        href = unquote((node.findtext(f"{{{_DAV}}}href") or "").strip())
+        status = node.findtext(f"{{{_DAV}}}status") or ""
+        if href.rstrip("/") == unquote(collection).rstrip("/"):
+            truncated = truncated or " 507 " in status
+            continue
+        if " 404 " in status:
+            entries.append(_Entry(href, gone=True, etag=None, data=None))
+            continue
+        etag: str | None = None
+        data: str | None = None
+        for propstat in node.findall(f"{{{_DAV}}}propstat"):
+            if " 200 " not in (propstat.findtext(f"{{{_DAV}}}status") or ""):
+                continue
+            prop = propstat.find(f"{{{_DAV}}}prop")
+            if prop is None:
+                continue
+            etag = prop.findtext(f"{{{_DAV}}}getetag") or etag
+            data = prop.findtext(f"{{{_CALDAV}}}calendar-data") or data
+        if href.endswith("/"):
+            continue  # a sub-collection, not a calendar object
+        entries.append(_Entry(href, gone=False, etag=etag, data=data))
+    return entries, token, truncated
