@@ -6,10 +6,12 @@ decline, cancel or move an occurrence, and foreign or broken resources.
 
 from __future__ import annotations
 
+import itertools
 import socket
 import urllib.error
 import urllib.request
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from icalendar import Calendar
 
 from daemon.core.agenda import wrap
 from daemon.embedded import EmbeddedRadicale
-from daemon.errors import NotFound, TokenExpired, Transient
+from daemon.errors import Conflict, NotFound, TokenExpired, Transient
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
 from tests.contract.provider_contract import (
@@ -375,3 +377,63 @@ def test_embedded_server_on_a_taken_port_says_so(tmp_path: Path) -> None:
         with pytest.raises(Transient, match="did not start") as raised:
             EmbeddedRadicale(tmp_path, port=port).start()
     assert str(port) in str(raised.value)
+
+
+# -- someone edits between our read and our write ----------------------------------------------
+
+
+def _interfering_clock(
+    radicale: EmbeddedRadicale, manager: str, uid: str, times: int
+) -> Callable[[], datetime]:
+    """A clock that, the first ``times`` times it is read, lets a person append a note first.
+
+    The provider reads its clock between GET and PUT, so each edit lands in that window.
+    """
+    calls = itertools.count(1)
+
+    def now() -> datetime:
+        call = next(calls)
+        if call <= times:
+            _, body = _get(radicale, manager, f"{uid}.ics")
+            cal = Calendar.from_ical(body)
+            master = cal.walk("VEVENT")[0]
+            text = str(master.get("DESCRIPTION", "")) + f"\nPerson's edit {call}"
+            master.pop("DESCRIPTION")
+            master.add("DESCRIPTION", text)
+            _put(radicale, manager, f"{uid}.ics", cal.to_ical())
+        return datetime(2030, 10, 1, 12, 0, tzinfo=UTC)
+
+    return now
+
+
+def test_an_edit_between_read_and_write_is_kept(
+    radicale: EmbeddedRadicale, manager_email: str
+) -> None:
+    uid = "ics-race-once"
+    CalDAVProvider(radicale.url).create_series(manager_email, series_spec(manager_email, uid))
+    provider = CalDAVProvider(
+        radicale.url, clock=_interfering_clock(radicale, manager_email, uid, times=1)
+    )
+
+    provider.write_agendas(manager_email, uid, wrap("Fresh agenda"), {})
+
+    series = only_series(provider.changes(manager_email, None), uid)
+    assert "Fresh agenda" in series.description
+    assert "Person's edit 1" in series.description
+
+
+def test_an_object_that_keeps_changing_is_a_conflict(
+    radicale: EmbeddedRadicale, manager_email: str
+) -> None:
+    uid = "ics-race-always"
+    CalDAVProvider(radicale.url).create_series(manager_email, series_spec(manager_email, uid))
+    provider = CalDAVProvider(
+        radicale.url, clock=_interfering_clock(radicale, manager_email, uid, times=99)
+    )
+
+    with pytest.raises(Conflict, match=uid):
+        provider.write_agendas(manager_email, uid, wrap("Fresh agenda"), {})
+
+    series = only_series(provider.changes(manager_email, None), uid)
+    assert "Fresh agenda" not in series.description
+    assert "Person's edit 2" in series.description
