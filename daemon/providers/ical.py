@@ -363,7 +363,7 @@ def splice_agendas(
         original = original.astimezone(zone)
         override = by_start.get(original)
         if override is not None:
-            if True:
+            if str(override.get("STATUS", "")).upper() != "CANCELLED":
                 changed |= _set_description(override, splice(_text(override), block), now)
         elif original not in removed and produces(original):
             text = splice(_text(master), block)
