@@ -194,6 +194,20 @@ def _upcoming(
         current = following
 
 
+def occurrences_between(
+    roster: Roster, series: SeriesPlan, start: datetime, end: datetime
+) -> tuple[Occurrence, ...]:
+    """The pair's desired occurrences starting in [start, end), with template and week flags."""
+    out = []
+    for occurrence in _upcoming(
+        roster, start, series.span, series.pattern, series.next_span, series.next_pattern, 10_000
+    ):
+        if occurrence.start >= end:
+            break
+        out.append(occurrence)
+    return tuple(out)
+
+
 def to_json(at: datetime, plans: tuple[SeriesPlan, ...]) -> dict[str, Any]:
     """The SPEC's ``cadence plan --json`` object."""
     series = []
