@@ -1,11 +1,12 @@
 """The CalDAV calendar provider: Radicale, Nextcloud, Fastmail, iCloud... through one protocol.
 
-Each series is one resource ``<calendar>/<uid>.ics`` holding the master VEVENT and its overrides,
-so a removed href maps back to a uid. The ``caldav`` library's ``DAVClient`` carries every
-request (session, timeouts, Basic/Digest negotiation, 429 detection); the WebDAV verbs are spelled
-out here because the reconcile loop needs control that the high-level objects hide: exactly one
-REPORT for a quiet ``changes`` call (calendar data comes inside the sync-collection answer),
-``If-None-Match: *`` / ``If-Match`` on every write, and no write at all when nothing changed.
+Each series is one resource ``<calendar>/<uid>.ics`` (the uid base32-encoded when it is not
+path-safe) holding the master VEVENT and its overrides, so a removed href maps back to a uid.
+The ``caldav`` library's ``DAVClient`` carries every request (session, timeouts, Basic/Digest
+negotiation, 429 detection); the WebDAV verbs are spelled out here because the reconcile loop
+needs control that the high-level objects hide: exactly one REPORT for a quiet ``changes`` call
+(calendar data comes inside the sync-collection answer), ``If-None-Match: *`` / ``If-Match`` on
+every write, and no write at all when nothing changed.
 iCalendar reading and editing lives in ``daemon.providers.ical``.
 
 Every failure leaves as a ``daemon.errors`` class with one line naming the server (never a
@@ -14,13 +15,14 @@ password); no caldav, niquests or lxml exception escapes.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, NoReturn
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
@@ -52,6 +54,8 @@ _CALDAV = "urn:ietf:params:xml:ns:caldav"
 _SYNC_TOKEN_PRECONDITION = f"{{{_DAV}}}valid-sync-token"
 _XML = {"Content-Type": 'application/xml; charset="utf-8"'}
 _ICS = {"Content-Type": "text/calendar; charset=utf-8"}
+_SAFE_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+-]*")
+_ENCODED_PREFIX = "b32-"
 _MAX_SYNC_PAGES = 50  # a server truncating sync-collection (507) is followed this many times
 
 _SYNC_BODY = (
@@ -151,6 +155,7 @@ class CalDAVProvider:
                 f"calendar server {self._server} cannot be used: {type(err).__name__}"
             ) from None
         self._client.session.hooks["pre_request"].append(self._count)
+        self.url = self._server  # credentials now live in the client, not in request urls
 
     def _count(self, request: Any, **_: Any) -> Any:
         self.requests_made += 1
@@ -163,12 +168,11 @@ class CalDAVProvider:
         if self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404}).status == 207:
             return
         made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405, 409})
-        if made.status in (201, 405):
-            return
-        parent = urljoin(url, "..")
-        self._request("MKCOL", parent, "", None, ok={201, 405})
-        self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405})
-        log.info("created calendar %s", _public(url))
+        if made.status == 409:  # the parent (the manager's home) is missing too
+            self._request("MKCOL", urljoin(url, ".."), "", None, ok={201, 405})
+            made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405})
+        if made.status == 201:
+            log.info("created calendar %s", _public(url))
 
     def changes(self, manager: str, token: str | None) -> Changes:
         url = self._calendar_url(manager)
@@ -183,7 +187,7 @@ class CalDAVProvider:
             if not truncated:
                 break
         if current is None:
-            raise Transient(f"calendar server {self._server} sent no sync token for {url}")
+            raise Transient(f"calendar server {self._server} sent no sync token for {_public(url)}")
         missing = [e.href for e in entries if not e.gone and e.data is None]
         fetched = {e.href: e for e in self._multiget(url, missing)} if missing else {}
         changed: dict[str, ObservedSeries] = {}
@@ -205,7 +209,10 @@ class CalDAVProvider:
 
     def create_series(self, manager: str, series: SeriesSpec) -> None:
         url = self._resource_url(manager, series.uid)
-        data = ical.build_series(series, self._clock()).decode()
+        try:
+            data = ical.build_series(series, self._clock()).decode()
+        except (ValueError, KeyError, TypeError) as err:  # bad zone or rule in the spec
+            raise ProviderError(f"series {series.uid} cannot be written: {err}") from None
         headers = {"If-None-Match": "*", **_ICS}
         status = self._request("PUT", url, data, headers, ok={201, 204, 404, 409, 412}).status
         if status in (404, 409):  # no calendar yet
@@ -238,13 +245,13 @@ class CalDAVProvider:
     # -- helpers -----------------------------------------------------------------------------
 
     def _calendar_url(self, manager: str) -> str:
-        path = self.calendar_path.format(manager=manager)
+        path = self.calendar_path.format(manager=quote(manager, safe="@+"))
         if not path.endswith("/"):
             path += "/"
         return urljoin(self.url, path.lstrip("/"))
 
     def _resource_url(self, manager: str, uid: str) -> str:
-        return self._calendar_url(manager) + f"{uid}.ics"
+        return self._calendar_url(manager) + _resource_name(uid)
 
     def _edit(self, manager: str, uid: str, change: Callable[[Calendar], bool]) -> None:
         """GET, change, PUT with If-Match; re-read once on 412, then ``Conflict``."""
@@ -262,7 +269,7 @@ class CalDAVProvider:
             try:
                 if not change(cal):
                     return
-            except (ical.Unreadable, ValueError, KeyError) as err:
+            except (ValueError, KeyError, TypeError) as err:  # Unreadable is a ValueError
                 raise NotFound(f"series {uid} on {self._server} cannot be edited: {err}") from None
             headers = {**_ICS, **({"If-Match": etag} if etag else {})}
             put = self._request(
@@ -338,9 +345,24 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _resource_name(uid: str) -> str:
+    """``<uid>.ics``; a uid servers would mangle in a path is base32-encoded, reversibly."""
+    if _SAFE_UID.fullmatch(uid):
+        return f"{uid}.ics"
+    encoded = base64.b32encode(uid.encode()).decode().rstrip("=").lower()
+    return f"{_ENCODED_PREFIX}{encoded}.ics"
+
+
 def _uid_of(href: str) -> str:
     name = unquote(href.rstrip("/").rsplit("/", 1)[-1])
-    return name[: -len(".ics")] if name.endswith(".ics") else name
+    stem = name[: -len(".ics")] if name.endswith(".ics") else name
+    if stem.startswith(_ENCODED_PREFIX):
+        encoded = stem[len(_ENCODED_PREFIX) :].upper()
+        try:
+            return base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode()
+        except (ValueError, UnicodeDecodeError):
+            return stem
+    return stem
 
 
 def _xml(body: bytes) -> Any:

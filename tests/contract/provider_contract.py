@@ -180,3 +180,11 @@ class ProviderContract:
         # The calendar was never created: whatever the backend answers, it is a project error.
         with pytest.raises(ProviderError):
             provider.changes(manager, None)
+
+    def test_an_unusable_spec_is_a_project_error(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        spec = series_spec(manager, "contract-bad-zone", timezone="Mars/Olympus")
+        with pytest.raises(ProviderError):
+            calendar.create_series(manager, spec)
+        assert calendar.changes(manager, None).changed == ()

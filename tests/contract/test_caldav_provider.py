@@ -7,6 +7,7 @@ decline, cancel or move an occurrence, and foreign or broken resources.
 from __future__ import annotations
 
 import itertools
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -72,6 +73,12 @@ def _put(radicale: EmbeddedRadicale, manager: str, name: str, ics: bytes | str) 
     assert status in (201, 204), (status, body)
 
 
+def _hrefs(radicale: EmbeddedRadicale, manager: str) -> list[str]:
+    status, _, body = _http("PROPFIND", _calendar_url(radicale, manager), None, {"Depth": "1"})
+    assert status == 207
+    return re.findall(r"<href>([^<]+)</href>", body.decode())
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -118,6 +125,12 @@ def test_calendar_is_subscribable_at_the_documented_path(
     assert status == 207
     assert b"urn:ietf:params:xml:ns:caldav" in body
     assert b"calendar" in body.split(b"resourcetype")[1]
+    # A read-only (webcal) subscription is a plain GET of the same address.
+    caldav_provider.create_series(manager_email, series_spec(manager_email, "ics-webcal"))
+    status, headers, body = _http("GET", _calendar_url(radicale, manager_email))
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/calendar")
+    assert b"UID:ics-webcal" in body
 
 
 def test_stored_event_has_zoned_start_and_utc_until(
@@ -437,3 +450,17 @@ def test_an_object_that_keeps_changing_is_a_conflict(
     series = only_series(provider.changes(manager_email, None), uid)
     assert "Fresh agenda" not in series.description
     assert "Person's edit 2" in series.description
+
+
+def test_uids_that_are_not_url_safe_round_trip(
+    calendar: CalDAVProvider, radicale: EmbeddedRadicale, manager_email: str
+) -> None:
+    uid = "maya@acme.test/sam ortiz#1"
+    calendar.create_series(manager_email, series_spec(manager_email, uid))
+    listing = calendar.changes(manager_email, None)
+    assert only_series(listing, uid).owned
+    calendar.end_series(manager_email, uid, date(2030, 12, 31))
+
+    [href] = [h for h in _hrefs(radicale, manager_email) if h.endswith(".ics")]
+    assert _http("DELETE", radicale.url + href.lstrip("/"))[0] in (200, 204)
+    assert calendar.changes(manager_email, listing.token).removed == (uid,)
