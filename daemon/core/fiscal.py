@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from daemon.core.model import MonthDay
@@ -19,6 +20,7 @@ def _clamped(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
+@lru_cache(maxsize=4096)
 def quarter_start(day: date, fiscal_year_start: MonthDay) -> date:
     """The first day of the fiscal quarter that contains ``day``."""
     best: date | None = None

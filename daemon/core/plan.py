@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from daemon.core.fiscal import WEEK11, week_of_quarter_at
+from daemon.core.fiscal import WEEK11
+from daemon.core.fiscal import week_of_quarter as _week
 from daemon.core.model import DAY_NAMES, Manager, Rep, Roster, Stage, StageRule, WorkingHours
 from daemon.core.policy import StageSpan, interval_weeks, next_span, span_on
 from daemon.core.schedule import Choice, PairRequest, Pattern, choose_slots, monday_of, zone
@@ -25,7 +26,7 @@ class Template:
     CAREER = "career"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Occurrence:
     start: datetime  # aware, series zone
     end: datetime
@@ -173,18 +174,20 @@ def _upcoming(
     count: int,
 ) -> Iterator[Occurrence]:
     org = roster.organization
+    org_zone = zone(org.timezone)
     starts = timeline_starts(at, span, pattern, nspan, npattern)
     current = next(starts, None)
     produced = 0
     while current is not None and produced < count:
         following = next(starts, None)
         start, stage, pat = current
-        week = week_of_quarter_at(start, zone(org.timezone), org.fiscal_year_start)
+        week = _week(start.date() if start.tzinfo is org_zone else start.astimezone(org_zone).date(),
+                     org.fiscal_year_start)  # fmt: skip
         # The last 1:1 of a calendar month is the career conversation (seed 001).
         last_of_month = following is None or following[0].month != start.month
         yield Occurrence(
             start=start,
-            end=start + pat.duration,
+            end=start + timedelta(minutes=pat.duration_minutes),
             stage=stage,
             week_of_quarter=week,
             week11=week == WEEK11,

@@ -113,33 +113,28 @@ def _utc_interval(
 @lru_cache(maxsize=65536)
 def _inside(
     series_zone: str, week: date, day: int, minute: int, length: int, zone_name: str,
-    hours: WorkingHours,
+    days: tuple[int, ...], first: time, last: time,
 ) -> bool:  # fmt: skip
     d = week + timedelta(days=day)
     local = datetime(d.year, d.month, d.day, minute // 60, minute % 60, tzinfo=zone(series_zone))
     start = local.astimezone(zone(zone_name))
     end = start + timedelta(minutes=length)
-    if start.weekday() not in hours.days or end.date() != start.date():
+    if start.weekday() not in days or end.date() != start.date():
         return False
-    return hours.start <= start.time() and end.time() <= hours.end
+    return first <= start.time() and end.time() <= last
 
 
 def fits(request: PairRequest, days: Sequence[int], at: time, week: date) -> bool:
     minute = at.hour * 60 + at.minute
     length = request.duration_minutes
+    rh, mh = request.rep_hours, request.manager_hours
     return all(
-        _inside(request.series_zone, week, d, minute, length, request.rep_zone, request.rep_hours)
-        and _inside(
-            request.series_zone,
-            week,
-            d,
-            minute,
-            length,
-            request.manager_zone,
-            request.manager_hours,
-        )  # fmt: skip
+        _inside(request.series_zone, week, d, minute, length, request.rep_zone,
+                rh.days, rh.start, rh.end)
+        and _inside(request.series_zone, week, d, minute, length, request.manager_zone,
+                    mh.days, mh.start, mh.end)
         for d in days
-    )
+    )  # fmt: skip
 
 
 def _days(first: int, sessions: int) -> tuple[int, ...]:
