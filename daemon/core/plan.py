@@ -181,8 +181,8 @@ def _upcoming(
     while current is not None and produced < count:
         following = next(starts, None)
         start, stage, pat = current
-        week = _week(start.date() if start.tzinfo is org_zone else start.astimezone(org_zone).date(),
-                     org.fiscal_year_start)  # fmt: skip
+        local = start if start.tzinfo is org_zone else start.astimezone(org_zone)
+        week = _week(local.date(), org.fiscal_year_start)
         # The last 1:1 of a calendar month is the career conversation (seed 001).
         last_of_month = following is None or following[0].month != start.month
         yield Occurrence(
