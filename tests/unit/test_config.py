@@ -163,3 +163,11 @@ def test_plan_table_is_readable_and_bad_at_is_one_line() -> None:
     assert "sam@acme.test" in table.stdout and "Tue/Thu 10:00 weekly" in table.stdout
     bad = cli("plan", "--config", str(EXAMPLE), "--at", "next tuesday")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "ISO-8601" in bad.stderr
+
+
+def test_the_readme_shows_the_plan_the_example_config_really_gives() -> None:
+    readme = (REPO / "README.md").read_text()
+    command = "$ cadence plan --config config/cadence.yaml --at 2026-11-22T09:00:00-05:00\n"
+    shown = readme.split(command, 1)[1].split("```", 1)[0]
+    result = cli("plan", "--config", "config/cadence.yaml", "--at", "2026-11-22T09:00:00-05:00")
+    assert result.stdout == shown
