@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p = with_config(sub.add_parser("once", help="one reconcile pass, then exit"))
     p.add_argument("--now", help="ISO-8601 instant to run the pass as if at (default: now)")
+    p.add_argument(
+        "--restore-missing",
+        action="store_true",
+        help="recreate series even when a whole calendar lost them (overrides the safety valve)",
+    )
     with_config(sub.add_parser("run", help="the daemon: a pass every interval_seconds"))
     return parser
 
@@ -120,7 +125,7 @@ def _once(args: argparse.Namespace) -> int:
 
     config = load(args.config)
     now = _instant(args.now, config) if args.now else None
-    code: int = run_once(config, now)
+    code: int = run_once(config, now, restore_missing=args.restore_missing)
     return code
 
 

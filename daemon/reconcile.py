@@ -1,0 +1,496 @@
+"""The shell around the pure planner: read calendars, plan, perform, remember; and the loop.
+
+One pass: pull each manager calendar's changes since the ledger's sync token, plan against the
+roster and the ledger, then perform the actions in order. Every write is made safe to repeat:
+a series is put in the ledger as *pending* before it is created under a deterministic UID, an
+email is recorded after it goes and the Maildir transport drops a second copy of the same
+Message-ID, so a crash between any two steps followed by a rerun duplicates and loses nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon import faults, logs, observed_cache
+from daemon.config import Config, read_secret
+from daemon.core.agenda import blocks_for
+from daemon.core.observed import ObservedSeries
+from daemon.core.planner import (
+    AgendaView,
+    CreateSeries,
+    EndSeries,
+    LedgerSeries,
+    LedgerView,
+    Plan,
+    RecordCancellation,
+    RecordCommitment,
+    SendEmail,
+    WriteAgendas,
+    make_plan,
+    person,
+    stage_view,
+)
+from daemon.errors import (
+    ConfigError,
+    MailError,
+    MailUnavailable,
+    NotFound,
+    ProviderError,
+    TokenExpired,
+    Transient,
+)
+from daemon.mail.base import Mailer
+from daemon.mail.message import build_message
+from daemon.providers.base import CalendarProvider
+from daemon.render import Renderer
+from daemon.store import CancellationRecord, Ledger, SeriesRecord
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_SAFETY_VALVE = 3
+
+
+def _utc(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class PassResult:
+    errors: list[str] = field(default_factory=list)
+    alarms: list[str] = field(default_factory=list)
+    writes: int = 0
+    emails: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        if self.alarms:
+            return EXIT_SAFETY_VALVE
+        return EXIT_UNREACHABLE if self.errors else EXIT_OK
+
+
+@dataclass
+class Runtime:
+    config: Config
+    provider: CalendarProvider
+    mailer: Mailer
+    ledger: Ledger
+    renderer: Renderer
+    restore_missing: bool = False
+
+
+# --- building the parts from the config ---------------------------------------------------------
+
+
+def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
+    settings = config.settings
+    if settings.calendar.provider != "caldav":
+        raise ConfigError(
+            [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
+             " in this version yet; use caldav"]
+        )  # fmt: skip
+    from daemon.providers.caldav import CalDAVProvider
+
+    caldav = settings.calendar.caldav
+    url = caldav.url
+    if url is None:
+        from daemon.embedded import EmbeddedRadicale
+
+        server = EmbeddedRadicale(settings.state_dir / "radicale", port=caldav.embedded_port)
+        stack.enter_context(server)
+        url = server.url
+        logs.get().info("embedded calendar server started", url=url)
+    password = read_secret(caldav.password_env, caldav.password_file, "calendar.caldav")
+    return CalDAVProvider(
+        url, calendar_path=caldav.calendar_path, username=caldav.username, password=password
+    )
+
+
+def open_mailer(config: Config) -> Mailer:
+    mail = config.settings.mail
+    if mail.transport == "maildir":
+        from daemon.mail.maildir import MaildirMailer
+
+        return MaildirMailer(Path(mail.maildir))
+    if mail.transport == "smtp":
+        from daemon.mail.smtp import SmtpMailer
+
+        if mail.smtp is None:
+            raise ConfigError([f"{config.path}: mail.smtp: required when transport is smtp"])
+        smtp = mail.smtp
+        password = read_secret(smtp.password_env, smtp.password_file, "mail.smtp")
+        return SmtpMailer(
+            smtp.host, smtp.port, security=smtp.security, username=smtp.username,
+            password=password,
+        )  # fmt: skip
+    raise ConfigError(
+        [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
+         " yet; use maildir or smtp"]
+    )  # fmt: skip
+
+
+@contextmanager
+def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
+    """Everything a pass needs; templates are checked before anything is touched."""
+    renderer = Renderer(config.settings.templates.dir)
+    renderer.check()
+    with ExitStack() as stack:
+        ledger = Ledger.open(config.settings.state_dir)
+        stack.callback(ledger.close)
+        mailer = open_mailer(config)
+        provider = open_calendar(config, stack)
+        yield Runtime(config, provider, mailer, ledger, renderer, restore_missing)
+
+
+# --- one pass -----------------------------------------------------------------------------------
+
+
+def _managers(rt: Runtime) -> list[str]:
+    names = [m.email for m in rt.config.roster.managers]
+    for rec in rt.ledger.all_series():
+        if rec.state != "ended" and rec.manager not in names:
+            names.append(rec.manager)
+    return names
+
+
+def _sync(rt: Runtime, manager: str) -> bool:
+    """Bring the observed cache of one calendar up to date; True when the listing is whole."""
+    token = rt.ledger.get_token(manager)
+    try:
+        changes = rt.provider.changes(manager, token)
+    except TokenExpired:
+        logs.get().info("sync token expired, full resync", manager=manager)
+        changes = rt.provider.changes(manager, None)
+    except NotFound:
+        # The calendar does not exist yet: the first create makes it.
+        with rt.ledger.transaction():
+            rt.ledger.clear_observed(manager)
+            rt.ledger.set_token(manager, None)
+        return True
+    with rt.ledger.transaction():
+        if changes.complete:
+            rt.ledger.clear_observed(manager)
+        for series in changes.changed:
+            if series.owned:
+                rt.ledger.put_observed(manager, series.uid, observed_cache.dump(series))
+            else:
+                rt.ledger.delete_observed(manager, series.uid)
+        for uid in changes.removed:
+            rt.ledger.delete_observed(manager, uid)
+        rt.ledger.set_token(manager, changes.token)
+    return changes.complete
+
+
+def _ledger_view(rt: Runtime) -> LedgerView:
+    series = []
+    for rec in rt.ledger.all_series():
+        series.append(
+            LedgerSeries(
+                uid=rec.uid,
+                rep=rec.rep,
+                manager=rec.manager,
+                stage=rec.stage,
+                fingerprint=rec.fingerprint,
+                start=datetime.fromisoformat(rec.start),
+                until=date.fromisoformat(rec.until) if rec.until else None,
+                state=rec.state,
+            )
+        )
+    commitments: dict[str, list[tuple[datetime, str]]] = {}
+    for rep, original_start, text in rt.ledger.commitments():
+        when = datetime.fromisoformat(original_start.replace("Z", "+00:00"))
+        commitments.setdefault(rep, []).append((when, text))
+    return LedgerView(
+        series=tuple(series),
+        commitments={k: tuple(v) for k, v in commitments.items()},
+        emails_sent=frozenset((e.occurrence, e.kind) for e in rt.ledger.emails()),
+        cancellations=frozenset(f"{c.uid} {c.original_start}" for c in rt.ledger.cancellations()),
+    )
+
+
+def agenda_context(view: AgendaView) -> dict[str, Any]:
+    blocks = blocks_for(view.duration_minutes)
+    return {
+        "rep": person(view.rep),
+        "manager": person(view.manager),
+        "stage": stage_view(view.stage, view.rule, 1),
+        "start": view.start,
+        "duration_minutes": view.duration_minutes,
+        "blocks": {"number": blocks.number, "skill": blocks.skill, "commitment": blocks.commitment},
+        "template": view.template,
+        "week_of_quarter": view.week_of_quarter,
+        "week11": view.week11,
+        "last_commitment": view.last_commitment,
+    }
+
+
+def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
+    observed: dict[str, dict[str, ObservedSeries]] = {}
+    complete: set[str] = set()
+    unreachable: set[str] = set()
+    log = logs.get()
+    for manager in _managers(rt):
+        try:
+            if _sync(rt, manager):
+                complete.add(manager)
+        except ProviderError as exc:
+            unreachable.add(manager)
+            result.errors.append(str(exc))
+            log.warning("calendar unreadable", manager=manager, error=str(exc))
+            continue
+        observed[manager] = {
+            uid: observed_cache.load(text) for uid, text in rt.ledger.observed(manager).items()
+        }
+    _confirm_pending(rt, observed)
+
+    def render(view: AgendaView) -> str:
+        return rt.renderer.agenda(agenda_context(view))
+
+    return make_plan(
+        rt.config.roster,
+        now,
+        observed,
+        _ledger_view(rt),
+        render,
+        complete=frozenset(complete),
+        unreachable=frozenset(unreachable),
+        restore_missing=rt.restore_missing,
+    )
+
+
+def _confirm_pending(rt: Runtime, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> None:
+    """A pending series the calendar shows was created before a crash: it is active."""
+    for rec in rt.ledger.all_series():
+        if rec.state == "pending" and rec.uid in observed.get(rec.manager, {}):
+            rt.ledger.upsert_series(_with(rec, state="active"))
+
+
+def _with(rec: SeriesRecord, **changes: Any) -> SeriesRecord:
+    return replace(rec, **changes)
+
+
+def run_pass(rt: Runtime, now: datetime) -> PassResult:
+    result = PassResult()
+    plan = plan_pass(rt, now, result)
+    log = logs.get()
+    for alarm in plan.alarms:
+        result.alarms.append(alarm.message)
+        log.error("safety valve", manager=alarm.manager, message=alarm.message)
+    Executor(rt, now, result).run(plan)
+    log.info(
+        "pass done", at=now.isoformat(), writes=result.writes, emails=result.emails,
+        errors=len(result.errors), alarms=len(result.alarms),
+    )  # fmt: skip
+    return result
+
+
+class Executor:
+    """Performs a plan's actions; one rep's failure never stops the others."""
+
+    def __init__(self, rt: Runtime, now: datetime, result: PassResult) -> None:
+        self.rt = rt
+        self.now = now
+        self.result = result
+        self.failed_reps: set[str] = set()
+        self.down_managers: set[str] = set()
+        self.mail_down = False
+        self.log = logs.get()
+
+    def run(self, plan: Plan) -> None:
+        settings = self.rt.config.settings
+        for action in plan.actions:
+            rep = action.rep
+            manager = getattr(action, "manager", None)
+            if rep in self.failed_reps or manager in self.down_managers:
+                continue
+            try:
+                if isinstance(action, SendEmail):
+                    if self.mail_down or self.result.emails >= settings.max_emails_per_pass:
+                        continue
+                    self.send(action)
+                elif isinstance(action, RecordCancellation | RecordCommitment):
+                    self.record(action)
+                else:
+                    if self.result.writes >= settings.max_writes_per_pass:
+                        self.log.warning("write cap reached", cap=settings.max_writes_per_pass)
+                        continue
+                    self.write(action)
+            except Transient as exc:
+                self.down_managers.add(str(manager))
+                self.result.errors.append(str(exc))
+                self.log.warning("calendar unavailable", manager=manager, error=str(exc))
+            except ProviderError as exc:
+                self.failed_reps.add(rep)
+                self.result.errors.append(f"{rep}: {exc}")
+                self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
+            except MailUnavailable as exc:
+                self.mail_down = True
+                self.result.errors.append(str(exc))
+                self.log.warning("mail unavailable; emails stay due", error=str(exc))
+            except MailError as exc:
+                self.log.error("email refused", rep=rep, error=str(exc))
+                self.result.errors.append(str(exc))
+
+    def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
+        ledger, provider = self.rt.ledger, self.rt.provider
+        if isinstance(action, CreateSeries):
+            spec = action.spec
+            record = SeriesRecord(
+                uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
+                rrule=spec.rrule, timezone=spec.timezone, start=spec.start.isoformat(),
+                until=None, fingerprint=action.fingerprint,
+                state="active" if action.restore else "pending", updated_at=_utc(self.now),
+            )  # fmt: skip
+            with ledger.transaction():
+                ledger.upsert_series(record)
+            faults.point("series-pending")
+            provider.create_series(action.manager, spec)
+            faults.point("series-created")
+            with ledger.transaction():
+                ledger.upsert_series(_with(record, state="active"))
+            self.result.writes += 1
+            self.log.info(
+                "series restored" if action.restore else "series created",
+                action="create", rep=action.rep, manager=action.manager, series=spec.uid,
+                stage=action.stage, rrule=spec.rrule, start=spec.start.isoformat(),
+            )  # fmt: skip
+        elif isinstance(action, EndSeries):
+            provider.end_series(action.manager, action.uid, action.until)
+            faults.point("series-ended")
+            rec = ledger.get_series(action.uid)
+            if rec is not None:
+                with ledger.transaction():
+                    ledger.upsert_series(
+                        _with(rec, state="ended", until=action.until.isoformat(),
+                              updated_at=_utc(self.now))
+                    )  # fmt: skip
+            self.result.writes += 1
+            self.log.info(
+                "series ended", action="end", rep=action.rep, manager=action.manager,
+                series=action.uid, until=action.until.isoformat(), reason=action.reason,
+            )  # fmt: skip
+        else:
+            provider.write_agendas(action.manager, action.uid, action.master_block, action.blocks)
+            faults.point("agendas-written")
+            self.result.writes += 1
+            self.log.info(
+                "agendas written", action="agenda", rep=action.rep, manager=action.manager,
+                series=action.uid, occurrences=len(action.blocks),
+            )  # fmt: skip
+
+    def record(self, action: RecordCancellation | RecordCommitment) -> None:
+        ledger = self.rt.ledger
+        with ledger.transaction():
+            if isinstance(action, RecordCommitment):
+                ledger.put_commitment(
+                    action.uid, _utc(action.original_start), action.text, self.now
+                )
+                return
+            new = ledger.record_cancellation(
+                CancellationRecord(
+                    uid=action.uid, original_start=_utc(action.original_start), rep=action.rep,
+                    manager=action.manager, reason=action.reason,
+                    week_of_quarter=action.week_of_quarter, week11=action.week11,
+                    detected_at=_utc(self.now),
+                )
+            )  # fmt: skip
+        if new:
+            self.log.info(
+                "cancellation", action="cancellation", rep=action.rep, manager=action.manager,
+                series=action.uid, original_start=action.original_start.isoformat(),
+                reason=action.reason, week11=action.week11,
+            )  # fmt: skip
+
+    def send(self, action: SendEmail) -> None:
+        ledger = self.rt.ledger
+        if ledger.email_sent(action.occurrence, action.ledger_kind):
+            return
+        rendered = self.rt.renderer.email(action.template, action.context)
+        message = build_message(
+            sender=self.rt.config.settings.mail.sender, to=action.to, cc=action.cc,
+            subject=rendered.subject, text=rendered.text, html=rendered.html, kind=action.kind,
+            occurrence=action.occurrence, now=self.now,
+        )  # fmt: skip
+        self.rt.mailer.send(message)
+        faults.point("email-sent")
+        with ledger.transaction():
+            ledger.record_email(
+                action.occurrence, action.ledger_kind, ", ".join(action.to + action.cc),
+                str(message["Message-ID"]), self.now,
+            )  # fmt: skip
+        self.result.emails += 1
+        self.log.info(
+            "email sent", action="email", kind=action.kind, rep=action.rep,
+            manager=action.manager, occurrence=action.occurrence, to=list(action.to),
+            cc=list(action.cc),
+        )  # fmt: skip
+
+
+# --- the commands -------------------------------------------------------------------------------
+
+
+def run_once(config: Config, now: datetime | None, restore_missing: bool = False) -> int:
+    # What the pass did is its output (stdout); stderr carries only the one-line verdict.
+    logs.configure(stream=sys.stdout)
+    now = now or datetime.now(UTC)
+    with runtime(config, restore_missing) as rt:
+        result = run_pass(rt, now)
+    for alarm in result.alarms:
+        print(f"cadence: {alarm}", file=sys.stderr)
+    if result.errors:
+        print(f"cadence: {result.errors[0]}", file=sys.stderr)
+    return result.exit_code
+
+
+class Stopper:
+    """SIGTERM / Ctrl-C: finish the pass in flight, then exit 0."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+
+    def _stop(self, signum: int, _: Any) -> None:
+        logs.get().info("stopping after this pass", signal=signal.Signals(signum).name)
+        self.event.set()
+
+
+def backoff(failures: int, interval: float) -> float:
+    """Seconds to wait after ``failures`` failed passes in a row: 5 s doubling, capped."""
+    if failures == 0:
+        return interval
+    return float(min(5 * 2 ** (failures - 1), max(interval, 300)))
+
+
+def run_forever(config: Config) -> int:
+    logs.configure()
+    log = logs.get()
+    stopper = Stopper()
+    stopper.install()
+    interval = float(config.settings.interval_seconds)
+    failures = 0
+    with runtime(config) as rt:
+        log.info("cadence running", interval_seconds=interval,
+                 managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
+        while not stopper.event.is_set():
+            try:
+                result = run_pass(rt, datetime.now(UTC))
+                failures = failures + 1 if result.errors else 0
+            except (ProviderError, MailError) as exc:
+                failures += 1
+                log.warning("pass failed", error=str(exc))
+            wait = backoff(failures, interval)
+            if failures:
+                log.info("backing off", seconds=wait, failures=failures)
+            stopper.event.wait(wait)
+    log.info("cadence stopped")
+    return EXIT_OK

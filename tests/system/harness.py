@@ -1,0 +1,165 @@
+"""A test deployment: a config on a real Radicale, a Maildir outbox, a ledger in tmp, and a
+person's hands on the calendar (raw iCalendar edits over HTTP, as a calendar app would make)."""
+
+from __future__ import annotations
+
+import mailbox
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+from icalendar import Calendar
+
+from daemon.config import Config, load
+from daemon.core.observed import ObservedSeries
+from daemon.providers.caldav import CalDAVProvider
+from daemon.reconcile import PassResult, run_pass, runtime
+
+REPO = Path(__file__).resolve().parents[2]
+
+ORG = """\
+organization: {name: Acme, timezone: America/New_York, fiscal_year_start: "02-01"}
+"""
+
+
+@dataclass
+class Deployment:
+    root: Path
+    url: str
+    managers: list[str]
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "cadence.yaml"
+
+    def write_config(self, managers: str, reps: str, extra: str = "") -> None:
+        self.config_path.write_text(
+            ORG
+            + "managers:\n" + textwrap.indent(textwrap.dedent(managers), "  ")
+            + "reps:\n" + textwrap.indent(textwrap.dedent(reps), "  ")
+            + f"state_dir: {self.root / 'state'}\n"
+            + f"calendar: {{caldav: {{url: '{self.url}'}}}}\n"
+            + f"mail: {{maildir: {self.root / 'outbox'}, from: 'cadence <cadence@acme.test>'}}\n"
+            + extra
+        )  # fmt: skip
+
+    def config(self) -> Config:
+        return load(self.config_path)
+
+    def once(self, now: datetime, restore_missing: bool = False) -> PassResult:
+        with runtime(self.config(), restore_missing=restore_missing) as rt:
+            return run_pass(rt, now)
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon.cli", *args, "--config", str(self.config_path)],
+            capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+        )  # fmt: skip
+
+    # --- the calendar, as people and apps see it ------------------------------------------
+
+    def provider(self) -> CalDAVProvider:
+        return CalDAVProvider(self.url)
+
+    def series(self, manager: str) -> dict[str, ObservedSeries]:
+        changes = self.provider().changes(manager, None)
+        return {s.uid: s for s in changes.changed if s.owned}
+
+    def rep_series(self, manager: str, rep: str) -> list[ObservedSeries]:
+        found = [
+            s for s in self.series(manager).values() if any(a.email == rep for a in s.attendees)
+        ]
+        return sorted(found, key=lambda s: s.start)
+
+    def resource(self, manager: str, uid: str) -> str:
+        return f"{self.url.rstrip('/')}/{manager}/cadence/{uid}.ics"
+
+    def get(self, manager: str, uid: str) -> Calendar:
+        with urllib.request.urlopen(self.resource(manager, uid), timeout=10) as response:
+            return Calendar.from_ical(response.read())
+
+    def put(self, manager: str, uid: str, cal: Calendar | bytes) -> None:
+        body = cal if isinstance(cal, bytes) else cal.to_ical()
+        request = urllib.request.Request(
+            self.resource(manager, uid), data=body, method="PUT",
+            headers={"Content-Type": "text/calendar; charset=utf-8"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def delete(self, manager: str, uid: str) -> None:
+        request = urllib.request.Request(self.resource(manager, uid), method="DELETE")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    @contextmanager
+    def edit(self, manager: str, uid: str) -> Iterator[Calendar]:
+        cal = self.get(manager, uid)
+        yield cal
+        self.put(manager, uid, cal)
+
+    # --- the outbox ---------------------------------------------------------------------------
+
+    def mail(self) -> list[Message]:
+        box = self.root / "outbox"
+        if not box.exists():
+            return []
+        return [m for m in mailbox.Maildir(box, create=False)]
+
+    def mail_of(self, kind: str) -> list[Message]:
+        return [m for m in self.mail() if m["X-Cadence-Kind"] == kind]
+
+
+def text_of(message: Message) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            payload: Any = part.get_payload(decode=True)
+            return str(payload.decode(part.get_content_charset() or "utf-8"))
+    return ""
+
+
+def html_of(message: Message) -> str:
+    for part in message.walk():
+        if part.get_content_type() == "text/html":
+            payload: Any = part.get_payload(decode=True)
+            return str(payload.decode(part.get_content_charset() or "utf-8"))
+    return ""
+
+
+def occurrence(cal: Calendar, original: datetime) -> Any:
+    """The override for ``original`` (its RECURRENCE-ID), created from the master if missing —
+    what a calendar app does when someone edits "only this event"."""
+    from datetime import timedelta
+
+    from icalendar import Event
+
+    master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
+    for event in cal.walk("VEVENT"):
+        rid = event.get("RECURRENCE-ID")
+        if rid is not None and rid.dt == original:
+            return event
+    event = Event()
+    duration = master.get("DURATION")
+    length = duration.dt if duration is not None else master["DTEND"].dt - master["DTSTART"].dt
+    for key in ("UID", "SUMMARY", "DESCRIPTION", "ORGANIZER", "X-CADENCE-SERIES"):
+        if key in master:
+            event[key] = master[key]
+    attendees = master.get("ATTENDEE")
+    if attendees is not None:
+        event["ATTENDEE"] = attendees
+    event.add("recurrence-id", original)
+    event.add("dtstart", original)
+    event.add("dtend", original + (length if isinstance(length, timedelta) else length))
+    event.add("dtstamp", original)
+    cal.add_component(event)
+    return event

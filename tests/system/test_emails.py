@@ -1,0 +1,175 @@
+"""What people receive, over simulated weeks against Radicale and a real Maildir: pre-reads,
+recaps with the commitment read back from the invite, and every way of cancelling."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from icalendar import vCalAddress
+
+from daemon.core.agenda import extract_block
+from tests.system.harness import Deployment, html_of, occurrence, text_of
+from tests.system.test_series_lifecycle import setup
+
+NY = ZoneInfo("America/New_York")
+CHI = ZoneInfo("America/Chicago")
+DENVER = ZoneInfo("America/Denver")
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=NY)  # Sunday noon
+LEE_MON = datetime(2026, 11, 23, 9, 0, tzinfo=CHI)  # Lee's first 1:1 (ramped AE, 30 min)
+
+
+def uid_of(d: Deployment, rep: str) -> str:
+    maya = d.managers[0]
+    return d.rep_series(maya, rep)[-1].uid
+
+
+def test_prereads_go_once_to_each_side_in_their_own_zone(deployment: Deployment) -> None:
+    maya, _ = setup(deployment)
+    early = deployment.once(LEE_MON - timedelta(hours=25))
+    assert early.emails == 0  # 25 hours before: not yet
+    deployment.once(T0)
+    prereads = deployment.mail_of("preread")
+    assert sorted(m["To"] for m in prereads) == sorted(["lee@acme.test", maya])
+    for message in prereads:
+        assert message.is_multipart()
+        assert uid_of(deployment, "lee@acme.test") in message["X-Cadence-Occurrence"]
+    assert deployment.once(T0 + timedelta(hours=2)).emails == 0
+    assert len(deployment.mail_of("preread")) == 2
+    # Never after the start: a daemon that was down until after the meeting sends none.
+    late = deployment.once(LEE_MON + timedelta(minutes=5))
+    assert [m for m in deployment.mail_of("preread") if "sam" in m["To"]] == []
+    assert late.errors == []
+
+
+def test_commitment_is_read_back_into_the_recap_and_opens_the_next_agenda(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    uid = uid_of(deployment, "lee@acme.test")
+    with deployment.edit(maya, uid) as cal:
+        event = occurrence(cal, LEE_MON)
+        text = str(event["DESCRIPTION"])
+        event["DESCRIPTION"] = text.replace(
+            "Commitment:", "Commitment: <script>alert(1)</script> Multi-thread Acme by Friday"
+        )
+    during = deployment.once(LEE_MON + timedelta(minutes=20))
+    assert deployment.mail_of("recap") == [] and during.errors == []
+
+    deployment.once(LEE_MON + timedelta(minutes=60))
+    (recap,) = deployment.mail_of("recap")
+    assert {a.strip() for a in recap["To"].split(",")} == {maya, "lee@acme.test"}
+    assert "Multi-thread Acme by Friday" in text_of(recap)
+    html = html_of(recap)
+    assert "&lt;script&gt;" in html and "<script>" not in html
+
+    deployment.once(LEE_MON + timedelta(hours=2))
+    assert len(deployment.mail_of("recap")) == 1
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    nxt = next(o for o in lee.overrides if o.recurrence_id == LEE_MON + timedelta(days=7))
+    block = extract_block(nxt.description) or ""
+    assert "Multi-thread Acme by Friday" in block
+    # ...and its own Commitment line is still blank for the next session.
+    assert block.rstrip().splitlines()[-2].strip() == "Commitment:" or "Commitment:\n" in block
+
+
+def test_recap_more_than_a_day_late_is_dropped(deployment: Deployment) -> None:
+    setup(deployment)
+    deployment.once(T0)
+    deployment.once(LEE_MON + timedelta(hours=25))
+    assert deployment.mail_of("recap") == []
+
+
+def test_every_way_of_cancelling_is_detected_and_a_move_inside_the_week_is_not(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    sam_uid, lee_uid = uid_of(deployment, "sam@acme.test"), uid_of(deployment, "lee@acme.test")
+    sam_tue = datetime(2026, 11, 24, 10, 0, tzinfo=DENVER)
+    sam_thu = datetime(2026, 11, 26, 10, 0, tzinfo=DENVER)
+    with deployment.edit(maya, sam_uid) as cal:
+        master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
+        master.add("exdate", sam_thu)  # removed from the series
+        moved = occurrence(cal, sam_tue)  # moved inside its week: a reschedule
+        moved["DTSTART"].dt = sam_tue + timedelta(days=1)
+        moved["DTEND"].dt = sam_tue + timedelta(days=1, minutes=25)
+    with deployment.edit(maya, lee_uid) as cal:
+        declined = occurrence(cal, LEE_MON + timedelta(days=7))
+        rep = vCalAddress("mailto:lee@acme.test")
+        rep.params["PARTSTAT"] = "DECLINED"
+        rep.params["CN"] = "Lee Park"
+        declined["ATTENDEE"] = rep
+        cancelled = occurrence(cal, LEE_MON + timedelta(days=14))
+        cancelled["STATUS"] = "CANCELLED"
+        away = occurrence(cal, LEE_MON + timedelta(days=21))
+        away["DTSTART"].dt = LEE_MON + timedelta(days=29)  # to the next week
+        away["DTEND"].dt = LEE_MON + timedelta(days=29, minutes=30)
+
+    result = deployment.once(T0 + timedelta(hours=1))
+    assert result.errors == []
+    warnings = deployment.mail_of("cancellation")
+    by_when = {m["X-Cadence-Occurrence"].split()[1]: m for m in warnings}
+    utc = ZoneInfo("UTC")
+
+    def key(dt: datetime) -> str:
+        return dt.astimezone(utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    assert set(by_when) == {
+        key(sam_thu),
+        key(LEE_MON + timedelta(days=7)),
+        key(LEE_MON + timedelta(days=14)),
+        key(LEE_MON + timedelta(days=21)),
+    }  # fmt: skip  (Sam's Tuesday moved to Wednesday is not among them)
+    assert "declined by Lee Park" in text_of(by_when[key(LEE_MON + timedelta(days=7))])
+    assert "moved out of its week" in text_of(by_when[key(LEE_MON + timedelta(days=21))])
+    for message in warnings:
+        assert message["To"] == maya and message["Cc"] is None
+
+    # Later passes send nothing again; each cancellation is in the ledger once.
+    assert deployment.once(T0 + timedelta(hours=5)).emails == 0
+    from daemon.store import Ledger
+
+    ledger = Ledger.open(deployment.root / "state")
+    try:
+        assert len(ledger.cancellations(manager=maya)) == 4
+    finally:
+        ledger.close()
+
+
+def test_cancellation_offers_free_slots_in_the_same_week(deployment: Deployment) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    lee_uid = uid_of(deployment, "lee@acme.test")
+    with deployment.edit(maya, lee_uid) as cal:
+        occurrence(cal, LEE_MON)["STATUS"] = "CANCELLED"
+    deployment.once(T0 + timedelta(hours=1))
+    (warning,) = deployment.mail_of("cancellation")
+    body = text_of(warning)
+    # Two or three suggestions, all later in the week of 23 Nov, in Maya's (Chicago) time.
+    days = [d for d in ("Mon 23 Nov", "Tue 24 Nov", "Wed 25 Nov", "Thu 26 Nov", "Fri 27 Nov")
+            if d in body]  # fmt: skip
+    assert 2 <= len(days) <= 3
+    assert "Sat 28 Nov" not in body and "Mon 30 Nov" not in body.split("Lee")[0]
+
+
+def test_a_week_11_skip_says_so_and_is_escalated(deployment: Deployment) -> None:
+    maya, _ = setup(deployment)
+    # Fiscal year from 02-01: week 11 of Q4 is 10-16 January 2027.
+    before = datetime(2027, 1, 8, 12, 0, tzinfo=NY)
+    deployment.once(before)
+    lee_uid = uid_of(deployment, "lee@acme.test")
+    week11_monday = datetime(2027, 1, 11, 9, 0, tzinfo=CHI)
+    with deployment.edit(maya, lee_uid) as cal:
+        occurrence(cal, week11_monday)["STATUS"] = "CANCELLED"
+    deployment.once(before + timedelta(hours=1))
+    assert deployment.mail_of("cancellation") == []
+    (skip,) = deployment.mail_of("week11_skip")
+    assert skip["Subject"].startswith("Week-11 skip")
+    assert skip["To"] == maya and skip["Cc"] == "vp@acme.test"
+    assert deployment.once(before + timedelta(hours=2)).emails == 0
+    # The agenda of a week-11 occurrence carries the note.
+    (sam,) = [s for s in deployment.rep_series(maya, "sam@acme.test") if s.until is None]
+    wk11 = [o for o in sam.overrides if o.recurrence_id.date().isoformat() == "2027-01-12"]
+    assert wk11 and "even at 25 minutes" in wk11[0].description

@@ -1,0 +1,235 @@
+"""The daemon against a real Radicale: series created, moved on the ramp day, kept, repaired.
+
+Time is simulated with ``now`` (the CLI's ``--now``); nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar, Event
+
+from daemon.core.agenda import BEGIN_MARKER, END_MARKER, extract_block
+from tests.system.harness import Deployment
+
+NY = ZoneInfo("America/New_York")
+DENVER = ZoneInfo("America/Denver")
+T0 = datetime(2026, 11, 22, 9, 0, tzinfo=NY)  # a Sunday
+
+
+def setup(d: Deployment, extra_reps: str = "", sam_manager: str | None = None) -> tuple[str, str]:
+    maya, raj = d.managers
+    d.write_config(
+        f"""\
+        - {{email: {maya}, name: Maya Chen, timezone: America/Chicago, escalate_to: vp@acme.test}}
+        - {{email: {raj}, name: Raj Patel, timezone: America/New_York}}
+        """,
+        f"""\
+        - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
+           manager: {sam_manager or maya}, timezone: America/Denver, slot: {{day: tue, time: "10:00"}}}}
+        - {{email: lee@acme.test, name: Lee Park, role: ae, start_date: 2025-01-06, manager: {maya}}}
+        - {{email: ana@acme.test, name: Ana Ruiz, role: senior_ae, start_date: 2021-03-15,
+           manager: {maya}, forecast_within_5pct: true}}
+        """
+        + extra_reps,
+    )
+    return maya, raj
+
+
+def test_first_pass_puts_every_series_on_the_calendar_and_a_second_changes_nothing(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    first = deployment.once(T0)
+    assert first.errors == [] and first.writes == 3
+
+    (sam,) = deployment.rep_series(maya, "sam@acme.test")
+    assert sam.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU,TH"
+    assert sam.timezone == "America/Denver" and sam.until is None
+    assert sam.start == datetime(2026, 11, 24, 10, 0, tzinfo=DENVER)
+    assert sam.duration == timedelta(minutes=25)
+    assert sam.organizer == maya
+    assert BEGIN_MARKER in sam.description and END_MARKER in sam.description
+    # Occurrences in the next 14 days carry their own agenda as overrides.
+    starts = sorted(o.recurrence_id for o in sam.overrides)
+    assert [s.date() for s in starts] == [
+        date(2026, 11, 24),
+        date(2026, 11, 26),
+    ]  # fmt: skip  (the ramped series takes over on 30 Nov)
+    assert all(extract_block(o.description) for o in sam.overrides)
+
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    (ana,) = deployment.rep_series(maya, "ana@acme.test")
+    assert lee.rrule.startswith("FREQ=WEEKLY;INTERVAL=1;BYDAY=")
+    assert ana.rrule.startswith("FREQ=WEEKLY;INTERVAL=2;BYDAY=")
+
+    again = deployment.once(T0)
+    assert (again.writes, again.emails, again.errors) == (0, 0, [])
+    assert len(deployment.series(maya)) == 3
+
+
+def test_half_a_year_of_passes_moves_sam_on_the_exact_day_without_gap_or_duplicate(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    eve = datetime(2026, 11, 29, 23, 30, tzinfo=DENVER)
+    assert deployment.once(eve).errors == []
+    assert len(deployment.rep_series(maya, "sam@acme.test")) == 1
+
+    change_day = datetime(2026, 11, 30, 0, 30, tzinfo=DENVER)
+    result = deployment.once(change_day)
+    assert result.errors == []
+    old, new = deployment.rep_series(maya, "sam@acme.test")
+    assert old.until == date(2026, 11, 29) and old.rrule.endswith("BYDAY=TU,TH")
+    assert new.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU" and new.until is None
+    assert new.start == datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)
+    assert new.duration == timedelta(minutes=30)
+
+    now = change_day
+    for _ in range(26):
+        now += timedelta(days=7)
+        assert deployment.once(now).errors == []
+    uids = list(deployment.series(maya))
+    assert len(uids) == len(set(uids)) == 4  # sam's two, lee's and ana's
+    # Across the March DST change the ramped series still says 10:00 Denver time.
+    final = deployment.rep_series(maya, "sam@acme.test")[-1]
+    assert final.start.astimezone(DENVER).hour == 10 and final.timezone == "America/Denver"
+    assert deployment.once(now).writes == 0
+
+
+def test_roster_edits_converge_in_one_pass(deployment: Deployment) -> None:
+    maya, raj = setup(deployment)
+    deployment.once(T0)
+    ana_before = deployment.rep_series(maya, "ana@acme.test")[0]
+
+    # New rep, Lee removed, Ana's slot changed, Sam moved to Raj.
+    maya_cfg, raj_cfg = deployment.managers
+    deployment.write_config(
+        f"""\
+        - {{email: {maya_cfg}, name: Maya Chen, timezone: America/Chicago}}
+        - {{email: {raj_cfg}, name: Raj Patel, timezone: America/New_York}}
+        """,
+        f"""\
+        - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
+           manager: {raj}, timezone: America/Denver, slot: {{day: tue, time: "10:00"}}}}
+        - {{email: ana@acme.test, name: Ana Ruiz, role: senior_ae, start_date: 2021-03-15,
+           manager: {maya}, forecast_within_5pct: true, slot: {{day: wed, time: "14:00"}}}}
+        - {{email: zoe@acme.test, name: Zoe Adams, role: ae, start_date: 2026-11-16, manager: {maya}}}
+        """,
+    )
+    t1 = T0 + timedelta(days=1)  # Monday 23 Nov
+    result = deployment.once(t1)
+    assert result.errors == []
+
+    (zoe,) = deployment.rep_series(maya, "zoe@acme.test")
+    assert zoe.duration == timedelta(minutes=45)
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    assert lee.until is not None and lee.until < t1.date()  # ended, not deleted
+    ana_old, ana_new = deployment.rep_series(maya, "ana@acme.test")
+    assert ana_old.uid == ana_before.uid and ana_old.until is not None
+    assert ana_new.rrule == "FREQ=WEEKLY;INTERVAL=2;BYDAY=WE"
+    assert ana_new.start.astimezone(ZoneInfo("America/Chicago")).hour == 14
+    assert ana_old.until < ana_new.start.date()
+    (sam_at_maya,) = deployment.rep_series(maya, "sam@acme.test")
+    (sam_at_raj,) = deployment.rep_series(raj, "sam@acme.test")
+    assert sam_at_maya.until is not None and sam_at_raj.until is None
+    assert sam_at_raj.organizer == raj
+
+    assert deployment.once(t1).writes == 0
+
+
+def test_peoples_text_outside_the_markers_is_kept_when_the_block_is_rewritten(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    (sam,) = deployment.rep_series(maya, "sam@acme.test")
+    with deployment.edit(maya, sam.uid) as cal:
+        for event in cal.walk("VEVENT"):
+            text = str(event.get("DESCRIPTION", ""))
+            block = extract_block(text) or ""
+            mangled = text.replace(block, block.replace("Commitment:", "Comitment (typo):"))
+            event["DESCRIPTION"] = (
+                "Zoom: https://zoom.example/j/1\n" + mangled + "\n\nBring the renewal deck."
+            )
+    result = deployment.once(T0 + timedelta(hours=1))
+    assert result.writes == 1  # the one series' blocks, in one write
+    (sam,) = deployment.rep_series(maya, "sam@acme.test")
+    for text in [sam.description, *(o.description for o in sam.overrides)]:
+        assert text.startswith("Zoom: https://zoom.example/j/1\n")
+        assert text.endswith("Bring the renewal deck.")
+        assert "Comitment (typo)" not in text and "Commitment:" in text
+
+
+def test_a_deleted_series_is_restored_and_the_manager_told(deployment: Deployment) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    (sam,) = deployment.rep_series(maya, "sam@acme.test")
+    deployment.delete(maya, sam.uid)
+    result = deployment.once(T0 + timedelta(hours=1))
+    assert result.errors == [] and result.alarms == []
+    (back,) = deployment.rep_series(maya, "sam@acme.test")
+    assert back.uid == sam.uid and back.rrule == sam.rrule
+    (notice,) = deployment.mail_of("series_restored")
+    assert notice["To"] == maya and sam.uid in notice["X-Cadence-Occurrence"]
+    assert deployment.once(T0 + timedelta(hours=1)).emails == 0
+
+
+def test_safety_valve_when_every_series_vanishes_at_once(deployment: Deployment) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    for uid in deployment.series(maya):
+        deployment.delete(maya, uid)
+    later = T0 + timedelta(hours=1)
+    cli = deployment.cli("once", "--now", later.isoformat())
+    assert cli.returncode == 3
+    assert "safety valve" in cli.stderr and maya in cli.stderr
+    assert deployment.series(maya) == {}  # nothing recreated
+    assert deployment.mail_of("series_restored") == []
+    restored = deployment.cli("once", "--now", later.isoformat(), "--restore-missing")
+    assert restored.returncode == 0, restored.stderr
+    assert len(deployment.series(maya)) == 3
+
+
+def test_foreign_and_malformed_events_are_ignored_and_never_touched(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    cal = Calendar()
+    cal.add("prodid", "-//someone//EN")
+    cal.add("version", "2.0")
+    event = Event()
+    event.add("uid", "team-standup")
+    event.add("summary", "Team stand-up")
+    event.add("dtstart", datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("America/Chicago")))
+    event.add("duration", timedelta(minutes=15))
+    event.add("rrule", {"freq": "daily"})
+    cal.add_component(event)
+    deployment.put(maya, "team-standup", cal)
+    deployment.put(maya, "broken", b"BEGIN:VCALENDAR\r\nthis is not ical\r\n")
+    before = deployment.get(maya, "team-standup").to_ical()
+
+    for hours in (1, 30, 200):
+        result = deployment.once(T0 + timedelta(hours=hours))
+        assert result.errors == []
+    assert deployment.get(maya, "team-standup").to_ical() == before
+    assert len(deployment.series(maya)) == 3
+
+
+def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
+    deployment: Deployment,
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    deployment.url = f"http://127.0.0.1:{port}/"
+    setup(deployment)
+    result = deployment.cli("once", "--now", T0.isoformat())
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("cadence: ") and f"127.0.0.1:{port}" in line
+    assert "Traceback" not in result.stderr
