@@ -362,7 +362,17 @@ class Executor:
                 stage=action.stage, rrule=spec.rrule, start=spec.start.isoformat(),
             )  # fmt: skip
         elif isinstance(action, EndSeries):
-            provider.end_series(action.manager, action.uid, action.until)
+            written = True
+            try:
+                provider.end_series(action.manager, action.uid, action.until)
+            except NotFound as exc:
+                # Gone already (a person deleted it, or an earlier pass removed it just before a
+                # crash): there is nothing left to end, so only the ledger catches up.
+                written = False
+                self.log.info(
+                    "series already gone", action="end", rep=action.rep,
+                    manager=action.manager, series=action.uid, detail=str(exc),
+                )  # fmt: skip
             faults.point("series-ended")
             rec = ledger.get_series(action.uid)
             if rec is not None:
@@ -371,11 +381,12 @@ class Executor:
                         _with(rec, state="ended", until=action.until.isoformat(),
                               updated_at=_utc(self.now))
                     )  # fmt: skip
-            self.result.writes += 1
-            self.log.info(
-                "series ended", action="end", rep=action.rep, manager=action.manager,
-                series=action.uid, until=action.until.isoformat(), reason=action.reason,
-            )  # fmt: skip
+            if written:
+                self.result.writes += 1
+                self.log.info(
+                    "series ended", action="end", rep=action.rep, manager=action.manager,
+                    series=action.uid, until=action.until.isoformat(), reason=action.reason,
+                )  # fmt: skip
         else:
             provider.write_agendas(action.manager, action.uid, action.master_block, action.blocks)
             faults.point("agendas-written")

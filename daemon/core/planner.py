@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -262,11 +262,24 @@ def make_plan(
             until = max(rec.start.astimezone(tz).date(), now.astimezone(tz).date()) - timedelta(
                 days=1
             )
-            if rec.uid in observed.get(rec.manager, {}):
+            if rec.uid in observed.get(rec.manager, {}) or rec.state == "active":
                 actions.append(EndSeries(rec.manager, rec.rep, rec.uid, until, "rep removed"))
 
-    actions.extend(_occurrence_actions(roster, now, desired, observed, ledger, blocked))
+    # Occurrences are read as the calendar will be once this pass's ends are written, so a
+    # series ended now sends no pre-read for a meeting its successor takes over.
+    ending = {a.uid: a.until for a in actions if isinstance(a, EndSeries)}
+    after = {
+        manager: {uid: _ended(seen, ending.get(uid)) for uid, seen in series.items()}
+        for manager, series in observed.items()
+    }
+    actions.extend(_occurrence_actions(roster, now, desired, after, ledger, blocked))
     return Plan(tuple(actions), tuple(alarms), desired)
+
+
+def _ended(seen: ObservedSeries, until: date | None) -> ObservedSeries:
+    if until is None or (seen.until is not None and seen.until <= until):
+        return seen
+    return replace(seen, until=until)
 
 
 def _zone_of(rec: LedgerSeries, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> str:
@@ -344,6 +357,11 @@ def _series_actions(
         if rec.uid in observed.get(rec.manager, {}) or rec.state == "active":
             old_tz = zone(_zone_of(rec, observed))
             until = first.astimezone(old_tz).date() - timedelta(days=1)
+            if rec.stage != p.stage.value:
+                # The old stage's last day is the day before the change (the plan's ``until``),
+                # even when the new series' first meeting falls a few days later.
+                until = min(until, p.span.start - timedelta(days=1))
+            # Before the series' first day: it never took place, and the provider removes it.
             until = max(until, rec.start.astimezone(old_tz).date() - timedelta(days=1))
             reason = "stage change" if rec.stage != p.stage.value else "roster edit"
             yield EndSeries(rec.manager, rec.rep, rec.uid, until, reason)

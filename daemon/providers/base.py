@@ -57,7 +57,11 @@ class CalendarProvider(Protocol):
         """Create the series; succeeds without a second copy when the uid already exists."""
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
-        """Let the series occur up to and including ``until`` (series zone), then stop."""
+        """Let the series occur up to and including ``until`` (series zone), then stop.
+
+        An ``until`` before the series' first day means it never took place: the provider
+        removes it (servers refuse an end before the start, and there is no history to keep).
+        """
 
     def write_agendas(
         self,

@@ -78,6 +78,13 @@ _MKCALENDAR_BODY = (
 )
 
 
+class _Remove:
+    """What an edit returns to have the whole resource deleted instead of rewritten."""
+
+
+_REMOVE = _Remove()
+
+
 @dataclass(frozen=True)
 class _Response:
     status: int
@@ -222,7 +229,14 @@ class CalDAVProvider:
             log.debug("series %s already on the calendar", series.uid)
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
-        self._edit(manager, uid, lambda cal: ical.end_rule(cal, until))
+        def change(cal: Calendar) -> bool | _Remove:
+            # A series ended before its first day never took place: there is no history to
+            # keep, and servers refuse an RRULE whose UNTIL precedes DTSTART (Radicale: 400).
+            if ical.ends_before_start(cal, until):
+                return _REMOVE
+            return ical.end_rule(cal, until)
+
+        self._edit(manager, uid, change)
 
     def write_agendas(
         self,
@@ -253,8 +267,12 @@ class CalDAVProvider:
     def _resource_url(self, manager: str, uid: str) -> str:
         return self._calendar_url(manager) + _resource_name(uid)
 
-    def _edit(self, manager: str, uid: str, change: Callable[[Calendar], bool]) -> None:
-        """GET, change, PUT with If-Match; re-read once on 412, then ``Conflict``."""
+    def _edit(self, manager: str, uid: str, change: Callable[[Calendar], bool | _Remove]) -> None:
+        """GET, change, PUT (or DELETE) with If-Match; re-read once on 412, then ``Conflict``.
+
+        ``change`` edits the calendar in place and says whether it changed, or asks for the
+        resource to be removed with ``_REMOVE``.
+        """
         url = self._resource_url(manager, uid)
         for attempt in range(2):
             response = self._request("GET", url, "", None, ok={200})
@@ -267,15 +285,18 @@ class CalDAVProvider:
             if OWNER_PROPERTY not in master:
                 raise NotFound(f"event {uid} on {self._server} was not created by cadence")
             try:
-                if not change(cal):
-                    return
+                outcome = change(cal)
             except (ValueError, KeyError, TypeError) as err:  # Unreadable is a ValueError
                 raise NotFound(f"series {uid} on {self._server} cannot be edited: {err}") from None
-            headers = {**_ICS, **({"If-Match": etag} if etag else {})}
-            put = self._request(
-                "PUT", url, ical.serialize(cal).decode(), headers, ok={201, 204, 412}
-            )
-            if put.status != 412:
+            if outcome is False:
+                return
+            match = {"If-Match": etag} if etag else {}
+            if outcome is _REMOVE:
+                sent = self._request("DELETE", url, "", match, ok={200, 204, 404, 412})
+            else:
+                body = ical.serialize(cal).decode()
+                sent = self._request("PUT", url, body, {**_ICS, **match}, ok={201, 204, 412})
+            if sent.status != 412:
                 return
             log.debug("series %s changed while we edited it (attempt %d)", uid, attempt + 1)
         raise Conflict(f"series {uid} on {self._server} keeps changing; will try next pass")

@@ -317,6 +317,14 @@ def _event(spec: SeriesSpec, start: datetime, now: datetime) -> Component:
     return event
 
 
+def ends_before_start(cal: Calendar, until: date) -> bool:
+    """Whether ending the series at ``until`` leaves it no day at all (it never took place)."""
+    master = master_of(cal)
+    _, zone = series_zone(master)
+    start: datetime = master.decoded("DTSTART").astimezone(zone)
+    return until < start.date()
+
+
 def end_rule(cal: Calendar, until: date) -> bool:
     """Set UNTIL to the end of ``until`` and drop overrides after it; False when already so."""
     master = master_of(cal)

@@ -122,6 +122,18 @@ class ProviderContract:
         assert series.until == last_day
         assert series.rrule == RULE  # the rule itself is unchanged, only bounded
 
+    def test_ending_before_the_first_day_removes_the_series(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        calendar.create_series(manager, series_spec(manager, "contract-never-met"))
+        token = calendar.changes(manager, None).token
+
+        calendar.end_series(manager, "contract-never-met", FIRST_START.date() - timedelta(days=1))
+
+        delta = calendar.changes(manager, token)
+        assert delta.removed == ("contract-never-met",)
+        assert calendar.changes(manager, None).changed == ()
+
     def test_created_with_until_reports_it(self, calendar: CalendarProvider, manager: str) -> None:
         spec = series_spec(manager, "contract-until", until=date(2030, 12, 31))
         calendar.create_series(manager, spec)

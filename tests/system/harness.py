@@ -84,9 +84,13 @@ class Deployment:
     def resource(self, manager: str, uid: str) -> str:
         return f"{self.url.rstrip('/')}/{manager}/cadence/{uid}.ics"
 
-    def get(self, manager: str, uid: str) -> Calendar:
+    def get_raw(self, manager: str, uid: str) -> bytes:
         with urllib.request.urlopen(self.resource(manager, uid), timeout=10) as response:
-            return Calendar.from_ical(response.read())
+            body: bytes = response.read()
+            return body
+
+    def get(self, manager: str, uid: str) -> Calendar:
+        return Calendar.from_ical(self.get_raw(manager, uid))
 
     def put(self, manager: str, uid: str, cal: Calendar | bytes) -> None:
         body = cal if isinstance(cal, bytes) else cal.to_ical()

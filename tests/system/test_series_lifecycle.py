@@ -120,7 +120,7 @@ def test_roster_edits_converge_in_one_pass(deployment: Deployment) -> None:
         - {{email: zoe@acme.test, name: Zoe Adams, role: ae, start_date: 2026-11-16, manager: {maya}}}
         """,
     )
-    t1 = T0 + timedelta(days=1)  # Monday 23 Nov
+    t1 = T0 + timedelta(days=9)  # Tuesday 1 Dec: Lee, Ana and Sam have all met Maya by now
     result = deployment.once(t1)
     assert result.errors == []
 
@@ -139,6 +139,22 @@ def test_roster_edits_converge_in_one_pass(deployment: Deployment) -> None:
     assert sam_at_raj.organizer == raj
 
     assert deployment.once(t1).writes == 0
+
+
+def test_a_series_ended_before_its_first_meeting_is_removed(deployment: Deployment) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    assert lee.start == datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("America/Chicago"))
+    lines = deployment.config_path.read_text().splitlines(keepends=True)
+    # Lee is taken off the roster before his first 1:1.
+    deployment.config_path.write_text("".join(x for x in lines if "lee@acme.test" not in x))
+    before_first = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("America/Chicago"))
+    result = deployment.once(before_first)
+    assert result.errors == [] and result.writes == 1
+    assert deployment.rep_series(maya, "lee@acme.test") == []  # nothing to keep: it never met
+    assert len(deployment.series(maya)) == 2
+    assert deployment.once(before_first).writes == 0
 
 
 def test_peoples_text_outside_the_markers_is_kept_when_the_block_is_rewritten(
@@ -210,13 +226,33 @@ def test_foreign_and_malformed_events_are_ignored_and_never_touched(
     event.add("rrule", {"freq": "daily"})
     cal.add_component(event)
     deployment.put(maya, "team-standup", cal)
-    deployment.put(maya, "broken", b"BEGIN:VCALENDAR\r\nthis is not ical\r\n")
-    before = deployment.get(maya, "team-standup").to_ical()
+    # Valid iCalendar the daemon cannot use: a one-off copy of a 1:1 that still carries the
+    # daemon's tag, and a tagged series in a zone nobody knows (Radicale refuses unparsable data).
+    one_off = Event()
+    one_off.add("uid", "copied-1on1")
+    one_off.add("x-cadence-series", "copied-1on1")
+    one_off.add("summary", "1:1 Sam Ortiz / Maya Chen (extra)")
+    one_off.add("dtstart", datetime(2026, 11, 25, 15, 0, tzinfo=ZoneInfo("America/Chicago")))
+    one_off.add("duration", timedelta(minutes=25))
+    copied = Calendar()
+    copied.add("prodid", "-//someone//EN")
+    copied.add("version", "2.0")
+    copied.add_component(one_off)
+    deployment.put(maya, "copied-1on1", copied)
+    mars = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//someone//EN\r\nBEGIN:VEVENT\r\n"
+        b"UID:mars\r\nX-CADENCE-SERIES:mars\r\nDTSTAMP:20261101T000000Z\r\n"
+        b"DTSTART;TZID=Mars/Olympus:20261124T100000\r\nDURATION:PT30M\r\n"
+        b"RRULE:FREQ=WEEKLY;BYDAY=TU\r\nSUMMARY:1:1 on Mars\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    deployment.put(maya, "mars", mars)
+    before = {uid: deployment.get(maya, uid).to_ical() for uid in ("team-standup", "copied-1on1")}
 
-    for hours in (1, 30, 200):
+    for hours in (1, 30, 150):  # before Sam ramps on 30 Nov
         result = deployment.once(T0 + timedelta(hours=hours))
         assert result.errors == []
-    assert deployment.get(maya, "team-standup").to_ical() == before
+    assert {uid: deployment.get(maya, uid).to_ical() for uid in before} == before
+    assert b"Mars/Olympus" in deployment.get_raw(maya, "mars")
     assert len(deployment.series(maya)) == 3
 
 
