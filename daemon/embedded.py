@@ -112,6 +112,9 @@ class EmbeddedRadicale:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
+                # Its own process group: Ctrl-C in a terminal reaches the daemon only, which
+                # finishes the pass in flight against a live server and then stops this one.
+                start_new_session=True,
             )
         except OSError as err:
             self._close_log()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -39,11 +39,14 @@ from daemon.core.planner import (
     stage_view,
 )
 from daemon.errors import (
+    CadenceError,
     ConfigError,
     MailError,
+    MailRejected,
     MailUnavailable,
     NotFound,
     ProviderError,
+    TemplateProblem,
     TokenExpired,
     Transient,
 )
@@ -68,6 +71,16 @@ class PassResult:
     alarms: list[str] = field(default_factory=list)
     writes: int = 0
     emails: int = 0
+    # A server could not be reached (worth backing off for), and how long it asked us to wait.
+    unavailable: bool = False
+    retry_after: float | None = None
+
+    def server_down(self, exc: Transient | MailUnavailable) -> None:
+        self.errors.append(str(exc))
+        self.unavailable = True
+        wait = getattr(exc, "retry_after", None)
+        if wait is not None:
+            self.retry_after = max(self.retry_after or 0.0, float(wait))
 
     @property
     def exit_code(self) -> int:
@@ -140,7 +153,10 @@ def open_mailer(config: Config) -> Mailer:
 def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
     """Everything a pass needs; templates are checked before anything is touched."""
     renderer = Renderer(config.settings.templates.dir)
-    renderer.check()
+    try:
+        renderer.check()
+    except TemplateProblem as exc:  # an admin's template: bad input, one line per problem
+        raise ConfigError(str(exc).splitlines()) from None
     with ExitStack() as stack:
         ledger = Ledger.open(config.settings.state_dir)
         stack.callback(ledger.close)
@@ -242,7 +258,10 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
                 complete.add(manager)
         except ProviderError as exc:
             unreachable.add(manager)
-            result.errors.append(str(exc))
+            if isinstance(exc, Transient):
+                result.server_down(exc)
+            else:
+                result.errors.append(str(exc))
             log.warning("calendar unreadable", manager=manager, error=str(exc))
             continue
         observed[manager] = {
@@ -324,7 +343,7 @@ class Executor:
                     self.write(action)
             except Transient as exc:
                 self.down_managers.add(str(manager))
-                self.result.errors.append(str(exc))
+                self.result.server_down(exc)
                 self.log.warning("calendar unavailable", manager=manager, error=str(exc))
             except ProviderError as exc:
                 self.failed_reps.add(rep)
@@ -332,10 +351,10 @@ class Executor:
                 self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
             except MailUnavailable as exc:
                 self.mail_down = True
-                self.result.errors.append(str(exc))
+                self.result.server_down(exc)
                 self.log.warning("mail unavailable; emails stay due", error=str(exc))
-            except MailError as exc:
-                self.log.error("email refused", rep=rep, error=str(exc))
+            except (MailError, TemplateProblem) as exc:
+                self.log.error("email not sent", rep=rep, error=str(exc))
                 self.result.errors.append(str(exc))
 
     def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
@@ -429,12 +448,22 @@ class Executor:
             subject=rendered.subject, text=rendered.text, html=rendered.html, kind=action.kind,
             occurrence=action.occurrence, now=self.now,
         )  # fmt: skip
-        self.rt.mailer.send(message)
+        recipients = ", ".join(action.to + action.cc)
+        try:
+            self.rt.mailer.send(message)
+        except MailRejected:
+            # Refused for good (every recipient unknown): remembered, so that it is not tried
+            # again every pass; the error is reported by the caller.
+            with ledger.transaction():
+                ledger.record_email(
+                    action.occurrence, action.ledger_kind, recipients, "rejected", self.now
+                )
+            raise
         faults.point("email-sent")
         with ledger.transaction():
             ledger.record_email(
-                action.occurrence, action.ledger_kind, ", ".join(action.to + action.cc),
-                str(message["Message-ID"]), self.now,
+                action.occurrence, action.ledger_kind, recipients, str(message["Message-ID"]),
+                self.now,
             )  # fmt: skip
         self.result.emails += 1
         self.log.info(
@@ -465,43 +494,67 @@ class Stopper:
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.signal: str | None = None
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
 
     def _stop(self, signum: int, _: Any) -> None:
-        logs.get().info("stopping after this pass", signal=signal.Signals(signum).name)
+        # Only note it: logging here could deadlock on the logger's lock if the signal lands
+        # while the main thread is in the middle of writing a log line.
+        self.signal = signal.Signals(signum).name
         self.event.set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep until the next pass is due; True when a stop was asked for meanwhile."""
+        if not self.event.wait(seconds):
+            return False
+        logs.get().info("stopping", signal=self.signal)
+        return True
 
 
 def backoff(failures: int, interval: float) -> float:
-    """Seconds to wait after ``failures`` failed passes in a row: 5 s doubling, capped."""
+    """Seconds to wait after ``failures`` passes in a row that could not reach a server:
+    5 s doubling, capped at 5 minutes (or the interval, when that is longer)."""
     if failures == 0:
         return interval
     return float(min(5 * 2 ** (failures - 1), max(interval, 300)))
 
 
-def run_forever(config: Config) -> int:
+def run_forever(
+    config: Config,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    wait: Callable[[float], bool] | None = None,
+) -> int:
+    """The daemon loop. ``clock`` and ``wait`` (sleep ``seconds``; True = stop now) stand in for
+    the wall clock and the signal-aware sleep in tests; by default SIGTERM / SIGINT stop it."""
     logs.configure()
     log = logs.get()
-    stopper = Stopper()
-    stopper.install()
+    if wait is None:
+        stopper = Stopper()
+        stopper.install()
+        wait = stopper.wait
+    clock = clock or (lambda: datetime.now(UTC))
     interval = float(config.settings.interval_seconds)
     failures = 0
     with runtime(config) as rt:
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
-        while not stopper.event.is_set():
+        while True:
+            retry_after: float | None = None
             try:
-                result = run_pass(rt, datetime.now(UTC))
-                failures = failures + 1 if result.errors else 0
-            except (ProviderError, MailError) as exc:
+                result = run_pass(rt, clock())
+                failures = failures + 1 if result.unavailable else 0
+                retry_after = result.retry_after
+            except CadenceError as exc:  # the ledger or a template failed: retry the pass later
                 failures += 1
-                log.warning("pass failed", error=str(exc))
-            wait = backoff(failures, interval)
+                log.error("pass failed", error=str(exc))
+            pause = max(backoff(failures, interval), retry_after or 0.0)
             if failures:
-                log.info("backing off", seconds=wait, failures=failures)
-            stopper.event.wait(wait)
+                log.info("backing off", seconds=pause, failures=failures)
+            if wait(pause):
+                break
     log.info("cadence stopped")
     return EXIT_OK

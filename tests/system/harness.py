@@ -40,14 +40,20 @@ class Deployment:
     def config_path(self) -> Path:
         return self.root / "cadence.yaml"
 
-    def write_config(self, managers: str, reps: str, extra: str = "") -> None:
+    def write_config(
+        self, managers: str, reps: str, extra: str = "", mail: str | None = None
+    ) -> None:
+        """The config on this deployment's calendar (the embedded one when ``url`` is empty)
+        and outbox; ``mail`` (e.g. ``"transport: smtp, smtp: {...}"``) replaces the outbox."""
+        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
+        mail = mail or f"maildir: {self.root / 'outbox'}"
         self.config_path.write_text(
             ORG
             + "managers:\n" + textwrap.indent(textwrap.dedent(managers), "  ")
             + "reps:\n" + textwrap.indent(textwrap.dedent(reps), "  ")
             + f"state_dir: {self.root / 'state'}\n"
-            + f"calendar: {{caldav: {{url: '{self.url}'}}}}\n"
-            + f"mail: {{maildir: {self.root / 'outbox'}, from: 'cadence <cadence@acme.test>'}}\n"
+            + f"calendar: {{caldav: {calendar}}}\n"
+            + f"mail: {{from: 'cadence <cadence@acme.test>', {mail}}}\n"
             + extra
         )  # fmt: skip
 

@@ -19,7 +19,16 @@ DENVER = ZoneInfo("America/Denver")
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=NY)  # a Sunday
 
 
-def setup(d: Deployment, extra_reps: str = "", sam_manager: str | None = None) -> tuple[str, str]:
+def setup(
+    d: Deployment,
+    extra_reps: str = "",
+    sam_manager: str | None = None,
+    *,
+    extra: str = "",
+    mail: str | None = None,
+) -> tuple[str, str]:
+    """Maya (Chicago) with Sam (new SDR, Denver, Tue 10:00), Lee (ramped AE) and Ana (senior AE,
+    biweekly); Raj (New York) with nobody yet. ``extra`` and ``mail`` go to ``write_config``."""
     maya, raj = d.managers
     d.write_config(
         f"""\
@@ -34,6 +43,8 @@ def setup(d: Deployment, extra_reps: str = "", sam_manager: str | None = None) -
            manager: {maya}, forecast_within_5pct: true}}
         """
         + extra_reps,
+        extra,
+        mail,
     )
     return maya, raj
 
