@@ -345,12 +345,19 @@ def _series_actions(
     today = now.astimezone(tz).date()
     current = next((r for r in records if r.fingerprint == fp), None)
 
-    # A live series for another stage / slot / manager ends the day before this one starts.
-    transition = any(r.rep == p.rep.email and r.stage != p.stage.value for r in records)
-    start_day = p.span.start if transition else max(p.span.start, today)
     if current is not None:
-        start_day = current.start.astimezone(tz).date()
-    first = p.pattern.first_on_or_after(start_day)
+        first = p.pattern.first_on_or_after(current.start.astimezone(tz).date())
+    else:
+        # A new series starts with its first meeting still ahead: one placed earlier today
+        # would be an invite for a meeting that never happened, and would even get a recap.
+        first = next(
+            s for s in p.pattern.occurrences(max(p.span.start, today)) if s >= now
+        )  # fmt: skip
+        if p.span.end is not None and first.date() >= p.span.end:
+            return  # no meeting left in this stage: the next stage's series starts at the change
+    # A live series for another stage, slot or manager ends the day before this one starts; a
+    # stage ends the day before the change (the plan's ``until``) unless that is already past
+    # (the daemon was down then): the meetings it kept meanwhile stay on the calendar.
     for rec in records:
         if rec is current or rec.manager in blocked:
             continue
@@ -358,9 +365,8 @@ def _series_actions(
             old_tz = zone(_zone_of(rec, observed))
             until = first.astimezone(old_tz).date() - timedelta(days=1)
             if rec.stage != p.stage.value:
-                # The old stage's last day is the day before the change (the plan's ``until``),
-                # even when the new series' first meeting falls a few days later.
-                until = min(until, p.span.start - timedelta(days=1))
+                yesterday = now.astimezone(old_tz).date() - timedelta(days=1)
+                until = min(until, max(p.span.start - timedelta(days=1), yesterday))
             # Before the series' first day: it never took place, and the provider removes it.
             until = max(until, rec.start.astimezone(old_tz).date() - timedelta(days=1))
             reason = "stage change" if rec.stage != p.stage.value else "roster edit"

@@ -173,3 +173,15 @@ def test_a_week_11_skip_says_so_and_is_escalated(deployment: Deployment) -> None
     (sam,) = [s for s in deployment.rep_series(maya, "sam@acme.test") if s.until is None]
     wk11 = [o for o in sam.overrides if o.recurrence_id.date().isoformat() == "2027-01-12"]
     assert wk11 and "even at 25 minutes" in wk11[0].description
+
+
+def test_a_series_created_after_todays_slot_starts_next_time_and_sends_no_recap(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    evening = datetime(2026, 11, 23, 17, 0, tzinfo=CHI)  # Lee's Monday 09:00 slot is past
+    deployment.once(evening)
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    assert lee.start == LEE_MON + timedelta(days=7)
+    assert deployment.once(evening + timedelta(minutes=5)).errors == []
+    assert deployment.mail_of("recap") == []  # no recap for a meeting that was never on it
