@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from daemon.core.fiscal import WEEK11
 from daemon.core.fiscal import week_of_quarter as _week
 from daemon.core.model import DAY_NAMES, Manager, Rep, Roster, Stage, StageRule, WorkingHours
-from daemon.core.policy import StageSpan, interval_weeks, next_span, span_on
+from daemon.core.policy import StageSpan, interval_weeks, spans_on
 from daemon.core.schedule import Choice, PairRequest, Pattern, choose_slots, monday_of, zone
 
 UPCOMING = 8
@@ -26,8 +26,9 @@ class Template:
     CAREER = "career"
 
 
-@dataclass(frozen=True, slots=True)
-class Occurrence:
+class Occurrence(NamedTuple):
+    """One planned meeting (a named tuple: a plan for 10,000 reps builds 80,000 of them)."""
+
     start: datetime  # aware, series zone
     end: datetime
     stage: Stage
@@ -101,12 +102,12 @@ def plan(
     managers = {m.email: m for m in roster.managers}
     policy = roster.policy
     requests: list[PairRequest] = []
-    spans: dict[str, tuple[StageSpan, str]] = {}
+    spans: dict[str, tuple[StageSpan, StageSpan | None, str]] = {}
     for rep in roster.reps:
         manager = managers[rep.manager]
         tz = series_zone(rep, manager, roster)
-        span = span_on(rep, policy, at.astimezone(zone(tz)).date())
-        spans[rep.email] = (span, tz)
+        span, nspan = spans_on(rep, policy, at.astimezone(zone(tz)).date())
+        spans[rep.email] = (span, nspan, tz)
         rule = policy.rule(span.stage)
         preferred = sticky.get(rep.email)
         if rep.slot is not None:
@@ -129,21 +130,51 @@ def plan(
     choices = choose_slots(requests, week)
 
     plans = []
+    # Reps whose next meetings fall on the same instants share one computation of them.
+    shared: dict[tuple[object, ...], tuple[Occurrence, ...]] = {}
     for rep in roster.reps:
         manager = managers[rep.manager]
-        span, tz = spans[rep.email]
+        span, nspan, tz = spans[rep.email]
         rule = policy.rule(span.stage)
         choice = choices[rep.email]
         pattern = pattern_for(rep, span, rule, choice, tz)
-        nspan = next_span(rep, policy, span)
         npattern = None
         if nspan is not None:
             npattern = pattern_for(rep, nspan, policy.rule(nspan.stage), choice, tz)
-        upcoming = tuple(_upcoming(roster, at, span, pattern, nspan, npattern, count))
+        key = _upcoming_key(at, span, pattern, nspan, npattern)
+        upcoming = shared.get(key)
+        if upcoming is None:
+            upcoming = tuple(_upcoming(roster, at, span, pattern, nspan, npattern, count))
+            shared[key] = upcoming
         plans.append(
             SeriesPlan(rep, manager, span, rule, pattern, nspan, npattern, choice.fits, upcoming)
         )
     return tuple(plans)
+
+
+_EPOCH_MONDAY = date(2001, 1, 1)
+
+
+def _upcoming_key(
+    at: datetime,
+    span: StageSpan,
+    pattern: Pattern,
+    nspan: StageSpan | None,
+    npattern: Pattern | None,
+) -> tuple[object, ...]:
+    """What ``_upcoming`` depends on: a stage start already past is the same as today, and a
+    pattern's anchor counts only through its phase in the ``interval_weeks`` cycle."""
+    local_day = at.astimezone(zone(pattern.zone_name)).date()
+
+    def clip(s: StageSpan) -> tuple[object, ...]:
+        return (s.stage, max(s.start, local_day), s.end)
+
+    def phase(p: Pattern) -> tuple[object, ...]:
+        weeks = (monday_of(p.anchor) - _EPOCH_MONDAY).days // 7 % p.interval_weeks
+        return (p.days, p.time, p.interval_weeks, p.duration_minutes, p.zone_name, weeks)
+
+    later = None if nspan is None or npattern is None else (clip(nspan), phase(npattern))
+    return (clip(span), phase(pattern), later)
 
 
 def timeline_starts(
@@ -186,12 +217,12 @@ def _upcoming(
         # The last 1:1 of a calendar month is the career conversation (seed 001).
         last_of_month = following is None or following[0].month != start.month
         yield Occurrence(
-            start=start,
-            end=start + timedelta(minutes=pat.duration_minutes),
-            stage=stage,
-            week_of_quarter=week,
-            week11=week == WEEK11,
-            template=Template.CAREER if last_of_month else Template.COACHING,
+            start,
+            start + pat.duration,
+            stage,
+            week,
+            week == WEEK11,
+            Template.CAREER if last_of_month else Template.COACHING,
         )
         produced += 1
         current = following

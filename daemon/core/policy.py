@@ -39,19 +39,14 @@ def timeline(rep: Rep, policy: Policy) -> tuple[StageSpan, ...]:
     return (StageSpan(Stage.SENIOR_AE, rep.start_date, None),)
 
 
-def span_on(rep: Rep, policy: Policy, day: date) -> StageSpan:
-    """The stage span covering ``day``; before the start date, the first stage."""
+def spans_on(rep: Rep, policy: Policy, day: date) -> tuple[StageSpan, StageSpan | None]:
+    """The stage span covering ``day`` (before the start date, the first) and the one after it
+    (None when it is the last)."""
     spans = timeline(rep, policy)
-    for span in spans:
+    for index, span in enumerate(spans):
         if span.end is None or day < span.end:
-            return span
-    return spans[-1]
-
-
-def next_span(rep: Rep, policy: Policy, span: StageSpan) -> StageSpan | None:
-    spans = timeline(rep, policy)
-    index = spans.index(span)
-    return spans[index + 1] if index + 1 < len(spans) else None
+            return span, spans[index + 1] if index + 1 < len(spans) else None
+    return spans[-1], None
 
 
 def interval_weeks(rep: Rep, rule: StageRule) -> int:

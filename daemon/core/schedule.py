@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 from daemon.core.model import RRULE_DAYS, WorkingHours
@@ -45,7 +45,7 @@ class Pattern:
     zone_name: str
     anchor: date
 
-    @property
+    @cached_property
     def duration(self) -> timedelta:
         return timedelta(minutes=self.duration_minutes)
 

@@ -176,3 +176,53 @@ def test_week_numbers_are_1_to_14_and_increase_within_a_quarter(day: date, month
     assert nxt == week or nxt == week + 1 or nxt == 1
     if nxt != week and nxt == 1:
         assert week >= 13  # a quarter is at least 89 days: weeks 1-13 at least
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reps=st.lists(
+        st.tuples(
+            st.sampled_from(["sdr", "ae", "senior_ae"]),
+            st.dates(date(2025, 6, 1), date(2027, 3, 1)),
+            st.sampled_from(ZONES),
+            st.booleans(),
+        ),
+        min_size=2,
+        max_size=12,
+    ),
+    at_day=st.dates(date(2026, 1, 1), date(2027, 3, 1)),
+)
+def test_reps_sharing_upcoming_meetings_get_exactly_their_own(
+    reps: list[tuple[str, date, str, bool]], at_day: date
+) -> None:
+    # plan() computes a meeting list once for reps whose next meetings coincide; each rep's
+    # list must still be what their own stage, slot and start date give.
+    r = roster(
+        *[
+            rep(f"r{i}@acme.test", role=role, start_date=hired.isoformat(), timezone=zone,
+                forecast_within_5pct=forecast, slot={"day": "tue", "time": "10:00"})
+            for i, (role, hired, zone, forecast) in enumerate(reps)
+        ]
+    )  # fmt: skip
+    at = datetime(at_day.year, at_day.month, at_day.day, 8, tzinfo=ZoneInfo("America/New_York"))
+    for series in plan(r, at):
+        alone = plan(
+            roster(*[x for x in r.model_dump()["reps"] if x["email"] == series.rep.email]), at
+        )
+        assert series.upcoming == alone[0].upcoming
+
+
+def test_two_sdrs_on_one_slot_ramp_on_their_own_days() -> None:
+    at = datetime(2026, 11, 22, 9, tzinfo=ZoneInfo("America/New_York"))
+    slot = {"day": "tue", "time": "10:00"}
+    soon, later = plan(
+        roster(
+            rep("soon@acme.test", start_date="2026-09-01", slot=slot),  # ramps 30 Nov
+            rep("later@acme.test", start_date="2026-10-20", slot=slot),  # ramps 18 Jan
+        ),
+        at,
+    )
+    assert [o.start.weekday() for o in soon.upcoming[:3]] == [1, 3, 1]  # Tue, Thu, then Tue only
+    assert [o.start.weekday() for o in later.upcoming[:3]] == [1, 3, 1]
+    assert [o.start.weekday() for o in soon.upcoming[3:5]] == [1, 1]
+    assert [o.start.weekday() for o in later.upcoming[3:5]] == [3, 1]
