@@ -24,6 +24,8 @@ from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
 from daemon.core.observed import ObservedSeries
 from daemon.core.planner import (
+    EMAILS_WINDOW,
+    LOOKBACK,
     AgendaView,
     CreateSeries,
     EndSeries,
@@ -204,7 +206,7 @@ def _sync(rt: Runtime, manager: str) -> bool:
     return changes.complete
 
 
-def _ledger_view(rt: Runtime) -> LedgerView:
+def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
     series = []
     for rec in rt.ledger.all_series():
         series.append(
@@ -226,8 +228,12 @@ def _ledger_view(rt: Runtime) -> LedgerView:
     return LedgerView(
         series=tuple(series),
         commitments={k: tuple(v) for k, v in commitments.items()},
-        emails_sent=frozenset((e.occurrence, e.kind) for e in rt.ledger.emails()),
-        cancellations=frozenset(f"{c.uid} {c.original_start}" for c in rt.ledger.cancellations()),
+        emails_sent=frozenset(
+            (e.occurrence, e.kind) for e in rt.ledger.emails(since=now - EMAILS_WINDOW)
+        ),
+        cancellations=frozenset(
+            f"{c.uid} {c.original_start}" for c in rt.ledger.cancellations(since=now - LOOKBACK)
+        ),
     )
 
 
@@ -276,7 +282,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         rt.config.roster,
         now,
         observed,
-        _ledger_view(rt),
+        _ledger_view(rt, now),
         render,
         complete=frozenset(complete),
         unreachable=frozenset(unreachable),

@@ -456,11 +456,13 @@ class Ledger:
             (occurrence, kind, recipients, message_id, utc_iso(sent_at)),
         )
 
-    def emails(self) -> list[EmailRecord]:
+    def emails(self, since: datetime | None = None) -> list[EmailRecord]:
+        """Every email recorded, or those sent at or after ``since``."""
         rows = self._rows(
             "reading emails",
             "SELECT occurrence, kind, recipients, message_id, sent_at FROM emails"
-            " ORDER BY sent_at, occurrence, kind",
+            " WHERE sent_at >= ? ORDER BY sent_at, occurrence, kind",
+            (utc_iso(since) if since is not None else "",),
         )
         return [EmailRecord(**dict(row)) for row in rows]
 
@@ -480,13 +482,15 @@ class Ledger:
         return added == 1
 
     def cancellations(
-        self, manager: str | None = None, rep: str | None = None
+        self, manager: str | None = None, rep: str | None = None, since: datetime | None = None
     ) -> list[CancellationRecord]:
+        """Cancellations, optionally of one manager or rep, of occurrences from ``since`` on."""
         rows = self._rows(
             "reading cancellations",
             "SELECT * FROM cancellations WHERE (:manager IS NULL OR manager = :manager)"
-            " AND (:rep IS NULL OR rep = :rep) ORDER BY original_start, uid",
-            {"manager": manager, "rep": rep},
+            " AND (:rep IS NULL OR rep = :rep) AND original_start >= :since"
+            " ORDER BY original_start, uid",
+            {"manager": manager, "rep": rep, "since": utc_iso(since) if since else ""},
         )
         return [
             CancellationRecord(

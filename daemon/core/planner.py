@@ -26,6 +26,9 @@ from daemon.core.schedule import zone
 RECAP_DEADLINE = timedelta(hours=24)  # a recap later than this is dropped (SPEC)
 LOOKBACK = timedelta(days=8)  # how far back cancellations, commitments and recaps are read
 LOOKAHEAD = timedelta(days=28)  # how far ahead cancellations are read
+# Emails about the occurrences a pass reads were all sent inside this window (a cancellation
+# warning up to LOOKAHEAD ahead, a pre-read up to a week ahead): older ledger rows are history.
+EMAILS_WINDOW = LOOKBACK + LOOKAHEAD + timedelta(days=7)
 
 
 class Kind:
@@ -59,8 +62,10 @@ class LedgerView:
     series: tuple[LedgerSeries, ...] = ()
     # rep -> (original start, commitment) read back after meetings, any order
     commitments: Mapping[str, tuple[tuple[datetime, str], ...]] = field(default_factory=dict)
-    emails_sent: frozenset[tuple[str, str]] = frozenset()  # (occurrence key, ledger kind)
-    cancellations: frozenset[str] = frozenset()  # occurrence keys already recorded
+    # (occurrence key, ledger kind) sent since ``now - EMAILS_WINDOW``; the executor checks the
+    # whole ledger again before sending, so this view only needs to be complete for the window.
+    emails_sent: frozenset[tuple[str, str]] = frozenset()
+    cancellations: frozenset[str] = frozenset()  # keys recorded, of occurrences from LOOKBACK on
 
 
 @dataclass(frozen=True)

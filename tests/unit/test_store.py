@@ -348,6 +348,18 @@ def test_cancellations_are_recorded_once_and_filtered(ledger: Ledger) -> None:
     assert ledger.cancellations(rep=SAM) == [sams]
     assert ledger.cancellations(manager=MAYA, rep=SAM) == []
     assert ledger.cancellations()[2].week11 is True
+    since = datetime(2026, 12, 7, 17, 0, tzinfo=UTC)  # the week-11 one starts exactly then
+    assert ledger.cancellations(since=since) == [week11]
+    assert ledger.cancellations(manager=OMAR, since=since) == []
+
+
+def test_emails_can_be_read_from_an_instant_on(ledger: Ledger) -> None:
+    monday = datetime(2026, 11, 30, 9, 0, tzinfo=DENVER)
+    for days in (0, 10, 40):
+        ledger.record_email(f"s {days}", "recap", "x", f"<{days}>", monday + timedelta(days=days))
+    recent = ledger.emails(since=monday + timedelta(days=10))
+    assert [e.message_id for e in recent] == ["<10>", "<40>"]
+    assert len(ledger.emails()) == 3
 
 
 def test_last_commitment_is_the_latest_before_the_meeting_across_the_reps_series(
