@@ -217,6 +217,7 @@ def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
                 stage=rec.stage,
                 fingerprint=rec.fingerprint,
                 start=datetime.fromisoformat(rec.start),
+                rrule=rec.rrule,
                 until=date.fromisoformat(rec.until) if rec.until else None,
                 state=rec.state,
             )

@@ -15,9 +15,8 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
-from daemon.core.model import RRULE_DAYS
 from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries
-from daemon.core.schedule import Pattern
+from daemon.core.schedule import Pattern, parse_weekly
 
 
 class Status(StrEnum):
@@ -50,14 +49,10 @@ def occurrence_key(uid: str, original_start: datetime) -> str:
 
 def pattern_of(series: ObservedSeries) -> Pattern | None:
     """The weekly pattern of a series cadence wrote (canonical RRULE), else None."""
-    parts = dict(p.split("=", 1) for p in series.rrule.split(";") if "=" in p)
-    if parts.get("FREQ") != "WEEKLY":
+    weekly = parse_weekly(series.rrule)
+    if weekly is None:
         return None
-    try:
-        days = tuple(sorted(RRULE_DAYS.index(d) for d in parts.get("BYDAY", "").split(",")))
-        interval = int(parts.get("INTERVAL", "1"))
-    except ValueError:
-        return None
+    days, interval = weekly
     local = series.start.astimezone(ZoneInfo(series.timezone))
     return Pattern(
         days=days,

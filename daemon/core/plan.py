@@ -16,7 +16,16 @@ from daemon.core.fiscal import WEEK11
 from daemon.core.fiscal import week_of_quarter as _week
 from daemon.core.model import DAY_NAMES, Manager, Rep, Roster, Stage, StageRule, WorkingHours
 from daemon.core.policy import StageSpan, interval_weeks, spans_on
-from daemon.core.schedule import Choice, PairRequest, Pattern, choose_slots, monday_of, zone
+from daemon.core.schedule import (
+    Choice,
+    PairRequest,
+    Pattern,
+    choose_slots,
+    first_day,
+    monday_of,
+    slot_days,
+    zone,
+)
 
 UPCOMING = 8
 
@@ -72,11 +81,8 @@ def _hours(hours: WorkingHours | None, roster: Roster) -> WorkingHours:
 
 
 def pattern_for(rep: Rep, span: StageSpan, rule: StageRule, choice: Choice, tz: str) -> Pattern:
-    days = choice.days if rule.sessions_per_week == 2 else choice.days[:1]
-    if rule.sessions_per_week == 2 and len(days) == 1:
-        days = tuple(sorted((days[0], (days[0] + 2) % 7)))
     return Pattern(
-        days=days,
+        days=slot_days(first_day(choice.days), rule.sessions_per_week),
         time=choice.time,
         interval_weeks=interval_weeks(rep, rule),
         duration_minutes=rule.duration_minutes,

@@ -17,11 +17,19 @@ from zoneinfo import ZoneInfo
 
 from daemon.core.agenda import Blocks, blocks_for, extract_block, read_commitment, splice, wrap
 from daemon.core.fiscal import WEEK11, week_bounds, week_of_quarter_at
-from daemon.core.model import DAY_NAMES, Manager, Policy, Rep, Roster, Stage, StageRule
+from daemon.core.model import (
+    DAY_NAMES,
+    Manager,
+    Policy,
+    Rep,
+    Roster,
+    Stage,
+    StageRule,
+)
 from daemon.core.observed import ObservedSeries, SeriesSpec
 from daemon.core.occurrences import Instance, Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, Template, occurrences_between, plan
-from daemon.core.schedule import zone
+from daemon.core.schedule import first_day, parse_weekly, zone
 
 RECAP_DEADLINE = timedelta(hours=24)  # a recap later than this is dropped (SPEC)
 LOOKBACK = timedelta(days=8)  # how far back cancellations, commitments and recaps are read
@@ -51,6 +59,7 @@ class LedgerSeries:
     stage: str
     fingerprint: str
     start: datetime
+    rrule: str  # as written, without UNTIL: its BYDAY names the slot's days
     until: date | None
     state: (
         str  # "pending" (written to the ledger, maybe not yet on the calendar) | "active" | "ended"
@@ -301,8 +310,15 @@ def _sticky(roster: Roster, ledger: LedgerView) -> dict[str, tuple[int, time]]:
     for rec in ledger.series:
         if rec.state == "ended":
             continue
-        out[rec.rep] = (rec.start.weekday(), rec.start.time().replace(tzinfo=None))
+        out[rec.rep] = (_first_day(rec), rec.start.time().replace(tzinfo=None))
     return out
+
+
+def _first_day(rec: LedgerSeries) -> int:
+    """The slot's (first) day from the rule. Not the weekday of the series' start: a Tue/Thu
+    series created on a Wednesday starts on a Thursday, and Thursday first would mean Thu/Sat."""
+    weekly = parse_weekly(rec.rrule)
+    return first_day(weekly[0]) if weekly and weekly[0] else rec.start.weekday()
 
 
 def _safety_valve(

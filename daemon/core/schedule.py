@@ -33,6 +33,27 @@ def second_day(first: int) -> int:
     return (first + 2) % 7
 
 
+def parse_weekly(rrule: str) -> tuple[tuple[int, ...], int] | None:
+    """(days, interval) of a ``FREQ=WEEKLY;INTERVAL=n;BYDAY=..`` rule, else None."""
+    parts = dict(p.split("=", 1) for p in rrule.split(";") if "=" in p)
+    if parts.get("FREQ") != "WEEKLY":
+        return None
+    try:
+        days = tuple(sorted(RRULE_DAYS.index(d) for d in parts.get("BYDAY", "").split(",")))
+        interval = int(parts.get("INTERVAL", "1"))
+    except ValueError:
+        return None
+    return days, interval
+
+
+def first_day(days: tuple[int, ...]) -> int:
+    """The first day of a slot's sorted days: a twice-weekly pair across the weekend (Sat and
+    Mon, written ``MO,SA``) starts on the later weekday number."""
+    if len(days) == 2 and days[1] - days[0] != 2:
+        return days[1]
+    return days[0]
+
+
 @dataclass(frozen=True)
 class Pattern:
     """A weekly rule: days, wall-clock time, every ``interval_weeks`` weeks counted from the week
@@ -137,7 +158,8 @@ def fits(request: PairRequest, days: Sequence[int], at: time, week: date) -> boo
     )  # fmt: skip
 
 
-def _days(first: int, sessions: int) -> tuple[int, ...]:
+def slot_days(first: int, sessions: int) -> tuple[int, ...]:
+    """The sorted days of a slot starting on ``first``, meeting ``sessions`` times a week."""
     return (first,) if sessions == 1 else tuple(sorted((first, second_day(first))))
 
 
@@ -169,7 +191,7 @@ def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Ch
     for request in requests:
         if request.preferred is not None:
             first, at = request.preferred
-            days = _days(first, request.sessions_per_week)
+            days = slot_days(first, request.sessions_per_week)
             chosen[request.key] = Choice(days, at, fits(request, days, at, week))
             book(request, days, at)
 
@@ -178,7 +200,7 @@ def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Ch
             continue
         choice = _first_free(request, week, free)
         if choice is None:
-            days = _days(0, request.sessions_per_week)
+            days = slot_days(0, request.sessions_per_week)
             choice = Choice(days, request.rep_hours.start, fits=False)
         chosen[request.key] = choice
         book(request, choice.days, choice.time)
@@ -195,7 +217,7 @@ def _first_free(request: PairRequest, week: date, free: _Free) -> Choice | None:
     last_minute = hours.end.hour * 60 + hours.end.minute - request.duration_minutes
     # Twice-weekly pairs need their second day too; prefer early-week first days (Mon/Wed, Tue/Thu).
     for first in range(7):
-        days = _days(first, request.sessions_per_week)
+        days = slot_days(first, request.sessions_per_week)
         if request.sessions_per_week == 2 and second_day(first) < first:
             continue
         for minute in range(first_minute, last_minute + 1, GRID_MINUTES):

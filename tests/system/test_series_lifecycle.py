@@ -6,6 +6,7 @@ Time is simulated with ``now`` (the CLI's ``--now``); nothing sleeps.
 from __future__ import annotations
 
 import socket
+import textwrap
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -35,14 +36,14 @@ def setup(
         - {{email: {maya}, name: Maya Chen, timezone: America/Chicago, escalate_to: vp@acme.test}}
         - {{email: {raj}, name: Raj Patel, timezone: America/New_York}}
         """,
-        f"""\
+        textwrap.dedent(f"""\
         - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
            manager: {sam_manager or maya}, timezone: America/Denver, slot: {{day: tue, time: "10:00"}}}}
         - {{email: lee@acme.test, name: Lee Park, role: ae, start_date: 2025-01-06, manager: {maya}}}
         - {{email: ana@acme.test, name: Ana Ruiz, role: senior_ae, start_date: 2021-03-15,
            manager: {maya}, forecast_within_5pct: true}}
-        """
-        + extra_reps,
+        """)
+        + textwrap.dedent(extra_reps),
         extra,
         mail,
     )
@@ -109,6 +110,24 @@ def test_half_a_year_of_passes_moves_sam_on_the_exact_day_without_gap_or_duplica
     final = deployment.rep_series(maya, "sam@acme.test")[-1]
     assert final.start.astimezone(DENVER).hour == 10 and final.timezone == "America/Denver"
     assert deployment.once(now).writes == 0
+
+
+def test_a_twice_weekly_series_created_between_its_days_keeps_them(deployment: Deployment) -> None:
+    maya, _ = setup(
+        deployment,
+        f"""\
+        - {{email: jo@acme.test, name: Jo Kim, role: sdr, start_date: 2026-11-02,
+           manager: {deployment.managers[0]}}}
+        """,
+    )
+    tuesday = datetime(2026, 11, 24, 12, 0, tzinfo=NY)  # after Monday, before Wednesday
+    assert deployment.once(tuesday).errors == []
+    (jo,) = deployment.rep_series(maya, "jo@acme.test")
+    assert jo.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=MO,WE"
+    assert jo.start.date() == date(2026, 11, 25)  # the Wednesday: Monday is past
+    again = deployment.once(tuesday)
+    assert (again.writes, again.errors) == (0, [])  # still Mon/Wed, not Wed/Fri
+    assert [s.uid for s in deployment.rep_series(maya, "jo@acme.test")] == [jo.uid]
 
 
 def test_roster_edits_converge_in_one_pass(deployment: Deployment) -> None:
