@@ -346,6 +346,9 @@ class Executor:
                 else:
                     if self.result.writes >= settings.max_writes_per_pass:
                         self.log.warning("write cap reached", cap=settings.max_writes_per_pass)
+                        # The rep's later actions (emails about a series not yet created)
+                        # wait for the pass that makes this write.
+                        self.failed_reps.add(rep)
                         continue
                     self.write(action)
             except Transient as exc:
@@ -388,30 +391,34 @@ class Executor:
                 stage=action.stage, rrule=spec.rrule, start=spec.start.isoformat(),
             )  # fmt: skip
         elif isinstance(action, EndSeries):
-            written = True
-            try:
-                provider.end_series(action.manager, action.uid, action.until)
-            except NotFound as exc:
-                # Gone already (a person deleted it, or an earlier pass removed it just before a
-                # crash): there is nothing left to end, so only the ledger catches up.
-                written = False
-                self.log.info(
-                    "series already gone", action="end", rep=action.rep,
-                    manager=action.manager, series=action.uid, detail=str(exc),
-                )  # fmt: skip
-            faults.point("series-ended")
+            written = action.write
+            if action.write:
+                try:
+                    provider.end_series(action.manager, action.uid, action.until)
+                except NotFound as exc:
+                    # Gone already (a person deleted it, or an earlier pass removed it just
+                    # before a crash): there is nothing left to end; only the ledger catches up.
+                    written = False
+                    self.log.info(
+                        "series already gone", action="end", rep=action.rep,
+                        manager=action.manager, series=action.uid, detail=str(exc),
+                    )  # fmt: skip
+                faults.point("series-ended")
             rec = ledger.get_series(action.uid)
             if rec is not None:
+                state = "ended" if action.retire else rec.state
                 with ledger.transaction():
                     ledger.upsert_series(
-                        _with(rec, state="ended", until=action.until.isoformat(),
+                        _with(rec, state=state, until=action.until.isoformat(),
                               updated_at=_utc(self.now))
                     )  # fmt: skip
             if written:
                 self.result.writes += 1
+            if written or action.retire:
                 self.log.info(
-                    "series ended", action="end", rep=action.rep, manager=action.manager,
-                    series=action.uid, until=action.until.isoformat(), reason=action.reason,
+                    "series ended" if action.retire else "series end set", action="end",
+                    rep=action.rep, manager=action.manager, series=action.uid,
+                    until=action.until.isoformat(), reason=action.reason,
                 )  # fmt: skip
         else:
             provider.write_agendas(action.manager, action.uid, action.master_block, action.blocks)

@@ -26,10 +26,11 @@ from daemon.core.model import (
     Stage,
     StageRule,
 )
-from daemon.core.observed import ObservedSeries, SeriesSpec
+from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries, SeriesSpec
 from daemon.core.occurrences import Instance, Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, Template, occurrences_between, plan
-from daemon.core.schedule import first_day, parse_weekly, zone
+from daemon.core.policy import StageSpan
+from daemon.core.schedule import Pattern, first_day, parse_weekly, zone
 
 RECAP_DEADLINE = timedelta(hours=24)  # a recap later than this is dropped (SPEC)
 LOOKBACK = timedelta(days=8)  # how far back cancellations, commitments and recaps are read
@@ -112,11 +113,16 @@ class CreateSeries:
 
 @dataclass(frozen=True)
 class EndSeries:
+    """Let a series meet up to ``until``. ``write``: the calendar still runs past that day;
+    ``retire``: the series is no longer wanted (else its stage's end is only set ahead)."""
+
     manager: str
     rep: str
     uid: str
     until: date
     reason: str
+    write: bool = True
+    retire: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,21 +188,21 @@ class Plan:
 # --- identity -----------------------------------------------------------------------------------
 
 
-def fingerprint(p: SeriesPlan) -> str:
+def fingerprint(manager: str, rep: str, stage: Stage, pattern: Pattern) -> str:
     """What makes a series "the same series": who, stage, rule, time, zone and length."""
     text = "|".join(
-        (p.manager.email, p.rep.email, p.stage.value, p.pattern.rrule(),
-         p.pattern.time.strftime("%H:%M"), p.timezone, str(p.pattern.duration_minutes))
+        (manager, rep, stage.value, pattern.rrule(), pattern.time.strftime("%H:%M"),
+         pattern.zone_name, str(pattern.duration_minutes))
     )  # fmt: skip
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def series_uid(p: SeriesPlan, start: date) -> str:
+def series_uid(fingerprint: str, start: date) -> str:
     """Deterministic from (manager, rep, stage, rule, start): a retried create finds itself.
 
     Lower-case hex only, so the same id is valid as a Google event id (base32hex).
     """
-    text = f"{fingerprint(p)}|{start.isoformat()}"
+    text = f"{fingerprint}|{start.isoformat()}"
     return "cadence" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -220,12 +226,6 @@ def stage_view(stage: Stage, rule: StageRule, interval: int) -> dict[str, str]:
 # --- the planner --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Pair:
-    desired: SeriesPlan
-    fingerprint: str
-
-
 def make_plan(
     roster: Roster,
     now: datetime,
@@ -243,7 +243,7 @@ def make_plan(
     managers whose listing is known to be whole; ``unreachable`` those whose calendar could not
     be read this pass (nothing is planned for them).
     """
-    sticky = _sticky(roster, ledger)
+    sticky = _sticky(ledger, now)
     desired = plan(roster, now, sticky=sticky)
     actions: list[Action] = []
     alarms: list[Alarm] = []
@@ -262,7 +262,7 @@ def make_plan(
             continue
         records = [r for r in by_rep.get(p.rep.email, []) if r.state != "ended"]
         actions.extend(
-            _series_actions(roster, now, p, records, observed, ledger, render_agenda, blocked)
+            _rep_actions(roster, now, p, records, observed, ledger, render_agenda, blocked)
         )
 
     # Reps no longer on the roster: end their series (history stays on the calendar).
@@ -276,24 +276,61 @@ def make_plan(
             until = max(rec.start.astimezone(tz).date(), now.astimezone(tz).date()) - timedelta(
                 days=1
             )
-            if rec.uid in observed.get(rec.manager, {}) or rec.state == "active":
-                actions.append(EndSeries(rec.manager, rec.rep, rec.uid, until, "rep removed"))
+            actions.extend(_end(rec, observed, until, "rep removed"))
 
-    # Occurrences are read as the calendar will be once this pass's ends are written, so a
-    # series ended now sends no pre-read for a meeting its successor takes over.
-    ending = {a.uid: a.until for a in actions if isinstance(a, EndSeries)}
-    after = {
-        manager: {uid: _ended(seen, ending.get(uid)) for uid, seen in series.items()}
-        for manager, series in observed.items()
-    }
-    actions.extend(_occurrence_actions(roster, now, desired, after, ledger, blocked))
+    # Occurrences are read as the calendar will be once this pass's writes are done: a series
+    # ended now sends no pre-read for a meeting its successor takes over, and one created now
+    # sends what is already due in this pass, so a second pass at the same instant sends nothing.
+    after, records = _projected(observed, ledger.series, actions)
+    actions.extend(_occurrence_actions(roster, now, desired, after, records, ledger, blocked))
     return Plan(tuple(actions), tuple(alarms), desired)
 
 
-def _ended(seen: ObservedSeries, until: date | None) -> ObservedSeries:
-    if until is None or (seen.until is not None and seen.until <= until):
-        return seen
-    return replace(seen, until=until)
+def _projected(
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    records: Sequence[LedgerSeries],
+    actions: Sequence[Action],
+) -> tuple[dict[str, dict[str, ObservedSeries]], list[LedgerSeries]]:
+    after = {manager: dict(series) for manager, series in observed.items()}
+    records = list(records)
+    for action in actions:
+        if isinstance(action, EndSeries):
+            seen = after.get(action.manager, {}).get(action.uid)
+            if seen is not None and (seen.until is None or seen.until > action.until):
+                after[action.manager][action.uid] = replace(seen, until=action.until)
+        elif isinstance(action, CreateSeries):
+            spec = action.spec
+            after.setdefault(action.manager, {})[spec.uid] = _as_observed(spec)
+            records.append(
+                LedgerSeries(
+                    uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
+                    fingerprint=action.fingerprint, start=spec.start, rrule=spec.rrule,
+                    until=spec.until, state="pending",
+                )
+            )  # fmt: skip
+    return after, records
+
+
+def _as_observed(spec: SeriesSpec) -> ObservedSeries:
+    """The series a create puts on the calendar, as a later read would show it."""
+    rep = (Attendee(spec.rep_email, "NEEDS-ACTION", spec.rep_name),)
+    return ObservedSeries(
+        uid=spec.uid,
+        owned=True,
+        start=spec.start,
+        duration=spec.duration,
+        timezone=spec.timezone,
+        rrule=spec.rrule,
+        until=spec.until,
+        organizer=spec.manager_email,
+        attendees=rep,
+        description=spec.description,
+        summary=spec.summary,
+        overrides=tuple(
+            ObservedOverride(o, o, o + spec.duration, attendees=rep, description=text)
+            for o, text in sorted(spec.occurrence_descriptions.items())
+        ),
+    )
 
 
 def _zone_of(rec: LedgerSeries, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> str:
@@ -304,14 +341,27 @@ def _zone_of(rec: LedgerSeries, observed: Mapping[str, Mapping[str, ObservedSeri
     return name if isinstance(name, str) else "UTC"
 
 
-def _sticky(roster: Roster, ledger: LedgerView) -> dict[str, tuple[int, time]]:
-    """Slots already in use by live series: a new rep on the roster never moves anyone."""
-    out: dict[str, tuple[int, time]] = {}
+def _sticky(ledger: LedgerView, now: datetime) -> dict[str, tuple[int, time]]:
+    """Slots already in use by live series: a new rep on the roster never moves anyone. A rep
+    with two (this stage's and the next one's, made ahead) keeps the slot of the one in use."""
+    chosen: dict[str, LedgerSeries] = {}
     for rec in ledger.series:
         if rec.state == "ended":
             continue
-        out[rec.rep] = (_first_day(rec), rec.start.time().replace(tzinfo=None))
-    return out
+        held = chosen.get(rec.rep)
+        if held is None or _in_use_rather(rec, held, now):
+            chosen[rec.rep] = rec
+    return {
+        rep: (_first_day(rec), rec.start.time().replace(tzinfo=None)) for rep, rec in chosen.items()
+    }
+
+
+def _in_use_rather(a: LedgerSeries, b: LedgerSeries, now: datetime) -> bool:
+    """Whether ``a`` rather than ``b`` is the series in use at ``now``: the latest to have
+    started, else the first to start."""
+    if (a.start <= now) != (b.start <= now):
+        return a.start <= now
+    return a.start > b.start if a.start <= now else a.start < b.start
 
 
 def _first_day(rec: LedgerSeries) -> int:
@@ -351,7 +401,42 @@ def _safety_valve(
     return alarms
 
 
-def _series_actions(
+@dataclass(frozen=True)
+class _Wanted:
+    """A series a rep should have on the calendar now (one stage of their timeline)."""
+
+    p: SeriesPlan
+    span: StageSpan
+    rule: StageRule
+    pattern: Pattern
+    fingerprint: str
+
+    @property
+    def stage(self) -> Stage:
+        return self.span.stage
+
+    @property
+    def until(self) -> date | None:
+        return None if self.span.end is None else self.span.end - timedelta(days=1)
+
+
+def _wanted(roster: Roster, p: SeriesPlan, today: date) -> list[_Wanted]:
+    """This stage's series, ending the day before the next stage; and the next stage's as soon
+    as it is within the agenda horizon, so its first meetings get agendas and pre-reads on time
+    and the change day itself needs no write."""
+    spans = [(p.span, p.pattern)]
+    nxt = p.next_span
+    horizon = roster.policy.agenda_horizon_days
+    if nxt is not None and p.next_pattern is not None and (nxt.start - today).days <= horizon:
+        spans.append((nxt, p.next_pattern))
+    return [
+        _Wanted(p, span, roster.policy.rule(span.stage), pattern,
+                fingerprint(p.manager.email, p.rep.email, span.stage, pattern))
+        for span, pattern in spans
+    ]  # fmt: skip
+
+
+def _rep_actions(
     roster: Roster,
     now: datetime,
     p: SeriesPlan,
@@ -361,52 +446,151 @@ def _series_actions(
     render_agenda: RenderAgenda,
     blocked: frozenset[str],
 ) -> Iterable[Action]:
-    fp = fingerprint(p)
     tz = zone(p.timezone)
     today = now.astimezone(tz).date()
-    current = next((r for r in records if r.fingerprint == fp), None)
+    mine = observed.get(p.manager.email, {})
+    wanted = _wanted(roster, p, today)
+    claimed: dict[str, LedgerSeries] = {}
+    for w in wanted:
+        for rec in records:
+            if rec.fingerprint == w.fingerprint and _still_right(mine.get(rec.uid), w):
+                claimed[w.fingerprint] = rec
+                break
+    others = [r for r in records if r not in claimed.values()]
 
-    if current is not None:
-        first = p.pattern.first_on_or_after(current.start.astimezone(tz).date())
-    else:
-        # A new series starts with its first meeting still ahead: one placed earlier today
-        # would be an invite for a meeting that never happened, and would even get a recap.
-        first = next(
-            s for s in p.pattern.occurrences(max(p.span.start, today)) if s >= now
-        )  # fmt: skip
-        if p.span.end is not None and first.date() >= p.span.end:
-            return  # no meeting left in this stage: the next stage's series starts at the change
-    # A live series for another stage, slot or manager ends the day before this one starts; a
-    # stage ends the day before the change (the plan's ``until``) unless that is already past
-    # (the daemon was down then): the meetings it kept meanwhile stay on the calendar.
-    for rec in records:
-        if rec is current or rec.manager in blocked:
+    firsts: dict[str, datetime] = {}
+    handovers: dict[str, datetime] = {}  # stage -> when the replaced series may meet until
+    for w in wanted:
+        held = claimed.get(w.fingerprint)
+        if held is not None:
+            firsts[w.fingerprint] = w.pattern.first_on_or_after(held.start.astimezone(tz).date())
             continue
-        if rec.uid in observed.get(rec.manager, {}) or rec.state == "active":
-            old_tz = zone(_zone_of(rec, observed))
-            until = first.astimezone(old_tz).date() - timedelta(days=1)
-            if rec.stage != p.stage.value:
-                yesterday = now.astimezone(old_tz).date() - timedelta(days=1)
-                until = min(until, max(p.span.start - timedelta(days=1), yesterday))
-            # Before the series' first day: it never took place, and the provider removes it.
-            until = max(until, rec.start.astimezone(old_tz).date() - timedelta(days=1))
-            reason = "stage change" if rec.stage != p.stage.value else "roster edit"
-            yield EndSeries(rec.manager, rec.rep, rec.uid, until, reason)
+        replaced = [r for r in others if r.stage == w.stage.value]
+        first, keep_until = _first_meeting(roster, w, now, replaced, observed)
+        handovers[w.stage.value] = keep_until
+        if first is not None:
+            firsts[w.fingerprint] = first
 
-    uid = current.uid if current is not None else series_uid(p, first.date())
-    seen = observed.get(p.manager.email, {}).get(uid)
+    # Series no longer wanted end, and are kept as history. A roster edit (slot, manager, zone)
+    # hands over at a week boundary, so the pair never meets twice or not at all in a week; a
+    # stage ends the day before the change (unless the daemon slept through it: the meetings it
+    # kept meanwhile stay); anything else ends yesterday. One that never met is removed.
+    for rec in others:
+        if rec.manager in blocked:
+            continue
+        old_tz = zone(_zone_of(rec, observed))
+        yesterday = now.astimezone(old_tz).date() - timedelta(days=1)
+        if rec.stage in handovers:
+            until, reason = handovers[rec.stage].astimezone(old_tz).date(), "roster edit"
+        elif rec.start.astimezone(tz).date() < p.span.start:
+            until, reason = max(p.span.start - timedelta(days=1), yesterday), "stage change"
+        else:
+            until, reason = yesterday, "roster edit"
+        until = max(until, rec.start.astimezone(old_tz).date() - timedelta(days=1))
+        yield from _end(rec, observed, until, reason)
+
+    for w in wanted:
+        if w.fingerprint in firsts:
+            yield from _series_actions(
+                roster, now, w, firsts[w.fingerprint], claimed.get(w.fingerprint), mine, ledger,
+                render_agenda,
+            )  # fmt: skip
+
+
+def _still_right(seen: ObservedSeries | None, w: _Wanted) -> bool:
+    """A series on the calendar still serves ``w`` unless it stops before ``w`` does (someone
+    ended it early, or the stage now lasts longer): then a new one takes over."""
+    if seen is None or seen.until is None:
+        return True
+    return w.until is not None and seen.until >= w.until
+
+
+def _first_meeting(
+    roster: Roster,
+    w: _Wanted,
+    now: datetime,
+    replaced: Sequence[LedgerSeries],
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+) -> tuple[datetime | None, datetime]:
+    """The first meeting of a new series for ``w`` (None when its stage has none left), and the
+    instant until which the series it replaces may still meet.
+
+    A new series starts with its next meeting still ahead (one earlier today would be an invite
+    for a meeting that never happened). When it replaces another of the same stage, the week
+    (Mon-Sun, organisation zone) goes to the old one if the pair already met in it or the new
+    slot has no time left in it, else to the new one.
+    """
+    tz = zone(w.pattern.zone_name)
+    start_day = max(w.span.start, now.astimezone(tz).date())
+    first: datetime | None = next(s for s in w.pattern.occurrences(start_day) if s >= now)
+    week_start, week_end = week_bounds(now, zone(roster.organization.timezone))
+    keep_until = now - timedelta(days=1)  # yesterday: the new series takes this week
+    if replaced and first is not None:
+        met = any(
+            _met(observed.get(r.manager, {}).get(r.uid), week_start, now, roster) for r in replaced
+        )
+        if met or first >= week_end:
+            keep_until = week_end - timedelta(microseconds=1)
+            local_end = week_end.astimezone(tz)
+            first = next(s for s in w.pattern.occurrences(local_end.date()) if s >= week_end)
+    if first is not None and w.span.end is not None and first.date() >= w.span.end:
+        # No meeting left in this stage (the next stage's series, made ahead, takes over);
+        # a series this one would replace keeps its meetings to the end of the stage.
+        return None, datetime.combine(w.span.end - timedelta(days=1), time(23, 59), tz)
+    return first, keep_until
+
+
+def _met(seen: ObservedSeries | None, start: datetime, end: datetime, roster: Roster) -> bool:
+    """Whether a series held a meeting in [start, end)."""
+    if seen is None:
+        return False
+    org_zone = zone(roster.organization.timezone)
+    return any(
+        i.status is not Status.CANCELLED and i.start < end
+        for i in instances(seen, start, end, org_zone, {})
+    )
+
+
+def _end(
+    rec: LedgerSeries,
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    until: date,
+    reason: str,
+    *,
+    retire: bool = True,
+) -> Iterable[EndSeries]:
+    """End ``rec`` at ``until``: a calendar write only where it still runs past that day."""
+    seen = observed.get(rec.manager, {}).get(rec.uid)
+    write = seen is not None and (seen.until is None or seen.until > until)
+    if write or retire:
+        yield EndSeries(rec.manager, rec.rep, rec.uid, until, reason, write=write, retire=retire)
+
+
+def _series_actions(
+    roster: Roster,
+    now: datetime,
+    w: _Wanted,
+    first: datetime,
+    rec: LedgerSeries | None,
+    mine: Mapping[str, ObservedSeries],
+    ledger: LedgerView,
+    render_agenda: RenderAgenda,
+) -> Iterable[Action]:
+    p = w.p
+    uid = rec.uid if rec is not None else series_uid(w.fingerprint, first.date())
+    seen = mine.get(uid)
     horizon = now + timedelta(days=roster.policy.agenda_horizon_days)
-    views = _agenda_views(roster, p, now, horizon, ledger)
-    master = wrap(render_agenda(_master_view(p, first)))
+    views = _agenda_views(roster, w, now, horizon, ledger)
+    master = wrap(render_agenda(_master_view(w, first)))
     blocks = {o: wrap(render_agenda(v)) for o, v in views.items()}
 
     if seen is None:
-        restore = current is not None and current.state == "active"
+        restore = rec is not None and rec.state == "active"
         yield CreateSeries(
             manager=p.manager.email,
             rep=p.rep.email,
-            stage=p.stage.value,
-            fingerprint=fp,
+            stage=w.stage.value,
+            fingerprint=w.fingerprint,
             spec=SeriesSpec(
                 uid=uid,
                 manager_email=p.manager.email,
@@ -415,13 +599,13 @@ def _series_actions(
                 rep_name=p.rep.name,
                 summary=f"1:1 {p.rep.name} / {p.manager.name}",
                 start=first,
-                duration=p.pattern.duration,
-                timezone=p.timezone,
-                rrule=p.pattern.rrule(),
-                until=None,
+                duration=w.pattern.duration,
+                timezone=w.pattern.zone_name,
+                rrule=w.pattern.rrule(),
+                until=w.until,
                 description=master,
                 occurrence_descriptions={
-                    o: b for o, b in blocks.items() if o >= first and _on_rule(p, o)
+                    o: b for o, b in blocks.items() if o >= first and _on_rule(w.pattern, o)
                 },
             ),
             restore=restore,
@@ -437,17 +621,21 @@ def _series_actions(
                 context={
                     "manager": person(p.manager),
                     "rep": person(p.rep),
-                    "stage": stage_view(p.stage, p.rule, p.pattern.interval_weeks),
-                    "schedule": describe_schedule(p),
+                    "stage": stage_view(w.stage, w.rule, w.pattern.interval_weeks),
+                    "schedule": describe_schedule(w.pattern),
                 },
                 rep=p.rep.email,
                 manager=p.manager.email,
             )
         return
 
+    if rec is not None and w.until is not None and (seen.until is None or seen.until > w.until):
+        # Made before its stage's end was known (or the start date changed): end it there now.
+        yield from _end(rec, {p.manager.email: mine}, w.until, "stage change ahead", retire=False)
+
     # The series is there: bring the agenda blocks up to date, never touching people's text.
     master_block = master if splice(seen.description, master) != seen.description else None
-    wanted: dict[datetime, str] = {}
+    changed: dict[datetime, str] = {}
     live = {
         i.original_start: i
         for i in instances(seen, now, horizon, zone(roster.organization.timezone), {})
@@ -458,37 +646,37 @@ def _series_actions(
             continue
         current_text = instance.description if instance.has_override else ""
         if not instance.has_override or splice(current_text, block) != current_text:
-            wanted[original] = block
-    if master_block is not None or wanted:
-        yield WriteAgendas(p.manager.email, p.rep.email, uid, master_block, wanted)
+            changed[original] = block
+    if master_block is not None or changed:
+        yield WriteAgendas(p.manager.email, p.rep.email, uid, master_block, changed)
 
 
-def _on_rule(p: SeriesPlan, start: datetime) -> bool:
-    return start.weekday() in p.pattern.days and start.timetz() == p.pattern.time.replace(
+def _on_rule(pattern: Pattern, start: datetime) -> bool:
+    return start.weekday() in pattern.days and start.timetz() == pattern.time.replace(
         tzinfo=start.tzinfo
     )
 
 
-def describe_schedule(p: SeriesPlan) -> str:
-    names = [f"{DAY_NAMES[d].capitalize()}" for d in p.pattern.days]
-    every = "every week" if p.pattern.interval_weeks == 1 else "every other week"
-    if p.pattern.interval_weeks > 2:
-        every = f"every {p.pattern.interval_weeks} weeks"
+def describe_schedule(pattern: Pattern) -> str:
+    names = [f"{DAY_NAMES[d].capitalize()}" for d in pattern.days]
+    every = "every week" if pattern.interval_weeks == 1 else "every other week"
+    if pattern.interval_weeks > 2:
+        every = f"every {pattern.interval_weeks} weeks"
     return (
-        f"{' and '.join(names)} at {p.pattern.time.strftime('%H:%M')} {p.timezone}, "
-        f"{every}, {p.pattern.duration_minutes} minutes"
+        f"{' and '.join(names)} at {pattern.time.strftime('%H:%M')} {pattern.zone_name}, "
+        f"{every}, {pattern.duration_minutes} minutes"
     )
 
 
-def _master_view(p: SeriesPlan, first: datetime) -> AgendaView:
+def _master_view(w: _Wanted, first: datetime) -> AgendaView:
     return AgendaView(
-        rep=p.rep,
-        manager=p.manager,
-        stage=p.stage,
-        rule=p.rule,
+        rep=w.p.rep,
+        manager=w.p.manager,
+        stage=w.stage,
+        rule=w.rule,
         start=first,
-        duration_minutes=p.pattern.duration_minutes,
-        blocks=blocks_for(p.pattern.duration_minutes),
+        duration_minutes=w.pattern.duration_minutes,
+        blocks=blocks_for(w.pattern.duration_minutes),
         template=Template.COACHING,
         week_of_quarter=0,
         week11=False,
@@ -505,24 +693,24 @@ def last_commitment(ledger: LedgerView, rep: str, before: datetime) -> str | Non
 
 
 def _agenda_views(
-    roster: Roster, p: SeriesPlan, now: datetime, horizon: datetime, ledger: LedgerView
+    roster: Roster, w: _Wanted, now: datetime, horizon: datetime, ledger: LedgerView
 ) -> dict[datetime, AgendaView]:
     views = {}
-    for o in occurrences_between(roster, p, now, horizon):
-        if o.stage != p.stage:
+    for o in occurrences_between(roster, w.p, now, horizon):
+        if o.stage != w.stage:
             continue
         views[o.start] = AgendaView(
-            rep=p.rep,
-            manager=p.manager,
-            stage=p.stage,
-            rule=p.rule,
+            rep=w.p.rep,
+            manager=w.p.manager,
+            stage=w.stage,
+            rule=w.rule,
             start=o.start,
-            duration_minutes=p.pattern.duration_minutes,
-            blocks=blocks_for(p.pattern.duration_minutes),
+            duration_minutes=w.pattern.duration_minutes,
+            blocks=blocks_for(w.pattern.duration_minutes),
             template=o.template,
             week_of_quarter=o.week_of_quarter,
             week11=o.week11,
-            last_commitment=last_commitment(ledger, p.rep.email, o.start),
+            last_commitment=last_commitment(ledger, w.p.rep.email, o.start),
         )
     return views
 
@@ -535,6 +723,7 @@ def _occurrence_actions(
     now: datetime,
     desired: Sequence[SeriesPlan],
     observed: Mapping[str, Mapping[str, ObservedSeries]],
+    records: Sequence[LedgerSeries],
     ledger: LedgerView,
     blocked: frozenset[str],
 ) -> Iterable[Action]:
@@ -542,7 +731,7 @@ def _occurrence_actions(
     policy = roster.policy
     reps = {r.email: r for r in roster.reps}
     managers = {m.email: m for m in roster.managers}
-    by_uid = {rec.uid: rec for rec in ledger.series}
+    by_uid = {rec.uid: rec for rec in records}
     busy = _manager_busy(roster, desired, now)
 
     pair_instances: dict[str, list[Instance]] = {}
@@ -560,13 +749,12 @@ def _occurrence_actions(
 
     for rep_email, found in pair_instances.items():
         rep = reps[rep_email]
-        rec_manager = by_uid[found[0].uid].manager if found else rep.manager
-        manager = managers.get(rec_manager, managers[rep.manager])
-        rec_stage = {i.uid: by_uid[i.uid].stage for i in found}
         for instance in found:
-            stage = Stage(rec_stage[instance.uid])
+            series = by_uid[instance.uid]
+            manager = managers[series.manager]  # whose series it is, also after a manager change
+            stage = Stage(series.stage)
             rule = policy.rule(stage)
-            yield from _commitment(instance, rep, now)
+            yield from _commitment(instance, rep, now, ledger)
             if instance.status is Status.CANCELLED:
                 if _replaced(instance, found, org_zone):
                     continue
@@ -578,11 +766,13 @@ def _occurrence_actions(
             yield from _recap(now, instance, rep, manager, stage, rule, ledger, found, policy)
 
 
-def _commitment(instance: Instance, rep: Rep, now: datetime) -> Iterable[Action]:
+def _commitment(
+    instance: Instance, rep: Rep, now: datetime, ledger: LedgerView
+) -> Iterable[Action]:
     if instance.status is Status.CANCELLED or instance.end > now or not instance.has_override:
         return
     text = read_commitment(instance.description)
-    if text:
+    if text and (instance.original_start, text) not in ledger.commitments.get(rep.email, ()):
         yield RecordCommitment(instance.uid, rep.email, instance.original_start, text)
 
 

@@ -38,19 +38,21 @@ def test_killed_at_a_write_step_then_rerun_leaves_one_of_everything(
     deployment: Deployment, point: str
 ) -> None:
     maya, _ = setup(deployment)
-    # Build up state that makes every kind of write happen in the killed pass: the series
-    # exist, a person typed in a block (agenda rewrite), and the ramp day ends Sam's series.
-    if point != "series-pending#1" and point != "series-created#2":
+    # Build up state that makes the write at ``point`` happen in the killed pass: the series
+    # exist and a person typed in a block (an agenda rewrite), or Lee, who has met once, leaves
+    # the roster (his series is ended). A first pass creates series and sends due pre-reads.
+    when = T0
+    if point in ("agendas-written#1", "series-ended#1"):
         assert deployment.cli("once", "--now", T0.isoformat(), env=_env(None)).returncode == 0
-        (sam,) = deployment.rep_series(maya, "sam@acme.test")
+        sam = deployment.rep_series(maya, "sam@acme.test")[0]
         with deployment.edit(maya, sam.uid) as cal:
             for event in cal.walk("VEVENT"):
                 event["DESCRIPTION"] = str(event["DESCRIPTION"]).replace("Number", "Numbr")
-    when = T0
-    if point == "series-ended#1":
-        when = datetime(2026, 11, 30, 0, 30, tzinfo=ZoneInfo("America/Denver"))
-    elif point in ("agendas-written#1", "email-sent#1"):
         when = T0 + timedelta(hours=1)
+    if point == "series-ended#1":
+        lines = deployment.config_path.read_text().splitlines(keepends=True)
+        deployment.config_path.write_text("".join(x for x in lines if "lee@acme.test" not in x))
+        when = T0 + timedelta(days=2)  # Tuesday: Lee's Monday 1:1 is history to keep
 
     killed = deployment.cli("once", "--now", when.isoformat(), env=_env(point))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
@@ -68,6 +70,9 @@ def test_killed_at_a_write_step_then_rerun_leaves_one_of_everything(
     )
     assert all(n == 1 for n in per_rep_stage.values()), per_rep_stage
     assert {"sam@acme.test", "lee@acme.test", "ana@acme.test"} <= {k[0] for k in per_rep_stage}
+    if point == "series-ended#1":
+        (lee,) = deployment.rep_series(maya, "lee@acme.test")
+        assert lee.until == (T0 + timedelta(days=1)).date()  # ended, kept as history
     # Each email once: (occurrence, kind, recipients) never repeats in the outbox.
     sent = Counter(
         (m["X-Cadence-Occurrence"], m["X-Cadence-Kind"], m["To"]) for m in deployment.mail()

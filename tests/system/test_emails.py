@@ -21,7 +21,7 @@ LEE_MON = datetime(2026, 11, 23, 9, 0, tzinfo=CHI)  # Lee's first 1:1 (ramped AE
 
 def uid_of(d: Deployment, rep: str) -> str:
     maya = d.managers[0]
-    return d.rep_series(maya, rep)[-1].uid
+    return d.rep_series(maya, rep)[0].uid  # the series in use (not one made ahead of a ramp)
 
 
 def test_prereads_go_once_to_each_side_in_their_own_zone(deployment: Deployment) -> None:

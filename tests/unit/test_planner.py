@@ -178,13 +178,13 @@ class World:
         self.series[spec.uid] = LedgerSeries(
             uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
             fingerprint=action.fingerprint, start=datetime.fromisoformat(spec.start.isoformat()),
-            rrule=spec.rrule, until=None, state="active",
+            rrule=spec.rrule, until=spec.until, state="active",
         )  # fmt: skip
 
     def _end(self, action: EndSeries) -> None:
         calendar = self.calendars.get(action.manager, {})
         seen = calendar.get(action.uid)
-        if seen is not None:
+        if seen is not None and action.write:
             tz = ZoneInfo(seen.timezone)
             if action.until < seen.start.astimezone(tz).date():
                 del calendar[action.uid]  # it never took place: the provider removes it
@@ -197,7 +197,8 @@ class World:
                 calendar[action.uid] = replace(seen, until=action.until, overrides=kept)
         rec = self.series.get(action.uid)
         if rec is not None:
-            self.series[action.uid] = replace(rec, state="ended", until=action.until)
+            state = "ended" if action.retire else rec.state
+            self.series[action.uid] = replace(rec, state=state, until=action.until)
 
     def _write(self, action: WriteAgendas) -> None:
         seen = self.calendars[action.manager][action.uid]
@@ -240,8 +241,10 @@ class World:
         return [rec for rec in self.series.values() if rec.rep == rep_email]
 
     def live(self, rep_email: str) -> ObservedSeries:
-        (seen,) = [s for s in self.rep_series(rep_email) if s.until is None]
-        return seen
+        """The rep's series in use: the earliest live one (a series made ahead of a stage
+        change starts later)."""
+        live = {r.uid for r in self.series.values() if r.rep == rep_email and r.state != "ended"}
+        return min((s for s in self.rep_series(rep_email) if s.uid in live), key=lambda s: s.start)
 
     def edit(self, uid: str, change: Callable[[ObservedSeries], ObservedSeries]) -> None:
         manager = self.series[uid].manager
@@ -260,65 +263,51 @@ class World:
 
 
 def settle(world: World, now: datetime, **options: Any) -> list[Action]:
-    """One pass, then the convergence a second pass may still bring, then nothing is left.
-
-    A series created in a pass is only read back on the next one, so that pass may still send
-    the created series' due pre-reads and recaps; nothing else may remain.
-    """
+    """One pass; a second at the same instant has nothing left to do or send (SPEC)."""
     first = world.step(now, **options)
-    created = {a.spec.uid for a in first.actions if isinstance(a, CreateSeries)}
-    second = world.step(now, **options)
-    for action in second.actions:
-        assert isinstance(action, SendEmail) and action.kind in (Kind.PREREAD, Kind.RECAP), action
-        assert action.occurrence.split()[0] in created, action
-    third = world.plan(now, **options)
-    assert third.actions == () and third.alarms == ()
-    return [*first.actions, *second.actions]
+    second = world.plan(now, **options)
+    assert second.actions == () and second.alarms == ()
+    return list(first.actions)
 
 
 def of(actions: Iterable[object], kind: type[Any]) -> list[Any]:
     return [a for a in actions if isinstance(a, kind)]
 
 
-def current_stage_window(plan: Plan, rep_email: str, now: datetime) -> tuple[SeriesPlan, datetime]:
-    """The rep's desired series and the end of the window it alone covers from ``now``.
-
-    A coming stage change is not on the calendar yet: the old series is ended on the day."""
+def window(plan: Plan, rep_email: str, now: datetime) -> tuple[SeriesPlan, datetime]:
+    """The rep's desired series and the end of the agenda horizon from ``now``."""
     (p,) = [p for p in plan.desired if p.rep.email == rep_email]
-    end = now + HORIZON
-    if p.span.end is not None:
-        end = min(end, datetime.combine(p.span.end, time(0), tzinfo=ZoneInfo(p.timezone)))
-    return p, end
+    return p, now + HORIZON
 
 
 def assert_one_live_series_per_rep(world: World, now: datetime) -> None:
-    """Every rep has one live series, in the ledger and on their manager's calendar.
-
-    The one exception: a rep new to cadence whose current stage has no meeting left has none
-    until the day of the change, when the next stage's series is created.
-    """
+    """Every rep has one live series per stage on their manager's calendar: the current stage's
+    (unless it has no meeting left) and, once it is within the horizon, the next stage's."""
     plan = world.plan(now)
     for r in world.roster.reps:
         live = [rec for rec in world.series.values() if rec.rep == r.email and rec.state != "ended"]
-        on_calendar = [s.uid for s in world.rep_series(r.email) if s.until is None]
-        p, end = current_stage_window(plan, r.email, now)
-        if not live and not world.series_of(r.email):
-            ahead = occurrences_between(world.roster, p, now, end)
-            assert end < now + HORIZON and not ahead, r.email
-            assert on_calendar == []
-            continue
-        assert len(live) == 1, (r.email, live)
-        assert on_calendar == [live[0].uid]
-        assert live[0].uid in world.calendars[r.manager]
+        p, end = window(plan, r.email, now)
+        stages = [rec.stage for rec in live]
+        assert len(stages) == len(set(stages)), (r.email, live)
+        wanted = {o.stage.value for o in occurrences_between(world.roster, p, now, end)}
+        if (
+            p.next_span is not None
+            and p.next_span.start <= end.astimezone(ZoneInfo(p.timezone)).date()
+        ):
+            wanted.add(p.next_span.stage.value)
+        assert wanted <= set(stages) <= wanted | {p.stage.value}, (r.email, stages, wanted)
+        for rec in live:
+            assert rec.uid in world.calendars[rec.manager], (r.email, rec)
+            assert rec.manager == r.manager
     uids = [uid for calendar in world.calendars.values() for uid in calendar]
     assert len(uids) == len(set(uids))
 
 
 def assert_calendar_is_the_plan(world: World, now: datetime) -> None:
-    """What people see on the calendars from now on is exactly the desired timeline."""
+    """What people see on the calendars over the horizon is exactly the desired timeline."""
     plan = world.plan(now)
     for r in world.roster.reps:
-        p, end = current_stage_window(plan, r.email, now)
+        p, end = window(plan, r.email, now)
         desired = [o.start.astimezone(UTC) for o in occurrences_between(world.roster, p, now, end)]
         assert world.meetings(r.email, now, end) == desired, r.email
 
@@ -332,31 +321,52 @@ def test_first_pass_creates_one_series_per_rep_with_the_specs_rule_zone_and_leng
     world = World(org(sam(), lee(), ana()))
     plan = world.plan(T0)
     creates = of(plan.actions, CreateSeries)
-    assert len(plan.actions) == len(creates) == 3
-    by_rep = {c.rep: c.spec for c in creates}
-    assert set(by_rep) == {SAM, LEE, ANA}
-    assert len({s.uid for s in by_rep.values()}) == 3
+    # Sam ramps on 30 Nov, inside the 14-day horizon: both of Sam's stages are made now.
+    assert len(plan.actions) == len(creates) == 4
+    by_rep = {(c.rep, c.stage): c.spec for c in creates}
+    assert set(by_rep) == {
+        (SAM, "new_sdr"), (SAM, "ramped_sdr"), (LEE, "ramped_ae"), (ANA, "senior_ae")
+    }  # fmt: skip
+    assert len({s.uid for s in by_rep.values()}) == 4
 
-    s = by_rep[SAM]
+    s = by_rep[SAM, "new_sdr"]
     assert (s.rrule, s.timezone, s.duration) == (
         "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU,TH",
         "America/Denver",
         timedelta(minutes=25),
     )
-    assert s.start == datetime(2026, 11, 24, 10, 0, tzinfo=DENVER) and s.until is None
+    assert s.start == datetime(2026, 11, 24, 10, 0, tzinfo=DENVER)
+    assert s.until == date(2026, 11, 29)  # the day before the change, from the start
     assert (s.manager_email, s.rep_email) == (MAYA, SAM)
     assert BEGIN_MARKER in s.description and END_MARKER in s.description
-    # Occurrences in the next 14 days carry their own agenda; the ramped series takes 30 Nov on.
+    # Occurrences in the next 14 days carry their own agenda, each in its own stage's series.
     assert sorted(o.date() for o in s.occurrence_descriptions) == [
         date(2026, 11, 24),
         date(2026, 11, 26),
     ]
+    ramped = by_rep[SAM, "ramped_sdr"]
+    assert (ramped.rrule, ramped.duration, ramped.until) == (
+        "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU", timedelta(minutes=30), None
+    )  # fmt: skip
+    assert ramped.start == datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)
+    assert sorted(o.date() for o in ramped.occurrence_descriptions) == [date(2026, 12, 1)]
 
-    assert by_rep[LEE].rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=WE"
-    assert by_rep[LEE].duration == timedelta(minutes=30)
-    assert by_rep[LEE].start == datetime(2026, 11, 25, 10, 0, tzinfo=DENVER)
-    assert by_rep[ANA].rrule.startswith("FREQ=WEEKLY;INTERVAL=2;BYDAY=")
-    assert by_rep[ANA].timezone == "America/Chicago"  # the manager's zone when the rep has none
+    lee_spec, ana_spec = by_rep[LEE, "ramped_ae"], by_rep[ANA, "senior_ae"]
+    assert lee_spec.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=WE" and lee_spec.until is None
+    assert lee_spec.duration == timedelta(minutes=30)
+    assert lee_spec.start == datetime(2026, 11, 25, 10, 0, tzinfo=DENVER)
+    assert ana_spec.rrule.startswith("FREQ=WEEKLY;INTERVAL=2;BYDAY=")
+    assert ana_spec.timezone == "America/Chicago"  # the manager's zone when the rep has none
+
+
+def test_a_pass_sends_what_is_due_for_the_series_it_creates() -> None:
+    world = World(org(lee()))  # Wednesdays 10:00 Denver
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=DENVER)  # Tuesday: tomorrow's pre-read is due
+    first = world.step(now)
+    assert {a.ledger_kind for a in of(first.actions, SendEmail)} == {
+        "preread:rep", "preread:manager"
+    }  # fmt: skip
+    assert world.plan(now).actions == ()
 
 
 def test_a_second_pass_at_the_same_instant_changes_nothing_and_sends_nothing() -> None:
@@ -392,33 +402,34 @@ def test_agenda_overrides_carry_week_11_and_the_career_conversation() -> None:
 
 
 def test_sdr_day_90_ends_the_twice_weekly_series_and_starts_the_weekly_one_without_a_gap() -> None:
+    early = datetime(2026, 11, 9, 9, 0, tzinfo=NY)  # three weeks before the change
     world = World(org(sam()))
-    settle(world, T0)
+    settle(world, early)
     (old,) = world.rep_series(SAM)
+    assert old.until == date(2026, 11, 29)  # ends the day before day 90, written at creation
 
-    day_before = datetime(2026, 11, 29, 12, 0, tzinfo=DENVER)
-    settle(world, day_before)
-    (p,) = world.plan(day_before).desired
-    assert p.stage.value == "new_sdr" and p.until == date(2026, 11, 29)
-    assert [s.uid for s in world.rep_series(SAM)] == [old.uid]
-    assert world.live(SAM).until is None
-
-    day_of = datetime(2026, 11, 30, 0, 30, tzinfo=DENVER)
-    actions = settle(world, day_of)
-    (end,) = of(actions, EndSeries)
+    # Once the change is inside the agenda horizon the ramped series is made, ahead of it.
+    actions = settle(world, T0)
     (create,) = of(actions, CreateSeries)
-    assert (end.uid, end.until, end.reason) == (old.uid, date(2026, 11, 29), "stage change")
     assert create.stage == "ramped_sdr" and create.spec.uid != old.uid
     assert create.spec.start == datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)
     assert create.spec.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=TU"
     assert create.spec.duration == timedelta(minutes=30)
 
+    day_before = datetime(2026, 11, 29, 12, 0, tzinfo=DENVER)
+    assert {type(a) for a in settle(world, day_before)} <= {WriteAgendas}  # agendas move on
+    # The change day writes nothing to the calendar: the old series only leaves the ledger.
+    day_of = datetime(2026, 11, 30, 0, 30, tzinfo=DENVER)
+    (end,) = settle(world, day_of)
+    assert isinstance(end, EndSeries)
+    assert (end.uid, end.until, end.reason) == (old.uid, date(2026, 11, 29), "stage change")
+    assert not end.write and end.retire
+
     day_after = datetime(2026, 12, 1, 12, 0, tzinfo=DENVER)
     settle(world, day_after)
     assert_one_live_series_per_rep(world, day_after)
     # History kept: the old series stays on the calendar, ended the day before the change.
-    ended = world.calendars[MAYA][old.uid]
-    assert ended.until == date(2026, 11, 29)
+    assert world.calendars[MAYA][old.uid].until == date(2026, 11, 29)
 
     meetings = [
         m.astimezone(DENVER) for m in world.meetings(SAM, T0, datetime(2026, 12, 20, tzinfo=DENVER))
@@ -430,35 +441,28 @@ def test_sdr_day_90_ends_the_twice_weekly_series_and_starts_the_weekly_one_witho
     assert {m.time() for m in meetings} == {time(10, 0)}
 
 
-def test_ae_day_180_on_a_meeting_day_moves_that_meeting_to_the_new_series_with_one_preread() -> (
+def test_ae_day_180_on_a_meeting_day_gives_that_meeting_to_the_new_series_with_one_preread() -> (
     None
 ):
     # Hired 4 June 2026: day 180 is Tuesday 1 December, and Lee meets on Tuesdays at 10:00.
     world = World(org(lee(start_date="2026-06-04", slot={"day": "tue", "time": "10:00"})))
     settle(world, T0)
-    (old,) = world.rep_series(LEE)
-    assert old.duration == timedelta(minutes=45)
+    old, new = sorted(world.rep_series(LEE), key=lambda s: s.start)
+    assert (old.duration, old.until) == (timedelta(minutes=45), date(2026, 11, 30))
+    assert (new.duration, new.until) == (timedelta(minutes=30), None)
+    assert new.start == datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)
 
-    # The day before, before the pre-read window of Tuesday's meeting opens: nothing to do.
-    assert world.plan(datetime(2026, 11, 30, 8, 0, tzinfo=DENVER)).actions == ()
-
-    day_of = datetime(2026, 12, 1, 8, 0, tzinfo=DENVER)
-    plan = world.plan(day_of)
-    (end,) = of(plan.actions, EndSeries)
-    (create,) = of(plan.actions, CreateSeries)
-    assert (end.uid, end.until) == (old.uid, date(2026, 11, 30))
-    assert create.stage == "ramped_ae"
-    assert create.spec.start == datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)
-    assert create.spec.duration == timedelta(minutes=30)
-    # The old series ends in this very pass: no pre-read for its Tuesday meeting.
-    assert not [a for a in of(plan.actions, SendEmail) if a.occurrence.startswith(old.uid)]
-    settle(world, day_of)
-
+    # The day before, the new series' pre-read goes 24 hours ahead, as for any meeting.
+    before = datetime(2026, 11, 30, 10, 30, tzinfo=DENVER)
+    settle(world, before)
+    settle(world, datetime(2026, 12, 1, 8, 0, tzinfo=DENVER))
     settle(world, datetime(2026, 12, 2, 9, 0, tzinfo=DENVER))
-    prereads = [a for _, a in world.sent("preread:rep")]
-    assert [a.context["start"] for a in prereads] == [datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)]
-    assert prereads[0].occurrence == occurrence_key(create.spec.uid, create.spec.start)
-    assert prereads[0].context["duration_minutes"] == 30
+    prereads = world.sent("preread:rep")
+    assert [(at, a.context["start"]) for at, a in prereads] == [
+        (before, datetime(2026, 12, 1, 10, 0, tzinfo=DENVER))
+    ]
+    assert prereads[0][1].occurrence == occurrence_key(new.uid, new.start)
+    assert prereads[0][1].context["duration_minutes"] == 30
     assert len(world.sent("preread:manager")) == 1
     assert len(world.sent(Kind.RECAP)) == 1
     assert_one_live_series_per_rep(world, datetime(2026, 12, 2, 9, 0, tzinfo=DENVER))
@@ -520,6 +524,33 @@ def test_a_stretch_of_weeks_keeps_one_series_per_rep_and_sends_each_email_once_o
     for _, a in emails:
         reader = {"preread:rep": (a.rep,), "preread:manager": (manager_of[a.rep],)}
         assert a.to == reader.get(a.ledger_kind, (manager_of[a.rep], a.rep)) and a.cc == ()
+
+
+def test_one_preread_for_a_meeting_on_the_stage_change_day() -> None:
+    # Hired 4 June 2026: day 180 is Tuesday 1 December; Lee meets on Tuesdays at 10:00.
+    world = World(org(lee(start_date="2026-06-04", slot={"day": "tue", "time": "10:00"})))
+    settle(world, T0)
+    settle(world, datetime(2026, 11, 30, 12, 0, tzinfo=DENVER))  # the pre-read window is open
+    settle(world, datetime(2026, 12, 1, 8, 0, tzinfo=DENVER))  # the change day
+    meeting = datetime(2026, 12, 1, 10, 0, tzinfo=DENVER)
+    prereads = [a for _, a in world.sent("preread:rep") if a.context["start"] == meeting]
+    assert len(prereads) == 1, [a.occurrence for a in prereads]
+
+
+def test_a_rep_added_in_the_last_days_of_a_stage_gets_the_next_stages_series_at_once() -> None:
+    # Day 90 is Monday 30 November; added on Thursday 26 November, after the last new-SDR
+    # meeting (Mon/Wed 10:00): the ramped series is made now, and Monday's pre-read goes on
+    # Sunday like any other.
+    world = World(
+        org(rep("ivy@acme.test", role="sdr", start_date="2026-09-01",
+                timezone="America/Denver", slot={"day": "mon", "time": "10:00"}))
+    )  # fmt: skip
+    (create,) = of(settle(world, datetime(2026, 11, 26, 12, 0, tzinfo=DENVER)), CreateSeries)
+    assert create.stage == "ramped_sdr"
+    assert create.spec.start == datetime(2026, 11, 30, 10, 0, tzinfo=DENVER)
+    sunday = datetime(2026, 11, 29, 11, 0, tzinfo=DENVER)
+    settle(world, sunday)
+    assert [at for at, _ in world.sent("preread:rep")] == [sunday]
 
 
 # --- roster edits -----------------------------------------------------------------------------
@@ -646,6 +677,37 @@ def test_adding_a_rep_never_moves_anyone_elses_meeting() -> None:
     assert len(week) == 3
     for a, b in itertools.combinations(week, 2):
         assert abs(a - b) >= timedelta(minutes=30)
+
+
+def test_a_twice_weekly_series_created_midweek_keeps_its_days() -> None:
+    world = World(org(rep("ivy@acme.test", role="sdr", start_date="2026-11-02")))
+    now = datetime(2026, 11, 17, 12, 0, tzinfo=NY)  # Tuesday: Monday's slot has passed
+    (create,) = of(world.step(now).actions, CreateSeries)
+    assert create.spec.rrule == "FREQ=WEEKLY;INTERVAL=1;BYDAY=MO,WE"
+    assert create.spec.start.date() == date(2026, 11, 18)
+    again = world.plan(now)
+    assert of(again.actions, EndSeries) == [] and of(again.actions, CreateSeries) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "old_kept"),
+    [
+        (datetime(2026, 11, 27, 9, tzinfo=NY), True),  # Friday, after Wednesday's meeting
+        (datetime(2026, 11, 23, 9, tzinfo=NY), False),  # Monday: Thursday can take this week
+    ],
+)
+def test_a_changed_slot_hands_over_at_a_week_boundary(edit: datetime, old_kept: bool) -> None:
+    world = World(org(lee()))  # Wednesdays 10:00 Denver
+    settle(world, T0)
+    world.roster = org(lee(slot={"day": "thu", "time": "14:00"}))
+    settle(world, edit)
+    meetings = world.meetings(LEE, T0, edit + timedelta(weeks=4))
+    weeks = [week_bounds(m, NY)[0] for m in meetings]
+    # Once a week, every week: never twice, never skipped.
+    assert len(weeks) == len(set(weeks)), [m.astimezone(DENVER).isoformat() for m in meetings]
+    assert all(b - a == timedelta(weeks=1) for a, b in itertools.pairwise(weeks))
+    this_week = [m.astimezone(DENVER) for m in meetings if week_bounds(m, NY)[0] == weeks[0]]
+    assert [m.weekday() for m in this_week] == ([2] if old_kept else [3])
 
 
 # --- cancellations ----------------------------------------------------------------------------
@@ -913,7 +975,8 @@ def test_series_cadence_does_not_know_are_never_touched(owned: bool) -> None:
 def test_an_unreachable_calendar_gets_nothing_planned_and_the_others_carry_on() -> None:
     world = World(org(lee(), sam(manager=RAJ)))
     plan = world.plan(T0, unreachable=frozenset({MAYA}))
-    assert [a.rep for a in plan.actions] == [SAM]
+    assert {a.rep for a in plan.actions} == {SAM}  # both of Sam's stages, on Raj's calendar
+    assert {a.manager for a in of(plan.actions, CreateSeries)} == {RAJ}
 
 
 # --- commitments and email timing -------------------------------------------------------------
@@ -1036,7 +1099,8 @@ def test_any_roster_settles_to_one_series_per_rep_matching_the_plan(
     world = World(build(data.draw(rosters(now.date()))))
     first = world.plan(now)
     creates = of(first.actions, CreateSeries)
-    assert len({c.spec.uid for c in creates}) == len({c.rep for c in creates}) == len(creates)
+    by_stage = {(c.rep, c.stage) for c in creates}  # a rep near a stage change gets both
+    assert len({c.spec.uid for c in creates}) == len(by_stage) == len(creates)
     assert {a.rep for a in first.actions} <= {c.rep for c in creates}
     assert {p.rep.email for p in first.desired} == {r.email for r in world.roster.reps}
     world.execute(now, first)
