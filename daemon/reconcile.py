@@ -178,8 +178,10 @@ def _managers(rt: Runtime) -> list[str]:
     return names
 
 
-def _sync(rt: Runtime, manager: str) -> bool:
-    """Bring the observed cache of one calendar up to date; True when the listing is whole."""
+def _sync(rt: Runtime, manager: str) -> None:
+    """Bring the observed cache of one calendar up to date: a full listing the first time (or
+    when the token expired), the changes since the token after; either way the cache is then
+    the whole calendar, which is what the safety valve compares with the ledger."""
     token = rt.ledger.get_token(manager)
     try:
         changes = rt.provider.changes(manager, token)
@@ -187,11 +189,10 @@ def _sync(rt: Runtime, manager: str) -> bool:
         logs.get().info("sync token expired, full resync", manager=manager)
         changes = rt.provider.changes(manager, None)
     except NotFound:
-        # The calendar does not exist yet: the first create makes it.
-        with rt.ledger.transaction():
-            rt.ledger.clear_observed(manager)
-            rt.ledger.set_token(manager, None)
-        return True
+        # No calendar yet: made now, so this pass's series land in it without a failed write
+        # each, and the pass ends holding a sync token for it.
+        rt.provider.ensure_calendar(manager)
+        changes = rt.provider.changes(manager, None)
     with rt.ledger.transaction():
         if changes.complete:
             rt.ledger.clear_observed(manager)
@@ -203,7 +204,6 @@ def _sync(rt: Runtime, manager: str) -> bool:
         for uid in changes.removed:
             rt.ledger.delete_observed(manager, uid)
         rt.ledger.set_token(manager, changes.token)
-    return changes.complete
 
 
 def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
@@ -261,8 +261,8 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     log = logs.get()
     for manager in _managers(rt):
         try:
-            if _sync(rt, manager):
-                complete.add(manager)
+            _sync(rt, manager)
+            complete.add(manager)
         except ProviderError as exc:
             unreachable.add(manager)
             if isinstance(exc, Transient):
