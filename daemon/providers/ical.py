@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
-from icalendar import Calendar, Component, Event, vCalAddress, vRecur
+from icalendar import Calendar, Component, Event, Timezone, vCalAddress, vRecur
 
 from daemon.core.agenda import splice
 from daemon.providers.base import (
@@ -284,11 +285,24 @@ def build_series(spec: SeriesSpec, now: datetime) -> bytes:
         override.add("RECURRENCE-ID", original)
         override.add("DESCRIPTION", description)
         cal.add_component(override)
+    cal.subcomponents.insert(0, Timezone.from_ical(_vtimezone(spec.timezone, start.year)))
+    return bytes(cal.to_ical())
+
+
+@lru_cache(maxsize=256)
+def _vtimezone(name: str, year: int) -> bytes:
+    """The VTIMEZONE of series in ``name`` starting in ``year``. The same for all of them, and
+    slow to build (about 20 ms for zones without DST, where icalendar probes every year)."""
+    cal = Calendar()
+    event = Event()
+    event.add("DTSTART", datetime(year, 1, 1, tzinfo=ZoneInfo(name)))
+    cal.add_component(event)
     cal.add_missing_timezones(
-        first_date=date(start.year, 1, 1), last_date=date(start.year + _VTIMEZONE_YEARS, 1, 1)
+        first_date=date(year, 1, 1), last_date=date(year + _VTIMEZONE_YEARS, 1, 1)
     )
     _split_rdates(cal)
-    return bytes(cal.to_ical())
+    (timezone,) = cal.walk("VTIMEZONE")
+    return bytes(timezone.to_ical())
 
 
 def _split_rdates(cal: Calendar) -> None:
