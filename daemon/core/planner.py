@@ -17,15 +17,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.core.agenda import Blocks, blocks_for, extract_block, read_commitment, splice, wrap
 from daemon.core.fiscal import WEEK11, week_bounds, week_of_quarter_at
-from daemon.core.model import (
-    DAY_NAMES,
-    Manager,
-    Policy,
-    Rep,
-    Roster,
-    Stage,
-    StageRule,
-)
+from daemon.core.model import DAY_NAMES, Manager, Policy, Rep, Roster, Stage, StageRule
 from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries, SeriesSpec
 from daemon.core.occurrences import Instance, Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, Template, occurrences_between, plan
@@ -459,15 +451,14 @@ def _rep_actions(
     others = [r for r in records if r not in claimed.values()]
 
     firsts: dict[str, datetime] = {}
-    handovers: dict[str, datetime] = {}  # stage -> when the replaced series may meet until
+    handovers: dict[str, date] = {}  # stage -> the last day a replaced series may meet
     for w in wanted:
         held = claimed.get(w.fingerprint)
         if held is not None:
             firsts[w.fingerprint] = w.pattern.first_on_or_after(held.start.astimezone(tz).date())
             continue
         replaced = [r for r in others if r.stage == w.stage.value]
-        first, keep_until = _first_meeting(roster, w, now, replaced, observed)
-        handovers[w.stage.value] = keep_until
+        first, handovers[w.stage.value] = _first_meeting(w, now, replaced, observed)
         if first is not None:
             firsts[w.fingerprint] = first
 
@@ -481,7 +472,7 @@ def _rep_actions(
         old_tz = zone(_zone_of(rec, observed))
         yesterday = now.astimezone(old_tz).date() - timedelta(days=1)
         if rec.stage in handovers:
-            until, reason = handovers[rec.stage].astimezone(old_tz).date(), "roster edit"
+            until, reason = handovers[rec.stage], "roster edit"
         elif rec.start.astimezone(tz).date() < p.span.start:
             until, reason = max(p.span.start - timedelta(days=1), yesterday), "stage change"
         else:
@@ -506,48 +497,43 @@ def _still_right(seen: ObservedSeries | None, w: _Wanted) -> bool:
 
 
 def _first_meeting(
-    roster: Roster,
     w: _Wanted,
     now: datetime,
     replaced: Sequence[LedgerSeries],
     observed: Mapping[str, Mapping[str, ObservedSeries]],
-) -> tuple[datetime | None, datetime]:
+) -> tuple[datetime | None, date]:
     """The first meeting of a new series for ``w`` (None when its stage has none left), and the
-    instant until which the series it replaces may still meet.
+    last day the series it replaces may still meet.
 
     A new series starts with its next meeting still ahead (one earlier today would be an invite
     for a meeting that never happened). When it replaces another of the same stage, the week
-    (Mon-Sun, organisation zone) goes to the old one if the pair already met in it or the new
-    slot has no time left in it, else to the new one.
+    (Monday to Sunday, in the series' zone) goes to the old one if the pair already met in it or
+    the new slot has no time left in it, else to the new one.
     """
     tz = zone(w.pattern.zone_name)
-    start_day = max(w.span.start, now.astimezone(tz).date())
-    first: datetime | None = next(s for s in w.pattern.occurrences(start_day) if s >= now)
-    week_start, week_end = week_bounds(now, zone(roster.organization.timezone))
-    keep_until = now - timedelta(days=1)  # yesterday: the new series takes this week
-    if replaced and first is not None:
-        met = any(
-            _met(observed.get(r.manager, {}).get(r.uid), week_start, now, roster) for r in replaced
-        )
+    today = now.astimezone(tz).date()
+    first = next(s for s in w.pattern.occurrences(max(w.span.start, today)) if s >= now)
+    week_start, week_end = week_bounds(now, tz)
+    replaced_until = today - timedelta(days=1)  # the new series takes this week
+    if replaced:
+        met = any(_met(observed.get(r.manager, {}).get(r.uid), week_start, now) for r in replaced)
         if met or first >= week_end:
-            keep_until = week_end - timedelta(microseconds=1)
-            local_end = week_end.astimezone(tz)
-            first = next(s for s in w.pattern.occurrences(local_end.date()) if s >= week_end)
-    if first is not None and w.span.end is not None and first.date() >= w.span.end:
+            replaced_until = week_end.date() - timedelta(days=1)  # this Sunday
+            first = next(s for s in w.pattern.occurrences(week_end.date()) if s >= week_end)
+    if w.span.end is not None and first.date() >= w.span.end:
         # No meeting left in this stage (the next stage's series, made ahead, takes over);
         # a series this one would replace keeps its meetings to the end of the stage.
-        return None, datetime.combine(w.span.end - timedelta(days=1), time(23, 59), tz)
-    return first, keep_until
+        return None, w.span.end - timedelta(days=1)
+    return first, replaced_until
 
 
-def _met(seen: ObservedSeries | None, start: datetime, end: datetime, roster: Roster) -> bool:
+def _met(seen: ObservedSeries | None, start: datetime, end: datetime) -> bool:
     """Whether a series held a meeting in [start, end)."""
     if seen is None:
         return False
-    org_zone = zone(roster.organization.timezone)
     return any(
         i.status is not Status.CANCELLED and i.start < end
-        for i in instances(seen, start, end, org_zone, {})
+        for i in instances(seen, start, end, zone(seen.timezone), {})
     )
 
 
