@@ -65,7 +65,7 @@ class SeriesPlan:
     @property
     def until(self) -> date | None:
         """Last date (series zone) the current stage's series may occur."""
-        return None if self.span.end is None else self.span.end - timedelta(days=1)
+        return self.span.last_day
 
     @property
     def timezone(self) -> str:

@@ -409,7 +409,7 @@ class _Wanted:
 
     @property
     def until(self) -> date | None:
-        return None if self.span.end is None else self.span.end - timedelta(days=1)
+        return self.span.last_day
 
 
 def _wanted(roster: Roster, p: SeriesPlan, today: date) -> list[_Wanted]:

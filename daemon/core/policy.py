@@ -21,6 +21,11 @@ class StageSpan:
     start: date
     end: date | None
 
+    @property
+    def last_day(self) -> date | None:
+        """The last date the stage's series may meet: the day before the next stage."""
+        return None if self.end is None else self.end - timedelta(days=1)
+
 
 def timeline(rep: Rep, policy: Policy) -> tuple[StageSpan, ...]:
     """Every stage the rep goes through, from the start date on."""
