@@ -374,8 +374,9 @@ class Executor:
             record = SeriesRecord(
                 uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
                 rrule=spec.rrule, timezone=spec.timezone, start=spec.start.isoformat(),
-                until=None, fingerprint=action.fingerprint,
-                state="active" if action.restore else "pending", updated_at=_utc(self.now),
+                until=spec.until.isoformat() if spec.until else None,
+                fingerprint=action.fingerprint, state="active" if action.restore else "pending",
+                updated_at=_utc(self.now),
             )  # fmt: skip
             with ledger.transaction():
                 ledger.upsert_series(record)
