@@ -10,6 +10,8 @@ and write, which is why it only ever listens on 127.0.0.1. People subscribe to
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +26,7 @@ _HOST = "127.0.0.1"
 _START_TIMEOUT = 20.0  # seconds: Radicale imports a lot on a cold start
 _STOP_TIMEOUT = 10.0
 _STDERR_TAIL = 2000  # characters of Radicale's stderr quoted when it fails to start
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # auth "none" accepts any (or no) login; rights "authenticated" then lets that anonymous user
 # create principal collections (/<email>/) and calendars one level below (/<email>/cadence/).
@@ -49,6 +52,14 @@ type = none
 level = warning
 mask_passwords = True
 """
+
+
+def _die_with_parent() -> None:
+    """In the child, before Radicale starts: have Linux send it SIGTERM when the daemon dies,
+    even by SIGKILL or OOM, so that no orphaned server keeps the port and the data."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -115,6 +126,7 @@ class EmbeddedRadicale:
                 # Its own process group: Ctrl-C in a terminal reaches the daemon only, which
                 # finishes the pass in flight against a live server and then stops this one.
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         except OSError as err:
             self._close_log()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -193,3 +194,28 @@ def test_a_broken_admin_template_stops_once_before_anything_is_touched(
     with pytest.raises(NotFound):  # not even the calendar was created
         deployment.series(maya)
     assert deployment.mail() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux pidfds")
+def test_a_killed_daemon_takes_its_embedded_calendar_server_with_it(
+    tmp_path: Path, daemon: list[Daemon]
+) -> None:
+    deployment = Deployment(tmp_path, "", ["maya@acme.test", "raj@acme.test"])
+    setup(deployment, extra=QUIET)
+    run = Daemon(deployment)
+    daemon.append(run)
+    run.until("pass done")
+    pid = run.process.pid
+    (child,) = [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+    server = os.pidfd_open(child)
+    try:
+        run.process.kill()  # SIGKILL: no chance to stop the server itself
+        run.process.wait(timeout=30)
+        ready, _, _ = select.select([server], [], [], 30)  # readable once the server exited
+        assert ready == [server], "the embedded Radicale outlived the daemon"
+    finally:
+        os.close(server)
