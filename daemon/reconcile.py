@@ -256,13 +256,11 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
 
 def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     observed: dict[str, dict[str, ObservedSeries]] = {}
-    complete: set[str] = set()
     unreachable: set[str] = set()
     log = logs.get()
     for manager in _managers(rt):
         try:
             _sync(rt, manager)
-            complete.add(manager)
         except ProviderError as exc:
             unreachable.add(manager)
             if isinstance(exc, Transient):
@@ -285,7 +283,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         observed,
         _ledger_view(rt, now),
         render,
-        complete=frozenset(complete),
+        complete=frozenset(observed),  # every calendar read this pass: its cache is whole
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
     )
