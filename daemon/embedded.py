@@ -44,7 +44,7 @@ type = authenticated
 
 [storage]
 filesystem_folder = {collections}
-
+{storage_extra}
 [web]
 type = none
 
@@ -92,9 +92,15 @@ class EmbeddedRadicale:
     ``port=0`` picks a free port. ``url`` (``http://127.0.0.1:PORT/``) is valid after ``start``.
     """
 
-    def __init__(self, storage_dir: Path, port: int = 0) -> None:
+    def __init__(
+        self, storage_dir: Path, port: int = 0, max_sync_token_age: int | None = None
+    ) -> None:
         self.storage_dir = Path(storage_dir)
         self.port = port
+        # Radicale forgets sync tokens older than this (seconds; its default is 30 days). Tests
+        # raise it: under a faked clock every token looks expired at once, since Radicale
+        # compares real file times with the faked clock.
+        self.max_sync_token_age = max_sync_token_age
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: tempfile._TemporaryFileWrapper[bytes] | None = None
@@ -113,7 +119,14 @@ class EmbeddedRadicale:
         config_path = self.storage_dir / "radicale.conf"
         try:
             collections.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(_CONFIG.format(host=_HOST, port=port, collections=collections))
+            extra = (
+                f"max_sync_token_age = {self.max_sync_token_age}\n"
+                if self.max_sync_token_age is not None
+                else ""
+            )
+            config_path.write_text(
+                _CONFIG.format(host=_HOST, port=port, collections=collections, storage_extra=extra)
+            )
         except OSError as err:
             raise Transient(f"embedded calendar server did not start: {err}") from None
         self._stderr = tempfile.NamedTemporaryFile(prefix="radicale-", suffix=".log")  # noqa: SIM115
