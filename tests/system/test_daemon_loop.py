@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from daemon.embedded import EmbeddedRadicale
 from daemon.errors import NotFound
 from daemon.reconcile import run_forever
+from tests.fixtures.radicale import radicale_server
 from tests.fixtures.smtp import Dropping, Refusing, free_port, serve_smtp
 from tests.system.harness import REPO, Deployment
 from tests.system.test_series_lifecycle import setup
@@ -35,6 +35,13 @@ from tests.system.test_series_lifecycle import setup
 NY = ZoneInfo("America/New_York")
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=NY)  # Sunday noon: Lee's Monday 1:1 pre-reads are due
 QUIET = "interval_seconds: 3600\n"  # one pass, then a long wait the test interrupts
+
+
+def ramping_soon() -> date:
+    """Sam's start date for a daemon on the real clock: he ramps ten days from today, so on any
+    day the first pass makes his new-SDR series (its Tue/Thu meetings before the ramp) and his
+    ramped series ahead (inside the 14-day horizon): four series with Lee's and Ana's."""
+    return date.today() - timedelta(days=90 - 10)
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +101,7 @@ def daemon() -> Iterator[list[Daemon]]:
 def test_sigterm_after_a_pass_exits_zero_with_the_series_in_place(
     deployment: Deployment, daemon: list[Daemon]
 ) -> None:
-    maya, _ = setup(deployment, extra=QUIET)
+    maya, _ = setup(deployment, extra=QUIET, sam_start=ramping_soon())
     run = Daemon(deployment)
     daemon.append(run)
     done = run.until("pass done")
@@ -110,7 +117,7 @@ def test_ctrl_c_on_the_embedded_defaults_stops_the_daemon_and_its_calendar_serve
     tmp_path: Path, daemon: list[Daemon]
 ) -> None:
     deployment = Deployment(tmp_path, "", ["maya@acme.test", "raj@acme.test"])
-    maya, _ = setup(deployment, extra=QUIET)
+    maya, _ = setup(deployment, extra=QUIET, sam_start=ramping_soon())
     run = Daemon(deployment)
     daemon.append(run)
     deployment.url = run.until("embedded calendar server started")["url"]
@@ -141,7 +148,7 @@ def test_run_backs_off_while_the_calendar_is_down_and_recovers_when_it_returns(
             waits.append(seconds)
             now[0] += timedelta(seconds=seconds)
             if len(waits) == 2:  # the calendar server comes back during the second back-off
-                servers.enter_context(EmbeddedRadicale(tmp_path / "radicale", port=port))
+                servers.enter_context(radicale_server(tmp_path / "radicale", port=port))
             return len(waits) == 3
 
         assert run_forever(deployment.config(), clock=lambda: now[0], wait=wait) == 0
@@ -201,7 +208,7 @@ def test_a_killed_daemon_takes_its_embedded_calendar_server_with_it(
     tmp_path: Path, daemon: list[Daemon]
 ) -> None:
     deployment = Deployment(tmp_path, "", ["maya@acme.test", "raj@acme.test"])
-    setup(deployment, extra=QUIET)
+    setup(deployment, extra=QUIET, sam_start=ramping_soon())
     run = Daemon(deployment)
     daemon.append(run)
     run.until("pass done")

@@ -27,9 +27,13 @@ def setup(
     *,
     extra: str = "",
     mail: str | None = None,
+    sam_start: date = date(2026, 9, 1),
 ) -> tuple[str, str]:
     """Maya (Chicago) with Sam (new SDR, Denver, Tue 10:00), Lee (ramped AE) and Ana (senior AE,
-    biweekly); Raj (New York) with nobody yet. ``extra`` and ``mail`` go to ``write_config``."""
+    biweekly); Raj (New York) with nobody yet. ``extra`` and ``mail`` go to ``write_config``.
+
+    Sam starts on 1 Sep 2026 and ramps on 30 Nov, which the tests at ``T0`` rely on; a test on
+    the real clock passes a ``sam_start`` relative to today instead."""
     maya, raj = d.managers
     d.write_config(
         f"""\
@@ -37,7 +41,7 @@ def setup(
         - {{email: {raj}, name: Raj Patel, timezone: America/New_York}}
         """,
         textwrap.dedent(f"""\
-        - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
+        - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: {sam_start.isoformat()},
            manager: {sam_manager or maya}, timezone: America/Denver, slot: {{day: tue, time: "10:00"}}}}
         - {{email: lee@acme.test, name: Lee Park, role: ae, start_date: 2025-01-06, manager: {maya}}}
         - {{email: ana@acme.test, name: Ana Ruiz, role: senior_ae, start_date: 2021-03-15,
