@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/cadence.yaml
 
-.PHONY: run test lint types layers unit venv plan validate examples bench clean
+.PHONY: run test test-future lint types layers unit venv plan validate examples bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint types layers unit
+
+# The suite under clocks moved ahead (libfaketime: `apt-get install faketime`), to prove it gives
+# the same answer on any date. Not part of `make test`: it runs the tests three times.
+test-future: $(STAMP)
+	@command -v faketime >/dev/null || { echo "make test-future needs faketime (apt-get install faketime)" >&2; exit 2; }
+	@$(BIN)/python tests/clock_shifts.py | while IFS='|' read -r label spec; do \
+		echo "== the suite with the clock at $$label (faketime -f '$$spec')"; \
+		faketime -f "$$spec" $(BIN)/pytest -p no:cacheprovider || exit 1; \
+	done
 
 examples: $(STAMP)
 	$(BIN)/python docs/generate_examples.py
