@@ -81,6 +81,9 @@ class Config:
     roster: Roster
     settings: Settings
     warnings: tuple[str, ...] = field(default=())
+    # Every file this config was read from (the YAML, the CSV roster it names): what a running
+    # daemon watches for edits.
+    sources: tuple[Path, ...] = field(default=())
 
 
 ROSTER_KEYS = ("organization", "managers", "reps", "policy")
@@ -274,7 +277,11 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
     assert org is not None and policy is not None and settings is not None
     roster = Roster(organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy)
     warnings = _warnings(roster, rep_where, now)
-    return Config(path=path, roster=roster, settings=settings, warnings=tuple(warnings))
+    raw_reps = data.get("reps")
+    sources = (path, _roster_file(path, raw_reps)) if isinstance(raw_reps, str) else (path,)
+    return Config(
+        path=path, roster=roster, settings=settings, warnings=tuple(warnings), sources=sources
+    )
 
 
 def _load_reps(
@@ -286,7 +293,7 @@ def _load_reps(
     """
     items: list[Any]
     if isinstance(raw, str):
-        source = (path.parent / raw) if not Path(raw).is_absolute() else Path(raw)
+        source = _roster_file(path, raw)
         items, line_of = _read_csv(source, problems)
         source_lines: dict[tuple[Any, ...], int] = {("reps", i): n for i, n in line_of.items()}
     elif isinstance(raw, list):
@@ -308,6 +315,11 @@ def _load_reps(
             reps.append(rep)
             rep_where.setdefault(rep.email, where)
     return reps, rep_where, entries
+
+
+def _roster_file(path: Path, raw: str) -> Path:
+    """The CSV roster ``reps:`` names, relative to the config file."""
+    return Path(raw) if Path(raw).is_absolute() else path.parent / raw
 
 
 def _key(item: Any, name: str) -> str | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import faults, logs, observed_cache
+from daemon.alerts import Alerts, Problem
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
 from daemon.core.observed import ObservedSeries
@@ -41,6 +42,7 @@ from daemon.core.planner import (
     stage_view,
 )
 from daemon.errors import (
+    AuthError,
     CadenceError,
     ConfigError,
     MailError,
@@ -56,6 +58,7 @@ from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
 from daemon.providers.base import CalendarProvider
 from daemon.render import Renderer
+from daemon.roster_watch import Outcome, RosterWatch
 from daemon.store import CancellationRecord, Ledger, SeriesRecord
 
 EXIT_OK = 0
@@ -76,6 +79,19 @@ class PassResult:
     # A server could not be reached (worth backing off for), and how long it asked us to wait.
     unavailable: bool = False
     retry_after: float | None = None
+    # What the admins hear about (admin_alert), beside the log.
+    problems: list[Problem] = field(default_factory=list)
+
+    def access_denied(self, manager: str, exc: AuthError) -> None:
+        self.problems.append(
+            Problem(
+                f"calendar-access {manager}",
+                f"cadence cannot use {manager}'s calendar: {exc}",
+                advice="Check that the account cadence uses may read and write this manager's "
+                "calendar (CalDAV rights, Google domain-wide delegation or Graph application "
+                "permissions); `cadence doctor` names what is missing. The other managers go on.",
+            )
+        )
 
     def server_down(self, exc: Transient | MailUnavailable) -> None:
         self.errors.append(str(exc))
@@ -99,6 +115,8 @@ class Runtime:
     ledger: Ledger
     renderer: Renderer
     restore_missing: bool = False
+    # Set by `run` while the roster files hold an invalid edit (the last good roster is used).
+    roster_problems: tuple[str, ...] = ()
 
 
 # --- building the parts from the config ---------------------------------------------------------
@@ -267,6 +285,8 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
                 result.server_down(exc)
             else:
                 result.errors.append(str(exc))
+                if isinstance(exc, AuthError):
+                    result.access_denied(manager, exc)
             log.warning("calendar unreadable", manager=manager, error=str(exc))
             continue
         observed[manager] = {
@@ -307,7 +327,25 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
     for alarm in plan.alarms:
         result.alarms.append(alarm.message)
         log.error("safety valve", manager=alarm.manager, message=alarm.message)
+        result.problems.append(
+            Problem(
+                f"safety-valve {alarm.manager}", alarm.message,
+                advice="Nothing is written to this calendar until a person looks. If the series "
+                "really are gone, `cadence once --restore-missing` puts them back.",
+            )
+        )  # fmt: skip
     Executor(rt, now, result).run(plan)
+    if rt.roster_problems:
+        files = ", ".join(str(p) for p in rt.config.sources or (rt.config.path,))
+        result.problems.append(
+            Problem(
+                "roster", f"the roster edit in {files} is invalid; cadence keeps running on the "
+                "last good roster", rt.roster_problems,
+                advice="Fix the lines above and save: the next pass picks the roster up. "
+                "`cadence validate` lists the same problems.",
+            )
+        )  # fmt: skip
+    result.emails += Alerts(rt).update(result.problems, now, settled=not result.unavailable)
     log.info(
         "pass done", at=now.isoformat(), writes=result.writes, emails=result.emails,
         errors=len(result.errors), alarms=len(result.alarms),
@@ -357,6 +395,8 @@ class Executor:
                 self.failed_reps.add(rep)
                 self.result.errors.append(f"{rep}: {exc}")
                 self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
+                if isinstance(exc, AuthError):
+                    self.result.access_denied(str(manager), exc)
             except MailUnavailable as exc:
                 self.mail_down = True
                 self.result.server_down(exc)
@@ -364,6 +404,16 @@ class Executor:
             except (MailError, TemplateProblem) as exc:
                 self.log.error("email not sent", rep=rep, error=str(exc))
                 self.result.errors.append(str(exc))
+                if isinstance(exc, MailRejected) and isinstance(action, SendEmail):
+                    self.result.problems.append(
+                        Problem(
+                            f"mail-rejected {action.occurrence} {action.ledger_kind}",
+                            f"the mail server refused for good a {action.kind} email to "
+                            f"{', '.join(action.to)}: {exc}",
+                            advice="Check the address in the roster; cadence will not retry it.",
+                            lasting=False,
+                        )
+                    )
 
     def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
         ledger, provider = self.rt.ledger, self.rt.provider
@@ -503,15 +553,18 @@ def run_once(config: Config, now: datetime | None, restore_missing: bool = False
 
 
 class Stopper:
-    """SIGTERM / Ctrl-C: finish the pass in flight, then exit 0."""
+    """SIGTERM / Ctrl-C: finish the pass in flight, then exit 0. SIGHUP: end the wait now, so
+    the next pass (which first looks for roster edits) starts at once."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal: str | None = None
+        self.hangup = False
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._hangup)
 
     def _stop(self, signum: int, _: Any) -> None:
         # Only note it: logging here could deadlock on the logger's lock if the signal lands
@@ -519,12 +572,21 @@ class Stopper:
         self.signal = signal.Signals(signum).name
         self.event.set()
 
+    def _hangup(self, signum: int, _: Any) -> None:
+        self.hangup = True
+        self.event.set()
+
     def wait(self, seconds: float) -> bool:
         """Sleep until the next pass is due; True when a stop was asked for meanwhile."""
-        if not self.event.wait(seconds):
-            return False
-        logs.get().info("stopping", signal=self.signal)
-        return True
+        self.event.wait(seconds)
+        self.event.clear()
+        if self.signal is not None:
+            logs.get().info("stopping", signal=self.signal)
+            return True
+        if self.hangup:
+            self.hangup = False
+            logs.get().info("SIGHUP: looking at the roster now")
+        return False
 
 
 def backoff(failures: int, interval: float) -> float:
@@ -533,6 +595,30 @@ def backoff(failures: int, interval: float) -> float:
     if failures == 0:
         return interval
     return float(min(5 * 2 ** (failures - 1), max(interval, 300)))
+
+
+def follow_roster(rt: Runtime, watch: RosterWatch) -> None:
+    """Before a pass: switch to an edited roster when it is valid; keep the last good one and
+    say why when it is not."""
+    log = logs.get()
+    check = watch.check()
+    if check.outcome is Outcome.SWITCHED:
+        before = {r.email for r in rt.config.roster.reps}
+        after = {r.email for r in check.config.roster.reps}
+        log.info(
+            "roster reloaded", managers=len(check.config.roster.managers), reps=len(after),
+            added=sorted(after - before), removed=sorted(before - after),
+        )  # fmt: skip
+        if check.restart_needed:
+            log.warning("settings changed; they apply when cadence restarts",
+                        settings=list(check.restart_needed))  # fmt: skip
+        rt.config = check.config
+    elif check.outcome is Outcome.FIXED:
+        log.info("roster files back to the last good version")
+    elif check.outcome is Outcome.INVALID:
+        log.error("roster edit invalid; running on the last good roster",
+                  problems=list(check.problems))  # fmt: skip
+    rt.roster_problems = check.problems
 
 
 def run_forever(
@@ -552,12 +638,14 @@ def run_forever(
     clock = clock or (lambda: datetime.now(UTC))
     interval = float(config.settings.interval_seconds)
     failures = 0
+    watch = RosterWatch(config)
     with runtime(config) as rt:
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
         while True:
             retry_after: float | None = None
             try:
+                follow_roster(rt, watch)
                 result = run_pass(rt, clock())
                 failures = failures + 1 if result.unavailable else 0
                 retry_after = result.retry_after

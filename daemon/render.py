@@ -42,6 +42,7 @@ EMAIL_KINDS = (
     "week11_skip",
     "series_restored",
     "rate_warning",
+    "admin_alert",
 )
 AGENDA_TEMPLATES = ("coaching", "career")
 
@@ -352,6 +353,20 @@ SAMPLES: dict[str, dict[str, object]] = {
         "scheduled": 28,
         "scope": "your team",
     },
+    "admin_alert": {
+        "cleared": False,
+        "since": datetime(2026, 11, 23, 8, 5, tzinfo=ZoneInfo("America/New_York")),
+        "summary": "the roster edit in /etc/cadence/roster.csv is invalid; cadence keeps running "
+        "on the last good roster",
+        "details": [
+            "/etc/cadence/roster.csv:14: reps[12] (zoe@acme.test): timezone: unknown time zone "
+            "'Europe/Pariss'",
+            "/etc/cadence/roster.csv:15: reps[13] (li@acme.test): manager: unknown manager "
+            "'mya@acme.test'",
+        ],
+        "advice": "Fix the lines above and save: the next pass picks the roster up. "
+        "`cadence validate` lists the same problems.",
+    },
 }
 
 # Branches the samples above do not reach; check() renders these too.
@@ -374,6 +389,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
     "cancellation": [{"suggestions": []}],
     "week11_skip": [{"suggestions": [], "escalate_to": None}],
     "rate_warning": [{"level": "red flag", "rate_percent": 27, "scope": "Sam Ortiz"}],
+    "admin_alert": [{"cleared": True}, {"details": []}],
 }
 
 

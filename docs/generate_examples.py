@@ -25,6 +25,7 @@ ABOUT = {
     "week11_skip": ("manager (copy to escalate_to)", "a week-11 1:1 was cancelled"),
     "series_restored": ("manager", "someone deleted a series the roster still lists"),
     "rate_warning": ("manager", "the cancellation rate crossed 15% or 25%"),
+    "admin_alert": ("admins", "an operational problem, once when it starts and once when it ends"),
 }
 AGENDAS = {
     "agenda_coaching": "a coaching 1:1 (the 30-60-30 frame)",

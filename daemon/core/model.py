@@ -143,6 +143,7 @@ class Organization(Frozen):
     name: str = Field(min_length=1)
     timezone: TimeZoneName = "UTC"
     fiscal_year_start: MonthDay = MonthDay(month=1, day=1)
+    admins: tuple[Email, ...] = ()  # told of operational problems (`admin_alert` emails)
 
 
 class Manager(Frozen):

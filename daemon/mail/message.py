@@ -27,8 +27,11 @@ from email.message import EmailMessage
 from email.policy import default
 
 KINDS = frozenset(
-    {"preread", "recap", "cancellation", "week11_skip", "rate_warning", "series_restored"}
-)
+    {
+        "preread", "recap", "cancellation", "week11_skip", "rate_warning", "series_restored",
+        "admin_alert",
+    }
+)  # fmt: skip
 
 # Bodies are 7bit, quoted-printable or base64, so no relay without 8BITMIME mangles them.
 # refold_source="none" only concerns headers set raw: X-Cadence-Occurrence, which must reach

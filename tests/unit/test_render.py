@@ -81,9 +81,11 @@ def test_typed_script_in_commitments_names_and_reasons_is_escaped_in_html(
         ctx["manager"] = evil
         if "rep" in ctx:
             ctx["rep"] = evil
-        for key in ("commitment", "last_commitment", "reason", "scope", "escalate_to"):
+        for key in ("commitment", "last_commitment", "reason", "scope", "escalate_to", "summary"):
             if key in ctx:
                 ctx[key] = XSS
+        if "details" in ctx:  # an admin alert quotes the roster lines a person wrote
+            ctx["details"] = [XSS]
         cases.append((kind, ctx))
     for kind, ctx in cases:
         email = renderer.email(kind, ctx)
