@@ -13,11 +13,12 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from daemon.config import DEFAULT_CONFIG, Config, load
 from daemon.core.model import DAY_NAMES
-from daemon.core.plan import SeriesPlan, plan, to_json
+from daemon.core.plan import SeriesPlan, plan, series_json, to_json
 from daemon.errors import CadenceError, ConfigError
 
 EXIT_OK = 0
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("plan", help="the desired series at an instant; touch nothing"))
     p.add_argument("--at", help="ISO-8601 instant (default: now)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON for people")
     p = with_config(sub.add_parser("once", help="one reconcile pass, then exit"))
     p.add_argument("--now", help="ISO-8601 instant to run the pass as if at (default: now)")
     p.add_argument(
@@ -113,11 +115,22 @@ def _plan(args: argparse.Namespace) -> int:
     config = load(args.config)
     at = _instant(args.at, config)
     plans = plan(config.roster, at)
-    if args.json:
+    if args.pretty:
         print(json.dumps(to_json(at, plans), indent=2))
+    elif args.json:
+        write_json(sys.stdout, at, plans)
     else:
         print(render_table(at, plans))
     return EXIT_OK
+
+
+def write_json(out: TextIO, at: datetime, plans: Sequence[SeriesPlan]) -> None:
+    """The plan as compact JSON, written a series at a time: a big roster's plan is never one
+    string in memory."""
+    out.write(f'{{"at":{json.dumps(at.isoformat())},"series":[')
+    for i, p in enumerate(plans):
+        out.write(("," if i else "") + json.dumps(series_json(p), separators=(",", ":")))
+    out.write("]}\n")
 
 
 def _once(args: argparse.Namespace) -> int:

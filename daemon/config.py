@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,7 +92,12 @@ ROSTER_KEYS = ("organization", "managers", "reps", "policy")
 # --- YAML with line numbers ---------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's C parser where PyYAML was built with it (it is in PyPI's wheels): several times faster
+# on a big roster, with the same marks (lines) on the nodes. The pure-Python one otherwise.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     """YAML 1.1 reads ``10:00`` as the integer 600 and ``2026-02-30`` as a crash; both stay
     strings here so the models can explain what is wrong with them."""
 
@@ -105,6 +110,31 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9]*)$"), list("-+0123456789")
 )
+
+
+class _Lines(Mapping[tuple[Any, ...], int]):
+    """Line numbers by path in the document (``("reps", 3, "timezone")``), worked out from the
+    node tree only when a problem or a warning needs one: a valid roster never pays for it."""
+
+    def __init__(self, node: yaml.Node | None) -> None:
+        self._node = node
+        self._map: dict[tuple[Any, ...], int] | None = None
+
+    def _built(self) -> dict[tuple[Any, ...], int]:
+        if self._map is None:
+            self._map = {}
+            if self._node is not None:
+                _line_map(self._node, (), self._map)
+        return self._map
+
+    def __getitem__(self, key: tuple[Any, ...]) -> int:
+        return self._built()[key]
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
 
 
 def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
@@ -120,23 +150,23 @@ def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...],
             _line_map(item, (*path, index), out)
 
 
-def _load_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+def _load_yaml(path: Path) -> tuple[Any, Mapping[tuple[Any, ...], int]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    loader = _Loader(text)
+    try:  # parsed once: the node tree gives both the data and, when needed, the lines
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: YAML syntax error: {problem}"]) from exc
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _line_map(node, (), lines)
-    return data, lines
+    finally:
+        loader.dispose()
+    return data, _Lines(node)
 
 
 # --- problems -----------------------------------------------------------------------------------
@@ -208,13 +238,13 @@ def _entry_label(section: str, index: int, item: Any) -> str:
 _CSV_BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def _read_csv(path: Path, problems: _Problems) -> tuple[list[dict[str, Any]], dict[int, int]]:
+def _read_csv(path: Path, problems: _Problems) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The CSV roster's rows as they are read (a big roster is never held as text or rows),
+    each with its line number."""
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    rows: list[dict[str, Any]] = []
-    line_of: dict[int, int] = {}
     with handle:
         reader = csv.DictReader(handle)
         for row in reader:
@@ -230,9 +260,22 @@ def _read_csv(path: Path, problems: _Problems) -> tuple[list[dict[str, Any]], di
                     item[key] = _CSV_BOOL.get(text.lower(), text)
                 else:
                     item[key] = text
-            line_of[len(rows)] = reader.line_num
-            rows.append(item)
-    return rows, line_of
+            yield reader.line_num, item
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A raw roster entry's keys for the checks across entries, and where it is written."""
+
+    email: str | None
+    manager: str | None
+    source: Path
+    lines: Mapping[tuple[Any, ...], int]
+    index: int
+    label: str
+
+    def where(self) -> str:
+        return _where(self.source, self.lines, ("reps", self.index), self.label)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -269,14 +312,14 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
         if manager is not None:
             managers.append(manager)
 
-    reps, rep_where, entries = _load_reps(data.get("reps"), path, lines, problems)
+    reps, rep_entry, entries = _load_reps(data.get("reps"), path, lines, problems)
     _cross_check(raw_managers, entries, path, lines, problems)
     if problems.lines:
         raise ConfigError(sorted(problems.lines, key=_by_place))
 
     assert org is not None and policy is not None and settings is not None
     roster = Roster(organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy)
-    warnings = _warnings(roster, rep_where, now)
+    warnings = _warnings(roster, rep_entry, now)
     raw_reps = data.get("reps")
     sources = (path, _roster_file(path, raw_reps)) if isinstance(raw_reps, str) else (path,)
     return Config(
@@ -286,35 +329,36 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
 
 def _load_reps(
     raw: Any, path: Path, lines: Mapping[tuple[Any, ...], int], problems: _Problems
-) -> tuple[list[Rep], dict[str, str], list[tuple[Any, str]]]:
+) -> tuple[list[Rep], dict[str, _Entry], list[_Entry]]:
     """Reps from the YAML list or from the CSV file ``reps:`` names (relative to the config).
 
     Also returns every raw entry with where it is, for the checks across entries.
     """
-    items: list[Any]
+    rows: Iterator[tuple[int | None, Any]]
     if isinstance(raw, str):
         source = _roster_file(path, raw)
-        items, line_of = _read_csv(source, problems)
-        source_lines: dict[tuple[Any, ...], int] = {("reps", i): n for i, n in line_of.items()}
+        rows = iter(_read_csv(source, problems))
     elif isinstance(raw, list):
-        items, source, source_lines = raw, path, dict(lines)
+        source = path
+        rows = ((None, item) for item in raw)
     else:
         problems.add(_where(path, lines, ("reps",), "reps"),
                      "a list of reps or the path of a CSV roster needed")  # fmt: skip
         return [], {}, []
 
     reps: list[Rep] = []
-    rep_where: dict[str, str] = {}
-    entries: list[tuple[Any, str]] = []
-    for i, item in enumerate(items):
+    rep_entry: dict[str, _Entry] = {}
+    entries: list[_Entry] = []
+    for i, (line, item) in enumerate(rows):
         label = _entry_label("reps", i, item)
-        where = _where(source, source_lines, ("reps", i), label)
-        entries.append((item, where))
-        rep = _validate(Rep, item, problems, source, source_lines, ("reps", i), label)
+        here = lines if line is None else {("reps", i): line}
+        entry = _Entry(_key(item, "email"), _key(item, "manager"), source, here, i, label)
+        entries.append(entry)
+        rep = _validate(Rep, item, problems, source, here, ("reps", i), label)
         if rep is not None:
             reps.append(rep)
-            rep_where.setdefault(rep.email, where)
-    return reps, rep_where, entries
+            rep_entry.setdefault(rep.email, entry)
+    return reps, rep_entry, entries
 
 
 def _roster_file(path: Path, raw: str) -> Path:
@@ -329,7 +373,7 @@ def _key(item: Any, name: str) -> str | None:
 
 def _cross_check(
     raw_managers: list[Any],
-    entries: list[tuple[Any, str]],
+    entries: list[_Entry],
     path: Path,
     lines: Mapping[tuple[Any, ...], int],
     problems: _Problems,
@@ -347,21 +391,21 @@ def _cross_check(
                          f"email: duplicate email {email!r}")  # fmt: skip
         manager_emails.add(email)
     seen: set[str] = set()
-    for item, where in entries:
-        email, manager = _key(item, "email"), _key(item, "manager")
+    for entry in entries:
+        email, manager = entry.email, entry.manager
         if email is not None:
             if email in seen:
-                problems.add(where, f"email: duplicate email {email!r}")
+                problems.add(entry.where(), f"email: duplicate email {email!r}")
             seen.add(email)
         if manager is None:
             continue
         if manager == email:
-            problems.add(where, f"manager: {email!r} is listed as their own manager")
+            problems.add(entry.where(), f"manager: {email!r} is listed as their own manager")
         elif manager not in manager_emails:
-            problems.add(where, f"manager: unknown manager {manager!r}")
+            problems.add(entry.where(), f"manager: unknown manager {manager!r}")
 
 
-def _warnings(roster: Roster, rep_where: Mapping[str, str], now: datetime | None) -> list[str]:
+def _warnings(roster: Roster, rep_entry: Mapping[str, _Entry], now: datetime | None) -> list[str]:
     # Imported here: the plan is only needed for the warnings.
     from daemon.core.plan import plan
 
@@ -375,7 +419,7 @@ def _warnings(roster: Roster, rep_where: Mapping[str, str], now: datetime | None
                 f"{limit} leaves too little time for real coaching (span of control, seed 004)"
             )
     if now is not None and roster.reps:
-        for p in plan(roster, now, count=1):
+        for p in plan(roster, now, count=0):
             if not p.slot_fits:
                 what = (
                     f"slot {p.rep.slot.label()} is outside"
@@ -383,7 +427,7 @@ def _warnings(roster: Roster, rep_where: Mapping[str, str], now: datetime | None
                     else "no free slot fits inside"
                 )
                 out.append(
-                    f"warning: {rep_where[p.rep.email]}: {what} both {p.rep.email}'s and "
+                    f"warning: {rep_entry[p.rep.email].where()}: {what} both {p.rep.email}'s and "
                     f"{p.manager.email}'s working hours for a {p.rule.duration_minutes}-minute 1:1"
                 )
     return out

@@ -250,36 +250,36 @@ def occurrences_between(
 
 def to_json(at: datetime, plans: tuple[SeriesPlan, ...]) -> dict[str, Any]:
     """The SPEC's ``cadence plan --json`` object."""
-    series = []
-    for p in plans:
-        series.append(
+    return {"at": at.isoformat(), "series": [series_json(p) for p in plans]}
+
+
+def series_json(p: SeriesPlan) -> dict[str, Any]:
+    """One item of the plan's ``series`` (the CLI writes them one by one for big rosters)."""
+    return {
+        "rep": p.rep.email,
+        "manager": p.manager.email,
+        "stage": p.stage.value,
+        "interval_weeks": p.pattern.interval_weeks,
+        "days": [DAY_NAMES[d] for d in p.pattern.days],
+        "time": p.pattern.time.strftime("%H:%M"),
+        "duration_minutes": p.pattern.duration_minutes,
+        "timezone": p.timezone,
+        "rrule": p.pattern.rrule(),
+        "until": p.until.isoformat() if p.until else None,
+        "next_stage": (
+            {"stage": p.next_span.stage.value, "on": p.next_span.start.isoformat()}
+            if p.next_span
+            else None
+        ),
+        "slot_fits_working_hours": p.slot_fits,
+        "upcoming": [
             {
-                "rep": p.rep.email,
-                "manager": p.manager.email,
-                "stage": p.stage.value,
-                "interval_weeks": p.pattern.interval_weeks,
-                "days": [DAY_NAMES[d] for d in p.pattern.days],
-                "time": p.pattern.time.strftime("%H:%M"),
-                "duration_minutes": p.pattern.duration_minutes,
-                "timezone": p.timezone,
-                "rrule": p.pattern.rrule(),
-                "until": p.until.isoformat() if p.until else None,
-                "next_stage": (
-                    {"stage": p.next_span.stage.value, "on": p.next_span.start.isoformat()}
-                    if p.next_span
-                    else None
-                ),
-                "slot_fits_working_hours": p.slot_fits,
-                "upcoming": [
-                    {
-                        "start": o.start.isoformat(),
-                        "stage": o.stage.value,
-                        "week_of_quarter": o.week_of_quarter,
-                        "week11": o.week11,
-                        "template": o.template,
-                    }
-                    for o in p.upcoming
-                ],
+                "start": o.start.isoformat(),
+                "stage": o.stage.value,
+                "week_of_quarter": o.week_of_quarter,
+                "week11": o.week11,
+                "template": o.template,
             }
-        )
-    return {"at": at.isoformat(), "series": series}
+            for o in p.upcoming
+        ],
+    }

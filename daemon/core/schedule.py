@@ -179,14 +179,9 @@ def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Ch
             interval = _utc_interval(request.series_zone, week, d, minute, request.duration_minutes)
             taken.setdefault(request.manager, []).append(interval)
 
-    def free(request: PairRequest, days: tuple[int, ...], at: time) -> bool:
-        minute = at.hour * 60 + at.minute
+    def free(request: PairRequest, intervals: tuple[tuple[int, int], ...]) -> bool:
         busy = taken.get(request.manager, ())
-        for d in days:
-            s, e = _utc_interval(request.series_zone, week, d, minute, request.duration_minutes)
-            if any(s < be and bs < e for bs, be in busy):
-                return False
-        return True
+        return not any(s < be and bs < e for s, e in intervals for bs, be in busy)
 
     for request in requests:
         if request.preferred is not None:
@@ -207,21 +202,45 @@ def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Ch
     return chosen
 
 
-_Free = Callable[[PairRequest, tuple[int, ...], time], bool]
+_Free = Callable[[PairRequest, tuple[tuple[int, int], ...]], bool]
+_Candidate = tuple[tuple[int, ...], time, tuple[tuple[int, int], ...]]
 
 
 def _first_free(request: PairRequest, week: date, free: _Free) -> Choice | None:
-    hours = request.rep_hours
-    first_minute = hours.start.hour * 60 + hours.start.minute
+    for days, at, intervals in _candidates(
+        request.series_zone, request.rep_zone, request.rep_hours, request.manager_zone,
+        request.manager_hours, request.sessions_per_week, request.duration_minutes, week,
+    ):  # fmt: skip
+        if free(request, intervals):
+            return Choice(days, at, fits=True)
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _candidates(
+    series_zone: str, rep_zone: str, rep_hours: WorkingHours, manager_zone: str,
+    manager_hours: WorkingHours, sessions: int, duration: int, week: date,
+) -> tuple[_Candidate, ...]:  # fmt: skip
+    """The slots inside both people's working hours, in the order they are offered, with their
+    intervals: the same for every pair of the same zones, hours and length (most of a big
+    roster), so worked out once for them all."""
+    request = PairRequest(
+        "", "", series_zone, rep_zone, rep_hours, manager_zone, manager_hours, sessions,
+        duration, None,
+    )  # fmt: skip
+    first_minute = rep_hours.start.hour * 60 + rep_hours.start.minute
     first_minute += -first_minute % GRID_MINUTES
-    last_minute = hours.end.hour * 60 + hours.end.minute - request.duration_minutes
+    last_minute = rep_hours.end.hour * 60 + rep_hours.end.minute - duration
+    out: list[_Candidate] = []
     # Twice-weekly pairs need their second day too; prefer early-week first days (Mon/Wed, Tue/Thu).
     for first in range(7):
-        days = slot_days(first, request.sessions_per_week)
-        if request.sessions_per_week == 2 and second_day(first) < first:
+        days = slot_days(first, sessions)
+        if sessions == 2 and second_day(first) < first:
             continue
         for minute in range(first_minute, last_minute + 1, GRID_MINUTES):
             at = time(minute // 60, minute % 60)
-            if fits(request, days, at, week) and free(request, days, at):
-                return Choice(days, at, fits=True)
-    return None
+            if fits(request, days, at, week):
+                intervals = tuple(_utc_interval(series_zone, week, d, minute, duration)
+                                  for d in days)  # fmt: skip
+                out.append((days, at, intervals))
+    return tuple(out)
