@@ -54,6 +54,7 @@ examples: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/reconcile_scale.py
+	$(BIN)/python benchmarks/cli_scale.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis
