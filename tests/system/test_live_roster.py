@@ -158,3 +158,32 @@ def test_sighup_picks_up_an_edit_without_waiting_for_the_interval(
     assert len(d.rep_series(maya, "zoe@acme.test")) == 1
 
     assert run.stop(signal.SIGTERM) == 0
+
+
+def test_the_safety_valve_is_one_alert_while_it_lasts_and_one_when_it_is_over(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    maya = d.managers[0]
+    write(d)
+    roster(d, lee(d), zoe(d))
+    assert d.once(T0).errors == []
+    for uid in d.series(maya):
+        d.delete(maya, uid)
+
+    tripped = d.once(T0 + timedelta(minutes=1))
+    assert tripped.alarms and d.series(maya) == {}
+    (alert,) = d.mail_of("admin_alert")
+    assert alert["To"] == "ops@acme.test" and maya in str(alert["Subject"])
+    assert "--restore-missing" in text_of(alert)
+    # Still tripped on the next passes, and after a restart (a new runtime): nothing new.
+    assert d.once(T0 + timedelta(minutes=2)).alarms
+    assert d.once(T0 + timedelta(minutes=3)).alarms
+    assert len(d.mail_of("admin_alert")) == 1
+
+    assert d.once(T0 + timedelta(minutes=4), restore_missing=True).alarms == []
+    assert len(d.series(maya)) == 2
+    resolved = [m for m in d.mail_of("admin_alert") if "resolved" in str(m["Subject"])]
+    assert len(resolved) == 1 and maya in str(resolved[0]["Subject"])
+    assert d.once(T0 + timedelta(minutes=5)).emails == 0
+    assert len(d.mail_of("admin_alert")) == 2
