@@ -40,9 +40,16 @@ class CalDAVSettings(_Settings):
     embedded_port: int = Field(default=5232, ge=0, le=65535)
 
 
+class GoogleSettings(_Settings):
+    credentials_file: Path  # a service-account key with domain-wide delegation (0600)
+    calendar_id: str = "primary"  # which calendar of each manager holds the series
+    api_endpoint: str = "https://www.googleapis.com/"  # another host: a proxy or a test server
+
+
 class CalendarSettings(_Settings):
     provider: Literal["caldav", "google", "outlook"] = "caldav"
     caldav: CalDAVSettings = CalDAVSettings()
+    google: GoogleSettings | None = None
 
 
 class SmtpSettings(_Settings):
@@ -54,11 +61,17 @@ class SmtpSettings(_Settings):
     password_file: Path | None = None
 
 
+class GmailSettings(_Settings):
+    credentials_file: Path | None = None  # None: calendar.google's service account
+    api_endpoint: str = "https://gmail.googleapis.com/"
+
+
 class MailSettings(_Settings):
     transport: Literal["maildir", "smtp", "gmail", "graph"] = "maildir"
     maildir: Path = Path("var/outbox")
     sender: str = Field(default="cadence <cadence@localhost>", alias="from")
     smtp: SmtpSettings | None = None
+    gmail: GmailSettings = GmailSettings()
 
 
 class TemplateSettings(_Settings):

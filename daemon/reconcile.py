@@ -124,10 +124,14 @@ class Runtime:
 
 def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
     settings = config.settings
+    if settings.calendar.provider == "google":
+        from daemon.providers.google import open_google
+
+        return open_google(config.path, settings.calendar.google)
     if settings.calendar.provider != "caldav":
         raise ConfigError(
             [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
-             " in this version yet; use caldav"]
+             " in this version yet; use caldav or google"]
         )  # fmt: skip
     from daemon.providers.caldav import CalDAVProvider
 

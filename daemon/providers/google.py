@@ -26,14 +26,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar.prop import vRecur
 
+from daemon.config import GoogleSettings
 from daemon.core.agenda import splice
 from daemon.errors import (
     AuthError,
+    ConfigError,
     Conflict,
     NotFound,
     ProviderError,
@@ -41,7 +44,7 @@ from daemon.errors import (
     TokenExpired,
     Transient,
 )
-from daemon.google_api import CALENDAR, CALENDAR_SCOPES, CallFailed, GoogleApi
+from daemon.google_api import CALENDAR, CALENDAR_SCOPES, CallFailed, GoogleApi, load_key
 from daemon.providers import ical
 from daemon.providers.base import (
     Attendee,
@@ -55,6 +58,9 @@ from daemon.providers.base import (
 log = logging.getLogger(__name__)
 
 OWNER_KEY = "cadence-series"
+# On an instance cadence made an exception (its own agenda): like a CalDAV override, it stays one
+# even when its text happens to equal the series'.
+OCCURRENCE_KEY = "cadence-occurrence"
 _PAGE = 2500
 _FREEBUSY_LIMIT = 50
 _PARTSTAT = {
@@ -65,18 +71,23 @@ _PARTSTAT = {
 }
 
 
+_ID_PREFIX = b"cadence:"
+
+
 def event_id(uid: str) -> str:
-    """The Google event id of a series: base32hex (``a-v0-9``) of its UID, reversibly."""
-    return base64.b32hexencode(uid.encode()).decode().rstrip("=").lower()
+    """The Google event id of a series: base32hex (``a-v0-9``) of a tagged UID, reversibly."""
+    return base64.b32hexencode(_ID_PREFIX + uid.encode()).decode().rstrip("=").lower()
 
 
 def uid_of(google_id: str) -> str | None:
+    """The series UID an event id was made from, or None for an id cadence did not make."""
     text = google_id.upper()
     try:
-        uid = base64.b32hexdecode(text + "=" * (-len(text) % 8)).decode()
+        raw = base64.b32hexdecode(text + "=" * (-len(text) % 8))
+        uid = raw.removeprefix(_ID_PREFIX).decode() if raw.startswith(_ID_PREFIX) else None
     except (binascii.Error, ValueError, UnicodeDecodeError):
         return None
-    return uid if event_id(uid) == google_id else None
+    return uid if uid is not None and event_id(uid) == google_id else None
 
 
 class GoogleCalendarProvider:
@@ -346,6 +357,7 @@ class GoogleCalendarProvider:
             # Moved away from its original time: found among the series' exceptions.
             for item in self._whole(manager, master)[1]:
                 instances.setdefault(_time(item["originalStartTime"]), item)
+        marks = {"private": {OWNER_KEY: _owner_uid(master), OCCURRENCE_KEY: "agenda"}}
         updates: list[tuple[str, str]] = []
         for original in originals:
             instance = instances.get(original)
@@ -353,7 +365,7 @@ class GoogleCalendarProvider:
                 continue
             text = str(instance.get("description", ""))
             new = splice(text, blocks[original])
-            if new != text:
+            if new != text or not _is_exception(instance):
                 updates.append((str(instance["id"]), new))
         if not updates:
             return
@@ -363,7 +375,7 @@ class GoogleCalendarProvider:
                 params={
                     "calendarId": self.calendar_id,
                     "eventId": instance_id,
-                    "body": {"description": text},
+                    "body": {"description": text, "extendedProperties": marks},
                     "sendUpdates": "none",
                 },
             )  # fmt: skip
@@ -421,6 +433,17 @@ class GoogleCalendarProvider:
         )
 
 
+def open_google(config_path: Path, settings: GoogleSettings | None) -> GoogleCalendarProvider:
+    """The provider ``calendar.google`` describes; ``ConfigError`` (one line) when unusable."""
+    if settings is None:
+        raise ConfigError(
+            [f"{config_path}: calendar.google: required when provider is google "
+             "(credentials_file, calendar_id)"]
+        )  # fmt: skip
+    key = load_key(settings.credentials_file)
+    return GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+
+
 def _events_list(service: Any, params: dict[str, Any]) -> Any:
     return service.events().list(**params)
 
@@ -441,6 +464,11 @@ def _split_token(token: str) -> tuple[str, str]:
     if not sep or not sync:
         raise TokenExpired("sync token was not issued by the Google provider")
     return watermark, sync
+
+
+def _is_exception(instance: Mapping[str, Any]) -> bool:
+    private = (instance.get("extendedProperties") or {}).get("private") or {}
+    return OCCURRENCE_KEY in private
 
 
 def _owner_uid(event: Mapping[str, Any]) -> str | None:

@@ -1,5 +1,11 @@
-"""A test deployment: a config on a real Radicale, a Maildir outbox, a ledger in tmp, and a
-person's hands on the calendar (raw iCalendar edits over HTTP, as a calendar app would make)."""
+"""A test deployment: a config on a real calendar server, a Maildir outbox, a ledger in tmp, and a
+person's hands on the calendar.
+
+``Deployment`` is CalDAV on a real Radicale (raw iCalendar edits over HTTP, as a calendar app
+would make them); ``GoogleDeployment`` is Google Calendar on the local Calendar v3 server (edits
+as the Google Calendar UI makes them: instance exceptions, deletions, attendees' answers). The
+system tests speak only the provider-neutral verbs (``cancel``, ``decline``, ``move``,
+``edit_texts``...), so each runs on both."""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,12 +22,15 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-from icalendar import Calendar
+from icalendar import Calendar, vCalAddress
 
 from daemon.config import Config, load
 from daemon.core.observed import ObservedSeries
+from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
+from daemon.providers.google import GoogleCalendarProvider, event_id
 from daemon.reconcile import PassResult, run_pass, runtime
+from tests.fixtures.google import FakeGoogle
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,19 +49,28 @@ class Deployment:
     def config_path(self) -> Path:
         return self.root / "cadence.yaml"
 
+    kind = "caldav"
+
+    def calendar_config(self) -> str:
+        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
+        return f"{{caldav: {calendar}}}"
+
+    def break_calendar(self, port: int) -> None:
+        """Point the config at a port where nothing listens."""
+        self.url = f"http://127.0.0.1:{port}/"
+
     def write_config(
         self, managers: str, reps: str, extra: str = "", mail: str | None = None
     ) -> None:
         """The config on this deployment's calendar (the embedded one when ``url`` is empty)
         and outbox; ``mail`` (e.g. ``"transport: smtp, smtp: {...}"``) replaces the outbox."""
-        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
         mail = mail or f"maildir: {self.root / 'outbox'}"
         self.config_path.write_text(
             ORG
             + "managers:\n" + textwrap.indent(textwrap.dedent(managers), "  ")
             + "reps:\n" + textwrap.indent(textwrap.dedent(reps), "  ")
             + f"state_dir: {self.root / 'state'}\n"
-            + f"calendar: {{caldav: {calendar}}}\n"
+            + f"calendar: {self.calendar_config()}\n"
             + f"mail: {{from: 'cadence <cadence@acme.test>', {mail}}}\n"
             + extra
         )  # fmt: skip
@@ -74,7 +92,7 @@ class Deployment:
 
     # --- the calendar, as people and apps see it ------------------------------------------
 
-    def provider(self) -> CalDAVProvider:
+    def provider(self) -> CalendarProvider:
         return CalDAVProvider(self.url)
 
     def series(self, manager: str) -> dict[str, ObservedSeries]:
@@ -117,6 +135,46 @@ class Deployment:
         cal = self.get(manager, uid)
         yield cal
         self.put(manager, uid, cal)
+
+    # --- what people do, on any provider ------------------------------------------------------
+
+    def edit_texts(self, manager: str, uid: str, change: Callable[[str], str]) -> None:
+        """Someone edits the description of the series and of every occurrence with its own."""
+        with self.edit(manager, uid) as cal:
+            for event in cal.walk("VEVENT"):
+                event["DESCRIPTION"] = change(str(event.get("DESCRIPTION", "")))
+
+    def edit_occurrence_text(
+        self, manager: str, uid: str, original: datetime, change: Callable[[str], str]
+    ) -> None:
+        with self.edit(manager, uid) as cal:
+            event = occurrence(cal, original)
+            event["DESCRIPTION"] = change(str(event.get("DESCRIPTION", "")))
+
+    def remove_occurrence(self, manager: str, uid: str, original: datetime) -> None:
+        """The occurrence deleted from the series (CalDAV: an EXDATE on the master)."""
+        with self.edit(manager, uid) as cal:
+            master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
+            master.add("exdate", original)
+
+    def cancel(self, manager: str, uid: str, original: datetime) -> None:
+        """The occurrence cancelled (CalDAV: an override with STATUS:CANCELLED)."""
+        with self.edit(manager, uid) as cal:
+            occurrence(cal, original)["STATUS"] = "CANCELLED"
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        with self.edit(manager, uid) as cal:
+            address = vCalAddress(f"mailto:{email}")
+            address.params["PARTSTAT"] = "DECLINED"
+            address.params["CN"] = name
+            occurrence(cal, original)["ATTENDEE"] = address
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        with self.edit(manager, uid) as cal:
+            event = occurrence(cal, original)
+            length = event["DTEND"].dt - event["DTSTART"].dt
+            event["DTSTART"].dt = start
+            event["DTEND"].dt = start + length
 
     # --- the outbox ---------------------------------------------------------------------------
 
@@ -173,3 +231,79 @@ def occurrence(cal: Calendar, original: datetime) -> Any:
     event.add("dtstamp", original)
     cal.add_component(event)
     return event
+
+
+@dataclass
+class GoogleDeployment(Deployment):
+    """The same deployment on Google Calendar: the local Calendar v3 server, a 0600 key file."""
+
+    google: FakeGoogle | None = None
+
+    kind = "google"
+
+    def __post_init__(self) -> None:
+        assert self.google is not None
+        for manager in self.managers:
+            self.google.add_user(manager)
+        self.key_file = self.google.write_key(self.root / "service-account.json")
+        self.url = self.google.url
+
+    @property
+    def fake(self) -> FakeGoogle:
+        assert self.google is not None
+        return self.google
+
+    def calendar_config(self) -> str:
+        return (
+            f"{{provider: google, google: {{credentials_file: '{self.key_file}', "
+            f"api_endpoint: '{self.url}'}}}}"
+        )
+
+    def break_calendar(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/"
+
+    def provider(self) -> CalendarProvider:
+        return GoogleCalendarProvider(self.fake.key_info(), root=self.fake.url)
+
+    def _instance(self, manager: str, uid: str, original: datetime) -> str:
+        return self.fake.instance_id(manager, event_id(uid), original)
+
+    def delete(self, manager: str, uid: str) -> None:
+        self.fake.delete(manager, event_id(uid))
+
+    def edit_texts(self, manager: str, uid: str, change: Callable[[str], str]) -> None:
+        master = event_id(uid)
+        for google_id, event in list(self.fake.events(manager).items()):
+            if google_id == master or event.get("recurringEventId") == master:
+                self.fake.edit(manager, google_id, description=change(event.get("description", "")))
+
+    def edit_occurrence_text(
+        self, manager: str, uid: str, original: datetime, change: Callable[[str], str]
+    ) -> None:
+        instance = self._instance(manager, uid, original)
+        with self.fake.lock:
+            text = self.fake.edit(manager, instance).get("description", "")
+            self.fake.edit(manager, instance, description=change(text))
+
+    def remove_occurrence(self, manager: str, uid: str, original: datetime) -> None:
+        self.fake.delete(manager, self._instance(manager, uid, original))
+
+    def cancel(self, manager: str, uid: str, original: datetime) -> None:
+        self.fake.delete(manager, self._instance(manager, uid, original))
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        self.fake.respond(manager, self._instance(manager, uid, original), email, "declined")
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        with self.fake.lock:
+            event = self.fake.edit(manager, instance)
+            begin = datetime.fromisoformat(event["start"]["dateTime"])
+            length = datetime.fromisoformat(event["end"]["dateTime"]) - begin
+            zone = event["start"].get("timeZone")
+            self.fake.edit(
+                manager,
+                instance,
+                start={"dateTime": start.isoformat(), "timeZone": zone},
+                end={"dateTime": (start + length).isoformat(), "timeZone": zone},
+            )

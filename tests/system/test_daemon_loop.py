@@ -29,6 +29,7 @@ from daemon.errors import NotFound
 from daemon.reconcile import run_forever
 from tests.fixtures.radicale import radicale_server
 from tests.fixtures.smtp import Dropping, Refusing, free_port, serve_smtp
+from tests.system.conftest import caldav_deployment
 from tests.system.harness import REPO, Deployment
 from tests.system.test_series_lifecycle import setup
 
@@ -88,6 +89,12 @@ class Daemon:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, radicale: EmbeddedRadicale) -> Deployment:
+    """These tests drive CalDAV specifics (the embedded server, its port), on CalDAV only."""
+    return caldav_deployment(tmp_path, radicale)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The daemon against a real Radicale: series created, moved on the ramp day, kept, repaired.
+"""The daemon against a real calendar server (Radicale, and the local Google Calendar): series
+created, moved on the ramp day, kept, repaired.
 
 Time is simulated with ``now`` (the CLI's ``--now``); nothing sleeps.
 """
@@ -10,6 +11,7 @@ import textwrap
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from icalendar import Calendar, Event
 
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, extract_block
@@ -201,14 +203,13 @@ def test_peoples_text_outside_the_markers_is_kept_when_the_block_is_rewritten(
     maya, _ = setup(deployment)
     deployment.once(T0)
     sam = deployment.rep_series(maya, "sam@acme.test")[0]
-    with deployment.edit(maya, sam.uid) as cal:
-        for event in cal.walk("VEVENT"):
-            text = str(event.get("DESCRIPTION", ""))
-            block = extract_block(text) or ""
-            mangled = text.replace(block, block.replace("Commitment:", "Comitment (typo):"))
-            event["DESCRIPTION"] = (
-                "Zoom: https://zoom.example/j/1\n" + mangled + "\n\nBring the renewal deck."
-            )
+
+    def mangle(text: str) -> str:
+        block = extract_block(text) or ""
+        mangled = text.replace(block, block.replace("Commitment:", "Comitment (typo):"))
+        return "Zoom: https://zoom.example/j/1\n" + mangled + "\n\nBring the renewal deck."
+
+    deployment.edit_texts(maya, sam.uid, mangle)
     result = deployment.once(T0 + timedelta(hours=1))
     assert result.writes == 1  # the one series' blocks, in one write
     sam = deployment.rep_series(maya, "sam@acme.test")[0]
@@ -248,6 +249,7 @@ def test_safety_valve_when_every_series_vanishes_at_once(deployment: Deployment)
     assert len(deployment.series(maya)) == 4
 
 
+@pytest.mark.parametrize("deployment", ["caldav"], indirect=True)  # raw iCalendar; Google: contract
 def test_foreign_and_malformed_events_are_ignored_and_never_touched(
     deployment: Deployment,
 ) -> None:
@@ -300,7 +302,7 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    deployment.url = f"http://127.0.0.1:{port}/"
+    deployment.break_calendar(port)
     setup(deployment)
     result = deployment.cli("once", "--now", T0.isoformat())
     assert result.returncode == 1
