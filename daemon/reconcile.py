@@ -167,9 +167,13 @@ def open_mailer(config: Config) -> Mailer:
             smtp.host, smtp.port, security=smtp.security, username=smtp.username,
             password=password,
         )  # fmt: skip
+    if mail.transport == "gmail":
+        from daemon.mail.gmail import open_gmail
+
+        return open_gmail(config.path, config.settings)
     raise ConfigError(
         [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
-         " yet; use maildir or smtp"]
+         " yet; use maildir, smtp or gmail"]
     )  # fmt: skip
 
 

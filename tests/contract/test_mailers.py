@@ -29,9 +29,11 @@ import pytest
 
 from daemon.errors import MailRejected, MailUnavailable
 from daemon.mail.base import Mailer
+from daemon.mail.gmail import GmailMailer
 from daemon.mail.maildir import MaildirMailer
 from daemon.mail.message import build_message
 from daemon.mail.smtp import SmtpMailer
+from tests.fixtures.google import FakeGoogle, Fault
 from tests.fixtures.smtp import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -93,11 +95,14 @@ def maildir_deliveries(box: Path) -> list[Delivery]:
     return found
 
 
-@pytest.fixture(params=["maildir", "smtp"])
+@pytest.fixture(params=["maildir", "smtp", "gmail"])
 def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transport]:
     if request.param == "maildir":
         box = tmp_path / "outbox"
         yield Transport("maildir", MaildirMailer(box), lambda: maildir_deliveries(box))
+        return
+    if request.param == "gmail":
+        yield gmail_transport(request.getfixturevalue("google_server"))
         return
     server: SmtpServer = request.getfixturevalue("smtp_server")
     mailer = SmtpMailer(server.host, server.port, security="none", timeout=5.0)
@@ -108,6 +113,22 @@ def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transp
         ]
 
     yield Transport("smtp", mailer, delivered)
+
+
+def gmail_transport(google: FakeGoogle) -> Transport:
+    google.add_user("cadence@acme.test")
+    mailer = GmailMailer(google.key_info(), "cadence@acme.test", root=google.url)
+    first = len(google.sent)
+
+    def delivered() -> list[Delivery]:
+        found = []
+        for _sender, raw in google.sent[first:]:
+            message = BytesParser(policy=default).parsebytes(raw)
+            assert isinstance(message, EmailMessage)
+            found.append(Delivery(message, frozenset(addresses(message, "To", "Cc", "Bcc"))))
+        return found
+
+    return Transport("gmail", mailer, delivered)
 
 
 def test_a_sent_message_arrives_once_as_text_and_html(transport: Transport) -> None:
@@ -419,3 +440,52 @@ def test_smtp_bcc_goes_in_the_envelope_not_the_headers(smtp_server: SmtpServer) 
     assert set(received.rcpt_tos) == {"maya@acme.test", "audit@acme.test"}
     assert received.message["Bcc"] is None
     assert b"audit@acme.test" not in received.raw
+
+
+# --- Gmail ----------------------------------------------------------------------------------------
+
+
+def test_gmail_sends_as_the_from_mailbox_with_only_the_send_scope(
+    google_server: FakeGoogle,
+) -> None:
+    transport = gmail_transport(google_server)
+    transport.mailer.send(make_message())
+    assert google_server.sent[-1][0] == "cadence@acme.test"
+    google_server.delegated.discard("https://www.googleapis.com/auth/calendar.events")
+    try:  # the mailer never asks for calendar scopes
+        transport.mailer.send(make_message(to=["lee@acme.test"]))
+    finally:
+        google_server.delegated.add("https://www.googleapis.com/auth/calendar.events")
+    assert len(transport.delivered()) == 2
+
+
+def test_gmail_permanent_refusal_is_rejected(google_server: FakeGoogle) -> None:
+    transport = gmail_transport(google_server)
+    google_server.rejected_recipients.add("gone@acme.test")
+    with pytest.raises(MailRejected, match="for good"):
+        transport.mailer.send(make_message(to=["gone@acme.test"], cc=[]))
+    assert transport.delivered() == []
+
+
+def test_gmail_rate_limits_are_retried_then_unavailable(google_server: FakeGoogle) -> None:
+    waits: list[float] = []
+    google_server.add_user("cadence@acme.test")
+    mailer = GmailMailer(
+        google_server.key_info(), "cadence@acme.test", root=google_server.url, sleep=waits.append
+    )
+    google_server.fail(Fault(429, "rateLimitExceeded", retry_after=3, path="/messages/send"))
+    mailer.send(make_message())
+    assert waits == [3]
+    google_server.fail(Fault(503, "backendError", times=5, path="/messages/send"))
+    with pytest.raises(MailUnavailable):
+        mailer.send(make_message())
+
+
+def test_gmail_without_delegation_is_unavailable_and_says_what_to_grant(
+    google_server: FakeGoogle,
+) -> None:
+    google_server.add_user("noreply@acme.test")
+    google_server.no_delegation.add("noreply@acme.test")
+    mailer = GmailMailer(google_server.key_info(), "noreply@acme.test", root=google_server.url)
+    with pytest.raises(MailUnavailable, match="gmail.send"):
+        mailer.send(make_message())
