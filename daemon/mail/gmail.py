@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from daemon.checks import Check
 from daemon.config import Settings
 from daemon.errors import ConfigError, MailError, MailRejected, MailUnavailable
 from daemon.google_api import GMAIL, GMAIL_SCOPES, CallFailed, GoogleApi, load_key
@@ -50,6 +51,13 @@ class GmailMailer:
             )
         except CallFailed as failed:
             raise self._translate(failed, message) from None
+
+    def diagnose(self) -> list[Check]:
+        try:
+            self.api.token(self.sender)
+        except CallFailed as failed:
+            return [Check("gmail send", self.sender, False, str(failed))]
+        return [Check("gmail send", self.sender, True, "gmail.send granted")]
 
     def _translate(self, failed: CallFailed, message: EmailMessage) -> MailError:
         where = f"Gmail as {self.sender}"

@@ -14,6 +14,8 @@ Designed for CalDAV, Google Calendar v3 and Microsoft Graph alike:
 * ``write_agendas``   the series' and some occurrences' agenda blocks (overrides with
   ``RECURRENCE-ID`` / instance PATCH); only the text between the markers is owned.
 * ``free_busy``       busy intervals for slot choice and reschedule suggestions.
+* ``diagnose``        ``cadence doctor``'s rows for one manager: reachable, writable, permitted;
+  writes nothing.
 
 Errors leave a provider only as ``daemon.errors.ProviderError`` subclasses.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from daemon.checks import Check
 from daemon.core.observed import OWNER_PROPERTY as OWNER_PROPERTY
 from daemon.core.observed import Attendee as Attendee
 from daemon.core.observed import Changes as Changes
@@ -80,3 +83,6 @@ class CalendarProvider(Protocol):
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         """Busy intervals per person between ``start`` and ``end``."""
+
+    def diagnose(self, manager: str) -> list[Check]:
+        """Whether cadence can work on this manager's calendar, checked without writing."""

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from icalendar.prop import vRecur
 
+from daemon.checks import Check
 from daemon.config import GoogleSettings
 from daemon.core.agenda import splice
 from daemon.errors import (
@@ -246,6 +247,34 @@ class GoogleCalendarProvider:
                 except (KeyError, TypeError, ValueError):
                     raise self._unexpected(asker, "freebusy.query") from None
         return found
+
+    def diagnose(self, manager: str) -> list[Check]:
+        try:
+            self.api.token(manager)
+        except CallFailed as failed:
+            return [Check("token", manager, False, str(failed))]
+        rows = [
+            Check("token", manager, True, ", ".join(s.rsplit("/", 1)[-1] for s in self.api.scopes))
+        ]
+        try:
+            answer = self._call(
+                manager, lambda s: s.events().list(calendarId=self.calendar_id, maxResults=1)
+            )
+            role = str(answer.get("accessRole", "")) if isinstance(answer, dict) else ""
+        except ProviderError as err:
+            return [*rows, Check("calendar reachable", manager, False, str(err))]
+        rows.append(Check("calendar reachable", manager, True, self.calendar_id))
+        rows.append(
+            Check("calendar writable", manager, role in ("owner", "writer"),
+                  f"access role {role or 'unknown'}")
+        )  # fmt: skip
+        now = datetime.now(UTC)
+        try:
+            self.free_busy([manager], now, now + timedelta(minutes=1))
+            rows.append(Check("free/busy", manager, True, "calendar.freebusy"))
+        except ProviderError as err:
+            rows.append(Check("free/busy", manager, False, str(err)))
+        return rows
 
     # -- reading -----------------------------------------------------------------------------
 
