@@ -9,6 +9,9 @@ Designed for CalDAV, Google Calendar v3 and Microsoft Graph alike:
 * ``create_series``   idempotent on ``SeriesSpec.uid``: CalDAV ``UID`` + ``If-None-Match: *``;
   Google client-supplied ``id`` (base32hex of the uid) where a 409 means "already there" (also
   for a deleted event's tombstone: un-cancel it); Graph ``transactionId``.
+* ``create_many``     several ``create_series`` for one manager, answering per uid, so that a
+  provider with batch requests (Google, Graph ``$batch``) makes a cold start cost a few round
+  trips per manager instead of several per series; CalDAV creates them one by one.
 * ``end_series``      ``RRULE UNTIL`` (UTC when DTSTART has a TZID); Graph PATCHes the whole
   ``recurrence`` with ``range.type: endDate``.
 * ``write_agendas``   the series' and some occurrences' agenda blocks (overrides with
@@ -34,6 +37,7 @@ from daemon.core.observed import Changes as Changes
 from daemon.core.observed import ObservedOverride as ObservedOverride
 from daemon.core.observed import ObservedSeries as ObservedSeries
 from daemon.core.observed import SeriesSpec as SeriesSpec
+from daemon.errors import ProviderError
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,12 @@ class CalendarProvider(Protocol):
 
     def create_series(self, manager: str, series: SeriesSpec) -> None:
         """Create the series; succeeds without a second copy when the uid already exists."""
+
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        """``create_series`` for each; the uids that failed, with why. A ``Transient`` failure
+        of the whole calendar is raised instead."""
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
         """Let the series occur up to and including ``until`` (series zone), then stop.

@@ -237,6 +237,19 @@ class CalDAVProvider:
         if status == 412:
             log.debug("series %s already on the calendar", series.uid)
 
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        failed: dict[str, ProviderError] = {}
+        for spec in series:
+            try:
+                self.create_series(manager, spec)
+            except Transient:
+                raise
+            except ProviderError as err:
+                failed[spec.uid] = err
+        return failed
+
     def end_series(self, manager: str, uid: str, until: date) -> None:
         def change(cal: Calendar) -> bool | _Remove:
             # A series ended before its first day never took place: there is no history to

@@ -117,7 +117,15 @@ class GoogleCalendarProvider:
         least scopes do not allow creating calendars), which one cheap read checks."""
         if self.calendar_id == "primary":
             return
-        self._call(manager, lambda s: s.events().list(calendarId=self.calendar_id, maxResults=1))
+        try:
+            self._call(
+                manager, lambda s: s.events().list(calendarId=self.calendar_id, maxResults=1)
+            )
+        except NotFound:
+            raise NotFound(
+                f"{manager} has no Google calendar {self.calendar_id!r}: create it in their "
+                "account (cadence's scopes cannot) or set calendar.google.calendar_id: primary"
+            ) from None
 
     def changes(self, manager: str, token: str | None) -> Changes:
         watermark, sync = _split_token(token) if token is not None else ("", None)
@@ -160,24 +168,63 @@ class GoogleCalendarProvider:
         )
 
     def create_series(self, manager: str, series: SeriesSpec) -> None:
-        body = _event_body(series)
-        google_id = body["id"]
-        try:
-            master = self._call(
-                manager,
-                lambda s: s.events().insert(
-                    calendarId=self.calendar_id, body=body, sendUpdates="all"
-                ),
-                what=f"series {series.uid}",
-            )
-        except Conflict:
-            master = self._get(manager, google_id, series.uid)
-            if master.get("status") == "cancelled":
-                log.info("restoring series %s from its tombstone", series.uid)
-                restore = {k: v for k, v in body.items() if k != "id"} | {"status": "confirmed"}
-                master = self._patch(manager, google_id, restore, notify=True)
-        if series.occurrence_descriptions:
-            self._write_occurrences(manager, master, series.occurrence_descriptions)
+        failed = self.create_many(manager, [series])
+        if series.uid in failed:
+            raise failed[series.uid]
+
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        """Inserts in batches; a 409 (ours already, or its tombstone) is adopted one by one;
+        then every new series' agenda exceptions, again in batches."""
+        failed: dict[str, ProviderError] = {}
+        bodies: dict[str, dict[str, Any]] = {}
+        for spec in series:
+            try:
+                bodies[spec.uid] = _event_body(spec)
+            except ProviderError as err:
+                failed[spec.uid] = err
+        specs = [spec for spec in series if spec.uid in bodies]
+        inserts = [
+            partial(
+                _events_insert,
+                params={
+                    "calendarId": self.calendar_id,
+                    "sendUpdates": "all",
+                    "body": bodies[spec.uid],
+                },
+            )  # fmt: skip
+            for spec in specs
+        ]
+        masters: dict[str, Mapping[str, Any]] = {}
+        for spec, answer in zip(specs, self._batch(manager, inserts), strict=True):
+            if isinstance(answer, CallFailed) and answer.status == 409:
+                try:
+                    masters[spec.uid] = self._adopt(manager, spec, bodies[spec.uid])
+                except ProviderError as err:
+                    failed[spec.uid] = err
+            elif isinstance(answer, CallFailed):
+                failed[spec.uid] = self._error(manager, answer, f"series {spec.uid}")
+            elif isinstance(answer, dict):
+                masters[spec.uid] = answer
+            else:
+                failed[spec.uid] = self._unexpected(manager, "events.insert")
+        wanted = {
+            spec.uid: spec.occurrence_descriptions
+            for spec in specs
+            if spec.uid in masters and spec.occurrence_descriptions
+        }
+        failed.update(self._write_occurrences_many(manager, masters, wanted))
+        return failed
+
+    def _adopt(self, manager: str, spec: SeriesSpec, body: dict[str, Any]) -> Mapping[str, Any]:
+        """The id is taken: by our series (kept) or by its tombstone (restored, not copied)."""
+        master = self._get(manager, body["id"], spec.uid)
+        if master.get("status") == "cancelled":
+            log.info("restoring series %s from its tombstone", spec.uid)
+            restore = {k: v for k, v in body.items() if k != "id"} | {"status": "confirmed"}
+            master = self._patch(manager, body["id"], restore, notify=True)
+        return master
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
         google_id = event_id(uid)
@@ -220,7 +267,9 @@ class GoogleCalendarProvider:
             if new != text:
                 self._patch(manager, google_id, {"description": new}, notify=False)
         if occurrence_blocks:
-            self._write_occurrences(manager, master, occurrence_blocks)
+            failed = self._write_occurrences_many(manager, {uid: master}, {uid: occurrence_blocks})
+            if uid in failed:
+                raise failed[uid]
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
@@ -362,64 +411,82 @@ class GoogleCalendarProvider:
         )
         return answer
 
-    def _write_occurrences(
-        self, manager: str, master: Mapping[str, Any], blocks: Mapping[datetime, str]
-    ) -> None:
-        """Splice each block into its instance; cancelled or unproduced instances are left."""
-        google_id = str(master["id"])
-        originals = sorted(blocks)
-        answer = self._call(
-            manager,
-            lambda s: s.events().instances(
-                calendarId=self.calendar_id,
-                eventId=google_id,
-                timeMin=_rfc3339(originals[0]),
-                timeMax=_rfc3339(originals[-1] + timedelta(days=1)),
-                showDeleted=True,
-                maxResults=_PAGE,
-            ),
-        )
-        instances: dict[datetime, dict[str, Any]] = {}
-        for item in _field(answer, "items", list, default=[]):
-            instances[_time(item["originalStartTime"])] = item
-        if any(moment not in instances for moment in originals):
-            # Moved away from its original time: found among the series' exceptions.
-            for item in self._whole(manager, master)[1]:
-                instances.setdefault(_time(item["originalStartTime"]), item)
-        marks = {"private": {OWNER_KEY: _owner_uid(master), OCCURRENCE_KEY: "agenda"}}
-        updates: list[tuple[str, str]] = []
-        for original in originals:
-            instance = instances.get(original)
-            if instance is None or instance.get("status") == "cancelled":
+    def _write_occurrences_many(
+        self,
+        manager: str,
+        masters: Mapping[str, Mapping[str, Any]],
+        blocks: Mapping[str, Mapping[datetime, str]],
+    ) -> dict[str, ProviderError]:
+        """Splice each block into its instance, for several series: one batch of
+        ``events.instances`` and batches of patches. Cancelled or unproduced instances are left."""
+        failed: dict[str, ProviderError] = {}
+        uids = [uid for uid in blocks if blocks[uid]]
+        reads = []
+        for uid in uids:
+            originals = sorted(blocks[uid])
+            params = {
+                "calendarId": self.calendar_id,
+                "eventId": str(masters[uid]["id"]),
+                "timeMin": _rfc3339(originals[0]),
+                "timeMax": _rfc3339(originals[-1] + timedelta(days=1)),
+                "showDeleted": True,
+                "maxResults": _PAGE,
+            }
+            reads.append(partial(_events_instances, params=params))
+        patches: list[tuple[str, Callable[[Any], Any]]] = []
+        for uid, answer in zip(uids, self._batch(manager, reads), strict=True):
+            if isinstance(answer, CallFailed):
+                failed[uid] = self._error(manager, answer, f"series {uid}")
                 continue
-            text = str(instance.get("description", ""))
-            new = splice(text, blocks[original])
-            if new != text or not _is_exception(instance):
-                updates.append((str(instance["id"]), new))
-        if not updates:
-            return
-        builds = [
-            partial(
-                _events_patch,
-                params={
-                    "calendarId": self.calendar_id,
-                    "eventId": instance_id,
-                    "body": {"description": text, "extendedProperties": marks},
-                    "sendUpdates": "none",
-                },
-            )  # fmt: skip
-            for instance_id, text in updates
-        ]
+            try:
+                instances = {
+                    _time(item["originalStartTime"]): item
+                    for item in _field(answer, "items", list, default=[])
+                }
+                if any(moment not in instances for moment in blocks[uid]):
+                    # Moved away from its original time: found among the series' exceptions.
+                    for item in self._whole(manager, masters[uid])[1]:
+                        instances.setdefault(_time(item["originalStartTime"]), item)
+                marks = {"private": {OWNER_KEY: uid, OCCURRENCE_KEY: "agenda"}}
+                for original in sorted(blocks[uid]):
+                    instance = instances.get(original)
+                    if instance is None or instance.get("status") == "cancelled":
+                        continue
+                    text = str(instance.get("description", ""))
+                    new = splice(text, blocks[uid][original])
+                    if new == text and _is_exception(instance):
+                        continue
+                    params = {"calendarId": self.calendar_id, "eventId": str(instance["id"]),
+                              "body": {"description": new, "extendedProperties": marks},
+                              "sendUpdates": "none"}  # fmt: skip
+                    patches.append((uid, partial(_events_patch, params=params)))
+            except ProviderError as err:
+                failed[uid] = err
+            except (KeyError, TypeError, ValueError):
+                failed[uid] = self._unexpected(manager, "events.instances")
+        answers = self._batch(manager, [build for _, build in patches])
+        for (uid, _), answer in zip(patches, answers, strict=True):
+            if isinstance(answer, CallFailed) and uid not in failed:
+                failed[uid] = self._error(manager, answer, f"agenda of {uid}")
+        return failed
+
+    def _batch(
+        self, manager: str, builds: Sequence[Callable[[Any], Any]]
+    ) -> list[Any | CallFailed]:
+        """Each call's answer or failure; one call goes alone, more in batch requests."""
+        if not builds:
+            return []
         if len(builds) == 1:
-            self._call(manager, builds[0])
-            return
+            try:
+                return [self.api.call(manager, builds[0])]
+            except CallFailed as failed:
+                if failed.kind in ("auth", "network"):
+                    raise self._error(manager, failed, "") from None
+                return [failed]
         try:
-            results = self.api.batch(manager, builds)
+            return self.api.batch(manager, builds)
         except CallFailed as failed:
-            raise self._error(manager, failed, "agenda batch") from None
-        for result in results:
-            if isinstance(result, CallFailed):
-                raise self._error(manager, result, "agenda")
+            raise self._error(manager, failed, "batch") from None
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -475,6 +542,14 @@ def open_google(config_path: Path, settings: GoogleSettings | None) -> GoogleCal
 
 def _events_list(service: Any, params: dict[str, Any]) -> Any:
     return service.events().list(**params)
+
+
+def _events_insert(service: Any, params: dict[str, Any]) -> Any:
+    return service.events().insert(**params)
+
+
+def _events_instances(service: Any, params: dict[str, Any]) -> Any:
+    return service.events().instances(**params)
 
 
 def _events_patch(service: Any, params: dict[str, Any]) -> Any:

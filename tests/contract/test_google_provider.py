@@ -251,3 +251,80 @@ def test_free_busy_answers_for_each_person(
         (FIRST_START, FIRST_START + timedelta(minutes=25)),
         (occurrence(0, thursday=True), occurrence(0, thursday=True) + timedelta(minutes=25)),
     ]
+
+
+def test_the_per_user_budget_waits_instead_of_tripping_googles_limit() -> None:
+    from daemon.google_api import Budget
+
+    clock = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+
+    budget = Budget(limit=500, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(500):
+        budget.take("maya@acme.test")
+        clock[0] += 0.01  # 500 calls in 5 s
+    budget.take("raj@acme.test", 50)  # another manager has a budget of his own
+    assert waits == []
+    budget.take("maya@acme.test", 10)  # must wait until the first 10 are a minute old
+    assert waits == [pytest.approx(60.0 - 5.0 + 0.09)]
+    assert budget.waited == pytest.approx(55.09)
+
+
+def test_a_cold_start_batches_per_manager(
+    google: GoogleCalendarProvider, google_server: FakeGoogle, manager: str
+) -> None:
+    specs = [
+        series_spec(manager, f"g-batch-{n}", occurrence_descriptions={occurrence(0): wrap(f"{n}")})
+        for n in range(8)
+    ]
+    google.changes(manager, None)  # the token is there already
+    before = google_server.round_trips
+    assert google.create_many(manager, specs) == {}
+    assert google_server.round_trips - before == 3  # inserts, instances, agenda patches
+    listing = google.changes(manager, None)
+    assert sorted(s.uid for s in listing.changed) == sorted(s.uid for s in specs)
+    assert all(len(s.overrides) == 1 for s in listing.changed)
+    google_server.fail(Fault(503, "backendError", user=manager, path="/events", method="POST"))
+    again = google.create_many(manager, [*specs, series_spec(manager, "g-batch-new")])
+    assert again == {}  # the one insert that failed in the batch was retried alone
+    assert len(google.changes(manager, None).changed) == 9
+
+
+def test_the_proxy_variables_carry_the_api_and_the_token_requests(
+    google_server: FakeGoogle, manager: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.google import ConnectProxy
+
+    proxy = ConnectProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        # The local server speaks plain HTTP, so it is http_proxy that applies; Google's https
+        # addresses take HTTPS_PROXY the same way.
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        provider = make_provider(google_server)
+        assert provider.changes(manager, None).complete
+        port = google_server.url.rstrip("/").rsplit(":", 1)[1]
+        assert proxy.tunnels and all(t == f"127.0.0.1:{port}" for t in proxy.tunnels)
+    finally:
+        proxy.stop()
+
+
+def test_a_calendar_id_that_does_not_exist_is_one_clear_error(
+    google_server: FakeGoogle, manager: str
+) -> None:
+    provider = GoogleCalendarProvider(
+        google_server.key_info(), "c_1on1s@group.calendar.google.com", root=google_server.url
+    )
+    with pytest.raises(NotFound, match="has no Google calendar 'c_1on1s@group"):
+        provider.ensure_calendar(manager)
+    google_server.add_calendar(manager, "c_1on1s@group.calendar.google.com")
+    provider.ensure_calendar(manager)
+    provider.create_series(manager, series_spec(manager, "g-secondary"))
+    assert list(google_server.events(manager, "c_1on1s@group.calendar.google.com"))
+    assert google_server.events(manager) == {}
