@@ -175,15 +175,9 @@ class GoogleApi:
         self.budget = budget or Budget(sleep=sleep)
         self._sleep = sleep
         self.client_id = str(key_info.get("client_id", ""))
-        try:
-            self._credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
-                dict(key_info), scopes=self.scopes
-            )
-        except (ValueError, KeyError) as exc:
-            raise ConfigError([f"the service-account key cannot be used: {exc}"]) from None
+        self._credentials = _credentials(key_info, self.scopes)
         self._http = make_http(timeout)
-        self._doc = discovery_cache.get_static_doc(api.name, api.version)
-        self._services: dict[str, tuple[Any, google_auth_httplib2.AuthorizedHttp]] = {}
+        self._authorized: dict[str, google_auth_httplib2.AuthorizedHttp] = {}
 
     @property
     def endpoint(self) -> str:
@@ -195,24 +189,28 @@ class GoogleApi:
     def batch_uri(self) -> str:
         return f"{self.root}batch/{self.api.name}/{self.api.version}"
 
-    def service(self, user: str) -> Any:
-        return self._service(user)[0]
+    def service(self) -> Any:
+        """The API's resources (``service.events()``...), shared by every user: a request is
+        given the user's authorised transport when it is sent."""
+        return _service(self.api, self.endpoint, self._http)
 
-    def _service(self, user: str) -> tuple[Any, google_auth_httplib2.AuthorizedHttp]:
-        found = self._services.get(user)
-        if found is None:
-            http = google_auth_httplib2.AuthorizedHttp(
-                self._credentials.with_subject(user), http=self._http
+    def _http_of(self, user: str) -> google_auth_httplib2.AuthorizedHttp:
+        http = self._authorized.get(user)
+        if http is None:
+            http = self._authorized[user] = google_auth_httplib2.AuthorizedHttp(
+                self._credentials.with_subject(user),  # type: ignore[no-untyped-call]
+                http=self._http,
             )
-            service = discovery.build_from_document(
-                self._doc, http=http, client_options={"api_endpoint": self.endpoint}
-            )
-            found = self._services[user] = (service, http)
-        return found
+        return http
+
+    def _request(self, user: str, build: Callable[[Any], HttpRequest]) -> HttpRequest:
+        request = build(self.service())
+        request.http = self._http_of(user)
+        return request
 
     def token(self, user: str) -> None:
         """Obtain an access token as ``user`` (what ``doctor`` checks first)."""
-        credentials = self._credentials.with_subject(user)
+        credentials = self._credentials.with_subject(user)  # type: ignore[no-untyped-call]
         self._guard(user, lambda: credentials.refresh(google_auth_httplib2.Request(self._http)))
 
     def call(self, user: str, build: Callable[[Any], HttpRequest]) -> Any:
@@ -220,7 +218,7 @@ class GoogleApi:
 
         def once() -> Any:
             self.budget.take(user)
-            return build(self.service(user)).execute(num_retries=0)
+            return self._request(user, build).execute(num_retries=0)
 
         return self._retrying(lambda: self._guard(user, once))
 
@@ -229,7 +227,7 @@ class GoogleApi:
     ) -> list[Any | CallFailed]:
         """Several calls as ``user`` in batch requests of up to ``BATCH_LIMIT``; a call that
         failed with a transient error is retried alone (``call``), the others are kept."""
-        service, http = self._service(user)
+        http = self._http_of(user)
         results: list[Any | CallFailed] = [None] * len(builds)
         for first in range(0, len(builds), BATCH_LIMIT):
             chunk = range(first, min(first + BATCH_LIMIT, len(builds)))
@@ -246,7 +244,7 @@ class GoogleApi:
             def send(indexes: range = chunk) -> None:
                 batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
                 for index in indexes:
-                    batch.add(builds[index](service), request_id=str(index))
+                    batch.add(self._request(user, builds[index]), request_id=str(index))
                 self.budget.take(user, len(indexes))
                 batch.execute(http=http)
 
@@ -292,6 +290,56 @@ class GoogleApi:
             reraise=True,
         )
         return retrying(work)
+
+
+_CREDENTIALS: dict[tuple[str, tuple[str, ...]], service_account.Credentials] = {}
+_SERVICES: dict[tuple[str, str], Any] = {}
+
+
+def _credentials(
+    key_info: Mapping[str, Any], scopes: tuple[str, ...]
+) -> service_account.Credentials:
+    """The key's credentials, parsed once per process (an RSA key takes ~0.1 s to load)."""
+    cache_key = (json.dumps(dict(key_info), sort_keys=True), scopes)
+    found = _CREDENTIALS.get(cache_key)
+    if found is None:
+        try:
+            found = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+                dict(key_info), scopes=scopes
+            )
+        except (ValueError, KeyError) as exc:
+            raise ConfigError([f"the service-account key cannot be used: {exc}"]) from None
+        _CREDENTIALS[cache_key] = found
+    return found
+
+
+def _service(api: _Api, endpoint: str, http: httplib2.Http) -> Any:
+    """The client built from the bundled discovery document once per process and endpoint;
+    building it (and each ``service.events()``) costs more than a request on loopback."""
+    found = _SERVICES.get((api.name, endpoint))
+    if found is None:
+        doc = discovery_cache.get_static_doc(api.name, api.version)
+        service = discovery.build_from_document(
+            doc, http=http, client_options={"api_endpoint": endpoint}
+        )
+        found = _SERVICES[(api.name, endpoint)] = _Resources(service)
+    return found
+
+
+class _Resources:
+    """``service.events()`` built once: the client makes every method anew on each call."""
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+        self._made: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Callable[[], Any]:
+        def resource() -> Any:
+            if name not in self._made:
+                self._made[name] = getattr(self._service, name)()
+            return self._made[name]
+
+        return resource
 
 
 def _translate(user: str, exc: Exception, api: GoogleApi) -> CallFailed:

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
+from daemon.embedded import EmbeddedRadicale
 from daemon.errors import NotFound
 from daemon.reconcile import run_forever
 from tests.fixtures.radicale import radicale_server
