@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from daemon import faults, logs, observed_cache
 from daemon.alerts import Alerts, Problem
@@ -33,14 +34,21 @@ from daemon.core.planner import (
     LedgerSeries,
     LedgerView,
     Plan,
+    RateAlert,
     RecordCancellation,
     RecordCommitment,
+    RecordRateBand,
+    RecordReschedule,
     SendEmail,
     WriteAgendas,
     make_plan,
     person,
     stage_view,
 )
+from daemon.core.planner import (
+    Outcome as Happened,
+)
+from daemon.core.planner.rates import window_start
 from daemon.errors import (
     AuthError,
     CadenceError,
@@ -59,7 +67,7 @@ from daemon.mail.message import build_message
 from daemon.providers.base import CalendarProvider
 from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
-from daemon.store import CancellationRecord, Ledger, SeriesRecord
+from daemon.store import CancellationRecord, Ledger, RescheduleRecord, SeriesRecord
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -225,8 +233,13 @@ def _sync(rt: Runtime, manager: str) -> None:
 
 
 def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
+    return read_ledger(rt.ledger, now, rt.config.roster.organization.timezone)
+
+
+def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
+    """The ledger as the planner and the rates read it at ``now``. Only reads."""
     series = []
-    for rec in rt.ledger.all_series():
+    for rec in ledger.all_series():
         series.append(
             LedgerSeries(
                 uid=rec.uid,
@@ -238,22 +251,41 @@ def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
                 rrule=rec.rrule,
                 until=date.fromisoformat(rec.until) if rec.until else None,
                 state=rec.state,
+                timezone=rec.timezone,
             )
         )
     commitments: dict[str, list[tuple[datetime, str]]] = {}
-    for rep, original_start, text in rt.ledger.commitments():
+    for rep, original_start, text in ledger.commitments():
         when = datetime.fromisoformat(original_start.replace("Z", "+00:00"))
         commitments.setdefault(rep, []).append((when, text))
+    since = window_start(now, ZoneInfo(org_timezone))
+    outcomes = [
+        Happened(c.uid, _instant(c.original_start), c.rep, c.manager, True, c.week11)
+        for c in ledger.cancellations(since=since)
+    ]
+    outcomes += [
+        Happened(r.uid, _instant(r.original_start), r.rep, r.manager, False)
+        for r in ledger.reschedules(since=since)
+    ]
     return LedgerView(
         series=tuple(series),
         commitments={k: tuple(v) for k, v in commitments.items()},
         emails_sent=frozenset(
-            (e.occurrence, e.kind) for e in rt.ledger.emails(since=now - EMAILS_WINDOW)
+            (e.occurrence, e.kind) for e in ledger.emails(since=now - EMAILS_WINDOW)
         ),
         cancellations=frozenset(
-            f"{c.uid} {c.original_start}" for c in rt.ledger.cancellations(since=now - LOOKBACK)
+            f"{c.uid} {c.original_start}" for c in ledger.cancellations(since=now - LOOKBACK)
         ),
+        outcomes=tuple(outcomes),
+        rate_alerts={
+            subject: RateAlert(band, crossings)
+            for subject, (band, crossings) in ledger.rate_alerts().items()
+        },
     )
+
+
+def _instant(utc: str) -> datetime:
+    return datetime.fromisoformat(utc.replace("Z", "+00:00"))
 
 
 def agenda_context(view: AgendaView) -> dict[str, Any]:
@@ -377,8 +409,10 @@ class Executor:
                     if self.mail_down or self.result.emails >= settings.max_emails_per_pass:
                         continue
                     self.send(action)
-                elif isinstance(action, RecordCancellation | RecordCommitment):
+                elif isinstance(action, RecordCancellation | RecordCommitment | RecordReschedule):
                     self.record(action)
+                elif isinstance(action, RecordRateBand):
+                    self.record_band(action)
                 else:
                     if self.result.writes >= settings.max_writes_per_pass:
                         self.log.warning("write cap reached", cap=settings.max_writes_per_pass)
@@ -478,9 +512,36 @@ class Executor:
                 series=action.uid, occurrences=len(action.blocks),
             )  # fmt: skip
 
-    def record(self, action: RecordCancellation | RecordCommitment) -> None:
+    def record_band(self, action: RecordRateBand) -> None:
+        ledger = self.rt.ledger
+        if action.email is not None and not ledger.email_sent(*action.email):
+            return  # the warning did not go: it stays due, and so does this crossing
+        with ledger.transaction():
+            ledger.set_rate_alert(action.subject, action.band, action.crossings, self.now)
+        self.log.info(
+            "rate band", action="rate", subject=action.subject, band=action.band,
+            manager=action.manager,
+        )  # fmt: skip
+
+    def record(self, action: RecordCancellation | RecordCommitment | RecordReschedule) -> None:
         ledger = self.rt.ledger
         with ledger.transaction():
+            if isinstance(action, RecordReschedule):
+                new = ledger.record_reschedule(
+                    RescheduleRecord(
+                        uid=action.uid, original_start=_utc(action.original_start),
+                        rep=action.rep, manager=action.manager, start=_utc(action.start),
+                        detected_at=_utc(self.now),
+                    )
+                )  # fmt: skip
+                if new:
+                    self.log.info(
+                        "reschedule", action="reschedule", rep=action.rep,
+                        manager=action.manager, series=action.uid,
+                        original_start=action.original_start.isoformat(),
+                        start=action.start.isoformat(),
+                    )  # fmt: skip
+                return
             if isinstance(action, RecordCommitment):
                 ledger.put_commitment(
                     action.uid, _utc(action.original_start), action.text, self.now

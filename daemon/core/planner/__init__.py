@@ -32,9 +32,13 @@ from daemon.core.planner.actions import (
     Kind,
     LedgerSeries,
     LedgerView,
+    Outcome,
     Plan,
+    RateAlert,
     RecordCancellation,
     RecordCommitment,
+    RecordRateBand,
+    RecordReschedule,
     RenderAgenda,
     SendEmail,
     WriteAgendas,
@@ -48,16 +52,18 @@ from daemon.core.planner.identity import (
     stage_view,
 )
 from daemon.core.planner.notices import occurrence_actions
+from daemon.core.planner.rates import Band, Rates, Tally, percent, rate_actions, rates_of, tally
 from daemon.core.planner.series import end_series, rep_actions, safety_valve, sticky_slots, zone_of
 from daemon.core.planner.slots import suggest_slots
 from daemon.core.schedule import zone
 
 __all__ = [
-    "EMAILS_WINDOW", "LOOKAHEAD", "LOOKBACK", "RECAP_DEADLINE", "Action", "AgendaView", "Alarm",
-    "CreateSeries", "EndSeries", "Kind", "LedgerSeries", "LedgerView", "Plan",
-    "RecordCancellation", "RecordCommitment", "RenderAgenda", "SendEmail", "WriteAgendas",
-    "describe_schedule", "fingerprint", "last_commitment", "make_plan", "person", "series_uid",
-    "stage_view", "suggest_slots",
+    "Action", "AgendaView", "Alarm", "Band", "CreateSeries", "EMAILS_WINDOW", "EndSeries", "Kind",
+    "LOOKAHEAD", "LOOKBACK", "LedgerSeries", "LedgerView", "Outcome", "Plan", "RECAP_DEADLINE",
+    "RateAlert", "Rates", "RecordCancellation", "RecordCommitment", "RecordRateBand",
+    "RecordReschedule", "RenderAgenda", "SendEmail", "Tally", "WriteAgendas", "describe_schedule",
+    "fingerprint", "last_commitment", "make_plan", "percent", "person", "rates_of", "series_uid",
+    "stage_view", "suggest_slots", "tally",
 ]  # fmt: skip
 
 
@@ -118,6 +124,9 @@ def make_plan(
     # sends what is already due in this pass, so a second pass at the same instant sends nothing.
     after, records = _projected(observed, ledger.series, actions)
     actions.extend(occurrence_actions(roster, now, desired, after, records, ledger, blocked))
+    # The rates count this pass's news too, so a second pass at the same instant sends nothing.
+    counted = replace(ledger, series=tuple(records), outcomes=_outcomes(ledger, actions))
+    actions.extend(rate_actions(roster, rates_of(roster, counted, now), ledger))
     return Plan(tuple(actions), tuple(alarms), desired)
 
 
@@ -144,6 +153,17 @@ def _projected(
                 )
             )  # fmt: skip
     return after, records
+
+
+def _outcomes(ledger: LedgerView, actions: Sequence[Action]) -> tuple[Outcome, ...]:
+    news = [
+        Outcome(a.uid, a.original_start, a.rep, a.manager, cancelled=True, week11=a.week11)
+        if isinstance(a, RecordCancellation)
+        else Outcome(a.uid, a.original_start, a.rep, a.manager, cancelled=False)
+        for a in actions
+        if isinstance(a, RecordCancellation | RecordReschedule)
+    ]
+    return (*ledger.outcomes, *news)
 
 
 def _as_observed(spec: SeriesSpec) -> ObservedSeries:

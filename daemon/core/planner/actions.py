@@ -47,6 +47,30 @@ class LedgerSeries:
     state: (
         str  # "pending" (written to the ledger, maybe not yet on the calendar) | "active" | "ended"
     )
+    timezone: str | None = None  # the series' zone (the rates expand its rule in it)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A cancellation or a reschedule the ledger remembers, by the occurrence's original start.
+    The manager is the series' own, so a rep who changes manager leaves their history behind."""
+
+    uid: str
+    original_start: datetime
+    rep: str
+    manager: str
+    cancelled: bool  # else moved inside its week
+    week11: bool = False
+
+
+@dataclass(frozen=True)
+class RateAlert:
+    """The band a manager was last told about for one subject (``manager:<email>`` or
+    ``rep:<email>``), and how many rises into a higher band there have been: the key of each
+    rise's email, so a retried email is the same email."""
+
+    band: str
+    crossings: int
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,9 @@ class LedgerView:
     # whole ledger again before sending, so this view only needs to be complete for the window.
     emails_sent: frozenset[tuple[str, str]] = frozenset()
     cancellations: frozenset[str] = frozenset()  # keys recorded, of occurrences from LOOKBACK on
+    # cancellations and reschedules of occurrences from the rate window's start on
+    outcomes: tuple[Outcome, ...] = ()
+    rate_alerts: Mapping[str, RateAlert] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,30 @@ class RecordCommitment:
 
 
 @dataclass(frozen=True)
+class RecordReschedule:
+    uid: str
+    occurrence: str
+    original_start: datetime
+    start: datetime
+    rep: str
+    manager: str
+
+
+@dataclass(frozen=True)
+class RecordRateBand:
+    """Remember the band told (or fallen back to, which re-arms the warning). When it goes with
+    an email, ``email`` is that email's (occurrence, ledger kind): the band is only remembered
+    once the email went, so an email that could not go stays due."""
+
+    subject: str
+    band: str
+    crossings: int
+    rep: str
+    manager: str
+    email: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Alarm:
     """The safety valve tripped: nothing is written for this manager until a person looks."""
 
@@ -157,7 +208,10 @@ class Alarm:
     message: str
 
 
-Action = CreateSeries | EndSeries | WriteAgendas | SendEmail | RecordCancellation | RecordCommitment
+Action = (
+    CreateSeries | EndSeries | WriteAgendas | SendEmail | RecordCancellation | RecordCommitment
+    | RecordReschedule | RecordRateBand
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from daemon.core.agenda import extract_block, read_commitment
 from daemon.core.fiscal import WEEK11, week_bounds, week_of_quarter_at
 from daemon.core.model import Manager, Policy, Rep, Roster, Stage, StageRule
 from daemon.core.observed import ObservedSeries
-from daemon.core.occurrences import Instance, Status, instances
+from daemon.core.occurrences import Instance, Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, Template
 from daemon.core.planner.actions import (
     LOOKAHEAD,
@@ -24,6 +24,7 @@ from daemon.core.planner.actions import (
     LedgerView,
     RecordCancellation,
     RecordCommitment,
+    RecordReschedule,
     SendEmail,
 )
 from daemon.core.planner.agendas import last_commitment
@@ -46,6 +47,7 @@ def occurrence_actions(
     reps = {r.email: r for r in roster.reps}
     managers = {m.email: m for m in roster.managers}
     by_uid = {rec.uid: rec for rec in records}
+    moved = {occurrence_key(o.uid, o.original_start) for o in ledger.outcomes if not o.cancelled}
     busy = manager_busy(roster, desired, now)
 
     pair_instances: dict[str, list[Instance]] = {}
@@ -69,6 +71,11 @@ def occurrence_actions(
             stage = Stage(series.stage)
             rule = policy.rule(stage)
             yield from _commitment(instance, rep, now, ledger)
+            if instance.status is Status.RESCHEDULED and instance.key not in moved:
+                yield RecordReschedule(
+                    instance.uid, instance.key, instance.original_start, instance.start,
+                    rep.email, manager.email,
+                )  # fmt: skip
             if instance.status is Status.CANCELLED:
                 if _replaced(instance, found, org_zone):
                     continue
