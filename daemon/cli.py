@@ -1,4 +1,4 @@
-"""The ``cadence`` command: validate, plan, once, run.
+"""The ``cadence`` command: validate, plan, once, run, report.
 
 One place turns errors into lines for people (vdirsyncer's ``handle_cli_error``): bad input
 exits 2 with one line per problem on stderr, an unreachable server exits 1 with one line, and a
@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         help="recreate series even when a whole calendar lost them (overrides the safety valve)",
     )
     with_config(sub.add_parser("run", help="the daemon: a pass every interval_seconds"))
+    p = with_config(sub.add_parser("report", help="cancellation rates; reads the ledger only"))
+    p.add_argument("--at", help="ISO-8601 instant the 13 weeks end at (default: now)")
+    p.add_argument("--format", choices=("text", "json", "html"), default="text")
+    p.add_argument("--out", type=Path, help="write to this file instead of stdout")
     return parser
 
 
@@ -149,7 +153,25 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-COMMANDS = {"validate": _validate, "plan": _plan, "once": _once, "run": _run}
+def _report(args: argparse.Namespace) -> int:
+    from daemon import report
+
+    config = load(args.config)
+    at = _instant(args.at, config)
+    text = report.render(report.build(config, at), args.format)
+    if args.out is None:
+        print(text)
+        return EXIT_OK
+    try:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise CadenceError(f"--out {args.out}: {exc.strerror or exc}") from exc
+    return EXIT_OK
+
+
+COMMANDS = {
+    "validate": _validate, "plan": _plan, "once": _once, "run": _run, "report": _report,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

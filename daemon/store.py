@@ -245,6 +245,36 @@ class Ledger:
         finally:
             os.umask(old_umask)
 
+    @classmethod
+    def open_readonly(cls, state_dir: Path) -> Ledger | None:
+        """The ledger for reading only (``plan``, ``report``, the status page), or None when
+        there is none yet. Never creates, migrates or writes anything; the daemon may be
+        writing meanwhile (WAL lets readers in)."""
+        path = Path(state_dir) / FILENAME
+        if not path.exists():
+            return None
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise CadenceError(f"ledger {path} cannot be opened: {_one_line(exc)}") from exc
+        conn.row_factory = sqlite3.Row
+        ledger = cls(path, conn)
+        try:
+            version = ledger._version()
+            ledger._check_version(version)
+            if version < len(MIGRATIONS):
+                raise CadenceError(
+                    f"ledger {path} has schema version {version}: run the daemon once "
+                    f"(`cadence once`) to upgrade it to {len(MIGRATIONS)} before reading it"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
+
     def _prepare(self) -> None:
         conn = self._conn
         try:

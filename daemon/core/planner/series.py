@@ -239,9 +239,13 @@ def end_series(
     *,
     retire: bool = True,
 ) -> Iterable[EndSeries]:
-    """End ``rec`` at ``until``: a calendar write only where it still runs past that day."""
+    """End ``rec`` at ``until``: a calendar write only where it still runs past that day. One
+    that already stops sooner keeps its own last day, which is what the ledger then remembers
+    (the rates count the meetings the calendar really had)."""
     seen = observed.get(rec.manager, {}).get(rec.uid)
     write = seen is not None and (seen.until is None or seen.until > until)
+    if seen is not None and seen.until is not None and not write:
+        until = seen.until
     if write or retire:
         yield EndSeries(rec.manager, rec.rep, rec.uid, until, reason, write=write, retire=retire)
 

@@ -1,0 +1,223 @@
+"""``cadence report``: the cancellation rates a VP of Sales and a RevOps admin open this tool for.
+
+Per manager and per rep: held, rescheduled, cancelled, week-11 skips, the rate and its band, and
+the last 13 weeks as a small chart. The figures come from the pure core (``planner.rates``) over
+the ledger opened read-only, so the report is the same numbers the daemon warns on, and running
+it next to the daemon touches nothing. Three faces: text for a terminal, JSON for other tools
+(schema in README), and one self-contained HTML file (inline CSS and SVG, autoescaped).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from daemon.config import Config
+from daemon.core.planner.actions import LedgerView
+from daemon.core.planner.rates import Band, Rates, Tally, percent, rates_of
+from daemon.render import BUILTIN_DIR
+from daemon.store import Ledger
+
+SCHEMA_VERSION = 1
+BAND_LABELS = {
+    Band.NONE: "no meetings yet",
+    Band.HEALTHY: "healthy",
+    Band.WATCH: "watch",
+    Band.WARNING: "warning",
+    Band.RED_FLAG: "red flag",
+}
+
+
+def read_view(config: Config, at: datetime) -> LedgerView:
+    """The ledger as the rates read it, opened read-only; empty when there is none yet."""
+    from daemon.reconcile import read_ledger
+
+    ledger = Ledger.open_readonly(config.settings.state_dir)
+    if ledger is None:
+        return LedgerView()
+    try:
+        return read_ledger(ledger, at, config.roster.organization.timezone)
+    finally:
+        ledger.close()
+
+
+def _tally_json(t: Tally) -> dict[str, Any]:
+    return {
+        "scheduled": t.scheduled,
+        "held": t.held,
+        "rescheduled": t.rescheduled,
+        "cancelled": t.cancelled,
+        "week11_skips": t.week11_skips,
+        "rate": round(t.rate, 4) if t.rate is not None else None,
+        "band": t.band.value,
+        "weeks": [
+            {
+                "start": w.start.isoformat(), "scheduled": w.scheduled, "held": w.held,
+                "rescheduled": w.rescheduled, "cancelled": w.cancelled,
+                "week11_skips": w.week11_skips,
+            }
+            for w in t.weeks
+        ],
+    }  # fmt: skip
+
+
+def build(config: Config, at: datetime, view: LedgerView | None = None) -> dict[str, Any]:
+    """The report as one JSON-able object (the ``--format json`` output)."""
+    roster = config.roster
+    if view is None:
+        view = read_view(config, at)
+    rates = rates_of(roster, view, at)
+    return to_json(config, at, rates)
+
+
+def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
+    roster = config.roster
+    names = {m.email: m.name for m in roster.managers} | {r.email: r.name for r in roster.reps}
+    current = {r.email: r.manager for r in roster.reps}
+    managers = [m.email for m in roster.managers]
+    managers += [m for m in rates.managers if m not in managers]
+    reps_of: dict[str, list[str]] = {m: [] for m in managers}
+    for rep in rates.reps:
+        home = current.get(rep) or rates.rep_managers[rep][-1]
+        reps_of.setdefault(home, []).append(rep)
+    for r in roster.reps:  # on the roster, nothing started yet: shown as such
+        if r.email not in rates.reps:
+            reps_of.setdefault(r.manager, []).append(r.email)
+
+    empty = Tally(weeks=(), band=Band.NONE)
+    thresholds = roster.policy.thresholds
+    return {
+        "schema": SCHEMA_VERSION,
+        "organization": roster.organization.name,
+        "at": at.isoformat(),
+        "window": {
+            "start": rates.window_start.date().isoformat(),
+            "weeks": 13,
+            "timezone": roster.organization.timezone,
+        },
+        "thresholds": {
+            "healthy_below": thresholds.healthy_below,
+            "warning_above": thresholds.warning_above,
+            "red_flag_above": thresholds.red_flag_above,
+        },
+        "managers": [
+            {
+                "email": m,
+                "name": names.get(m, m),
+                "on_roster": m in names,
+                **_tally_json(rates.managers.get(m, empty)),
+                "reps": [
+                    {
+                        "email": r,
+                        "name": names.get(r, r),
+                        "on_roster": r in current,
+                        "managers": list(rates.rep_managers.get(r, ())),
+                        **_tally_json(rates.reps.get(r, empty)),
+                    }
+                    for r in sorted(reps_of.get(m, []))
+                ],
+            }
+            for m in managers
+        ],
+    }
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def _chart(weeks: list[dict[str, Any]]) -> str:
+    """One character a week, oldest first: ``.`` no 1:1, ``o`` all held, ``x`` some cancelled,
+    ``!`` a week-11 skip."""
+    out = []
+    for w in weeks:
+        if w["week11_skips"]:
+            out.append("!")
+        elif w["cancelled"]:
+            out.append("x")
+        elif w["scheduled"]:
+            out.append("o")
+        else:
+            out.append(".")
+    return "".join(out) or "-"
+
+
+def _rate_text(row: dict[str, Any]) -> str:
+    if row["rate"] is None:
+        return "-"
+    return f"{percent(row['cancelled'], row['scheduled'])}%"
+
+
+def render_text(data: dict[str, Any]) -> str:
+    header = ("", "HELD", "MOVED", "CANCELLED", "WK11", "RATE", "BAND", "LAST 13 WEEKS")
+    rows: list[tuple[str, ...]] = [header]
+    for m in data["managers"]:
+        rows.append(_text_row(f"{m['name']} <{m['email']}>", m))
+        for r in m["reps"]:
+            rows.append(_text_row(f"  {r['name']} <{r['email']}>", r))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        f"Cancellation rates, {data['organization']}: the 13 weeks from "
+        f"{data['window']['start']} to {data['at'][:10]}",
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(
+        "Chart, oldest week first: o held, x cancelled, ! week-11 skip, . no 1:1. Healthy under "
+        f"{_pct(data['thresholds']['healthy_below'])}, warning above "
+        f"{_pct(data['thresholds']['warning_above'])}, red flag above "
+        f"{_pct(data['thresholds']['red_flag_above'])}."
+    )
+    return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:g}%"
+
+
+def _text_row(label: str, row: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        label, str(row["held"]), str(row["rescheduled"]), str(row["cancelled"]),
+        str(row["week11_skips"]), _rate_text(row), BAND_LABELS[Band(row["band"])],
+        _chart(row["weeks"]),
+    )  # fmt: skip
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(BUILTIN_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["band_label"] = lambda band: BAND_LABELS[Band(band)]
+    env.filters["rate"] = _rate_text
+    env.filters["pct"] = _pct
+    return env
+
+
+def render_html(data: dict[str, Any]) -> str:
+    template = _environment().get_template("report.html.j2")
+    return template.render(data=data, max_per_week=_max_per_week(data))
+
+
+def _max_per_week(data: dict[str, Any]) -> int:
+    peak = 1
+    for m in data["managers"]:
+        for r in m["reps"]:
+            for w in r["weeks"]:
+                peak = max(peak, w["scheduled"])
+    return peak
+
+
+def render(data: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "html":
+        return render_html(data)
+    return render_text(data)
