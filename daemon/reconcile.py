@@ -12,12 +12,14 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from daemon import faults, logs, observed_cache
@@ -69,6 +71,9 @@ from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
 from daemon.store import CancellationRecord, Ledger, RescheduleRecord, SeriesRecord
 
+if TYPE_CHECKING:
+    from daemon.web.status import Health, Instruments
+
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
 EXIT_SAFETY_VALVE = 3
@@ -100,6 +105,15 @@ class PassResult:
                 "permissions); `cadence doctor` names what is missing. The other managers go on.",
             )
         )
+
+    # For the status endpoint's metrics: what this pass did, by kind.
+    created: int = 0
+    ended: int = 0
+    agendas: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    cancellations: Counter[str] = field(default_factory=Counter)
+    api_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    manager_rates: Mapping[str, float] = field(default_factory=dict)
 
     def server_down(self, exc: Transient | MailUnavailable) -> None:
         self.errors.append(str(exc))
@@ -313,6 +327,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
             _sync(rt, manager)
         except ProviderError as exc:
             unreachable.add(manager)
+            result.api_errors[(rt.config.settings.calendar.provider, type(exc).__name__)] += 1
             if isinstance(exc, Transient):
                 result.server_down(exc)
             else:
@@ -378,6 +393,7 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
             )
         )  # fmt: skip
     result.emails += Alerts(rt).update(result.problems, now, settled=not result.unavailable)
+    result.manager_rates = plan.manager_rates
     log.info(
         "pass done", at=now.isoformat(), writes=result.writes, emails=result.emails,
         errors=len(result.errors), alarms=len(result.alarms),
@@ -422,20 +438,25 @@ class Executor:
                         continue
                     self.write(action)
             except Transient as exc:
+                self._count_error(exc)
                 self.down_managers.add(str(manager))
                 self.result.server_down(exc)
                 self.log.warning("calendar unavailable", manager=manager, error=str(exc))
             except ProviderError as exc:
+                self._count_error(exc)
                 self.failed_reps.add(rep)
                 self.result.errors.append(f"{rep}: {exc}")
                 self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
                 if isinstance(exc, AuthError):
                     self.result.access_denied(str(manager), exc)
             except MailUnavailable as exc:
+                self._count_error(exc)
                 self.mail_down = True
                 self.result.server_down(exc)
                 self.log.warning("mail unavailable; emails stay due", error=str(exc))
             except (MailError, TemplateProblem) as exc:
+                if isinstance(exc, MailError):
+                    self._count_error(exc)
                 self.log.error("email not sent", rep=rep, error=str(exc))
                 self.result.errors.append(str(exc))
                 if isinstance(exc, MailRejected) and isinstance(action, SendEmail):
@@ -448,6 +469,11 @@ class Executor:
                             lasting=False,
                         )
                     )
+
+    def _count_error(self, exc: ProviderError | MailError) -> None:
+        settings = self.rt.config.settings
+        side = settings.mail.transport if isinstance(exc, MailError) else settings.calendar.provider
+        self.result.api_errors[(side, type(exc).__name__)] += 1
 
     def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
         ledger, provider = self.rt.ledger, self.rt.provider
@@ -468,6 +494,7 @@ class Executor:
             with ledger.transaction():
                 ledger.upsert_series(_with(record, state="active"))
             self.result.writes += 1
+            self.result.created += 1
             self.log.info(
                 "series restored" if action.restore else "series created",
                 action="create", rep=action.rep, manager=action.manager, series=spec.uid,
@@ -497,6 +524,7 @@ class Executor:
                     )  # fmt: skip
             if written:
                 self.result.writes += 1
+                self.result.ended += 1
             if written or action.retire:
                 self.log.info(
                     "series ended" if action.retire else "series end set", action="end",
@@ -507,6 +535,7 @@ class Executor:
             provider.write_agendas(action.manager, action.uid, action.master_block, action.blocks)
             faults.point("agendas-written")
             self.result.writes += 1
+            self.result.agendas += 1
             self.log.info(
                 "agendas written", action="agenda", rep=action.rep, manager=action.manager,
                 series=action.uid, occurrences=len(action.blocks),
@@ -556,6 +585,7 @@ class Executor:
                 )
             )  # fmt: skip
         if new:
+            self.result.cancellations["week11_skip" if action.week11 else "cancellation"] += 1
             self.log.info(
                 "cancellation", action="cancellation", rep=action.rep, manager=action.manager,
                 series=action.uid, original_start=action.original_start.isoformat(),
@@ -590,6 +620,7 @@ class Executor:
                 self.now,
             )  # fmt: skip
         self.result.emails += 1
+        self.result.sent[action.kind] += 1
         self.log.info(
             "email sent", action="email", kind=action.kind, rep=action.rep,
             manager=action.manager, occurrence=action.occurrence, to=list(action.to),
@@ -682,6 +713,24 @@ def follow_roster(rt: Runtime, watch: RosterWatch) -> None:
     rt.roster_problems = check.problems
 
 
+def _status(
+    config: Config,
+    current: Callable[[], Config],
+    clock: Callable[[], datetime],
+    stack: ExitStack,
+) -> tuple[Health, Instruments] | None:
+    """Start the status endpoint when the config asks for one."""
+    http = config.settings.http
+    if http is None:
+        return None
+    from daemon.web.status import Health, Instruments, StatusServer
+
+    health = Health(float(config.settings.interval_seconds), clock)
+    instruments = Instruments()
+    stack.enter_context(StatusServer(current, http.address, health, instruments, clock))
+    return health, instruments
+
+
 def run_forever(
     config: Config,
     *,
@@ -700,19 +749,31 @@ def run_forever(
     interval = float(config.settings.interval_seconds)
     failures = 0
     watch = RosterWatch(config)
-    with runtime(config) as rt:
+    with runtime(config) as rt, ExitStack() as web:
+        status = _status(config, lambda: rt.config, clock, web)
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
         while True:
             retry_after: float | None = None
+            now = clock()
+            started = time.monotonic()
+            result: PassResult | None = None
+            problem: str | None = None
             try:
                 follow_roster(rt, watch)
-                result = run_pass(rt, clock())
+                result = run_pass(rt, now)
                 failures = failures + 1 if result.unavailable else 0
                 retry_after = result.retry_after
+                problem = result.errors[0] if result.unavailable and result.errors else None
             except CadenceError as exc:  # the ledger or a template failed: retry the pass later
                 failures += 1
+                problem = str(exc)
                 log.error("pass failed", error=str(exc))
+            if status is not None:
+                health, instruments = status
+                ok = result is not None and not result.unavailable
+                instruments.record(result, time.monotonic() - started, ok, now)
+                health.passed(now, ok, problem)
             pause = max(backoff(failures, interval), retry_after or 0.0)
             if failures:
                 log.info("backing off", seconds=pause, failures=failures)

@@ -126,8 +126,10 @@ def make_plan(
     actions.extend(occurrence_actions(roster, now, desired, after, records, ledger, blocked))
     # The rates count this pass's news too, so a second pass at the same instant sends nothing.
     counted = replace(ledger, series=tuple(records), outcomes=_outcomes(ledger, actions))
-    actions.extend(rate_actions(roster, rates_of(roster, counted, now), ledger))
-    return Plan(tuple(actions), tuple(alarms), desired)
+    rates = rates_of(roster, counted, now)
+    actions.extend(rate_actions(roster, rates, ledger))
+    manager_rates = {m: t.rate for m, t in rates.managers.items() if t.rate is not None}
+    return Plan(tuple(actions), tuple(alarms), desired, manager_rates)
 
 
 def _projected(

@@ -219,3 +219,5 @@ class Plan:
     actions: tuple[Action, ...]
     alarms: tuple[Alarm, ...]
     desired: tuple[SeriesPlan, ...]
+    # manager -> cancellation rate over the rate window (managers with a started 1:1 only)
+    manager_rates: Mapping[str, float] = field(default_factory=dict)
