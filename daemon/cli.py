@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.config import DEFAULT_CONFIG, Config, load
 from daemon.core.model import DAY_NAMES
-from daemon.core.plan import SeriesPlan, plan, series_json, to_json
+from daemon.core.plan import SeriesPlan, series_json, to_json
 from daemon.errors import CadenceError, ConfigError
 
 EXIT_OK = 0
@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="ISO-8601 instant (default: now)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--pretty", action="store_true", help="indent the JSON for people")
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="the next pass as a dry run: what it would create, end, write and send",
+    )
     p = with_config(sub.add_parser("once", help="one reconcile pass, then exit"))
     p.add_argument("--now", help="ISO-8601 instant to run the pass as if at (default: now)")
     p.add_argument(
@@ -116,9 +121,19 @@ def render_table(at: datetime, plans: Sequence[SeriesPlan]) -> str:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from daemon import dryrun
+
     config = load(args.config)
     at = _instant(args.at, config)
-    plans = plan(config.roster, at)
+    if args.diff:
+        actions, problems = dryrun.diff(config, at)
+        if args.json:
+            print(json.dumps({"at": at.isoformat(), "actions": actions, "problems": problems},
+                             indent=2))  # fmt: skip
+        else:
+            print(dryrun.render_diff(at, actions, problems))
+        return EXIT_FAILED if problems else EXIT_OK
+    plans = dryrun.stateful_plan(config, at)
     if args.pretty:
         print(json.dumps(to_json(at, plans), indent=2))
     elif args.json:

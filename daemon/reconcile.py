@@ -252,22 +252,7 @@ def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
 
 def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
     """The ledger as the planner and the rates read it at ``now``. Only reads."""
-    series = []
-    for rec in ledger.all_series():
-        series.append(
-            LedgerSeries(
-                uid=rec.uid,
-                rep=rec.rep,
-                manager=rec.manager,
-                stage=rec.stage,
-                fingerprint=rec.fingerprint,
-                start=datetime.fromisoformat(rec.start),
-                rrule=rec.rrule,
-                until=date.fromisoformat(rec.until) if rec.until else None,
-                state=rec.state,
-                timezone=rec.timezone,
-            )
-        )
+    series = ledger_series(ledger)
     commitments: dict[str, list[tuple[datetime, str]]] = {}
     for rep, original_start, text in ledger.commitments():
         when = datetime.fromisoformat(original_start.replace("Z", "+00:00"))
@@ -296,6 +281,18 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
             for subject, (band, crossings) in ledger.rate_alerts().items()
         },
     )
+
+
+def ledger_series(ledger: Ledger) -> tuple[LedgerSeries, ...]:
+    return tuple(
+        LedgerSeries(
+            uid=rec.uid, rep=rec.rep, manager=rec.manager, stage=rec.stage,
+            fingerprint=rec.fingerprint, start=datetime.fromisoformat(rec.start),
+            rrule=rec.rrule, until=date.fromisoformat(rec.until) if rec.until else None,
+            state=rec.state, timezone=rec.timezone,
+        )
+        for rec in ledger.all_series()
+    )  # fmt: skip
 
 
 def _instant(utc: str) -> datetime:

@@ -39,6 +39,7 @@ def read_view(config: Config, at: datetime) -> LedgerView:
     if ledger is None:
         return LedgerView()
     try:
+        ledger.require_latest("the report")
         return read_ledger(ledger, at, config.roster.organization.timezone)
     finally:
         ledger.close()

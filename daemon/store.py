@@ -249,7 +249,8 @@ class Ledger:
     def open_readonly(cls, state_dir: Path) -> Ledger | None:
         """The ledger for reading only (``plan``, ``report``, the status page), or None when
         there is none yet. Never creates, migrates or writes anything; the daemon may be
-        writing meanwhile (WAL lets readers in)."""
+        writing meanwhile (WAL lets readers in). It may be at an older schema version (see
+        ``require_latest``)."""
         path = Path(state_dir) / FILENAME
         if not path.exists():
             return None
@@ -263,17 +264,19 @@ class Ledger:
         conn.row_factory = sqlite3.Row
         ledger = cls(path, conn)
         try:
-            version = ledger._version()
-            ledger._check_version(version)
-            if version < len(MIGRATIONS):
-                raise CadenceError(
-                    f"ledger {path} has schema version {version}: run the daemon once "
-                    f"(`cadence once`) to upgrade it to {len(MIGRATIONS)} before reading it"
-                )
+            ledger._check_version(ledger._version())
         except BaseException:
             conn.close()
             raise
         return ledger
+
+    def require_latest(self, why: str) -> None:
+        version = self._version()
+        if version < len(MIGRATIONS):
+            raise CadenceError(
+                f"ledger {self.path} has schema version {version}; {why} needs "
+                f"{len(MIGRATIONS)}: run the daemon once (`cadence once`) to upgrade it"
+            )
 
     def _prepare(self) -> None:
         conn = self._conn

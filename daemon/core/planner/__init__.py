@@ -63,7 +63,7 @@ __all__ = [
     "RateAlert", "Rates", "RecordCancellation", "RecordCommitment", "RecordRateBand",
     "RecordReschedule", "RenderAgenda", "SendEmail", "Tally", "WriteAgendas", "describe_schedule",
     "fingerprint", "last_commitment", "make_plan", "percent", "person", "rates_of", "series_uid",
-    "stage_view", "suggest_slots", "tally",
+    "stage_view", "sticky_slots", "suggest_slots", "tally",
 ]  # fmt: skip
 
 
