@@ -4,7 +4,7 @@ the pass's writes are done."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,7 @@ from daemon.core.planner.actions import (
 )
 from daemon.core.planner.agendas import last_commitment
 from daemon.core.planner.identity import in_zone, person, person_zone, stage_view
-from daemon.core.planner.slots import manager_busy, suggest_slots
+from daemon.core.planner.slots import BUSY_AHEAD, manager_busy, suggest_slots
 from daemon.core.schedule import zone
 
 
@@ -50,6 +50,14 @@ def occurrence_actions(
     moved = {occurrence_key(o.uid, o.original_start) for o in ledger.outcomes if not o.cancelled}
     busy = manager_busy(roster, desired, now)
 
+    def busy_in(
+        manager: str, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, datetime]]:
+        if end <= now + BUSY_AHEAD:
+            return busy.get(manager, ())
+        mine = [p for p in desired if p.manager.email == manager]
+        return manager_busy(roster, mine, start, end).get(manager, ())
+
     pair_instances: dict[str, list[Instance]] = {}
     for manager_email, series_map in observed.items():
         if manager_email in blocked:
@@ -60,7 +68,8 @@ def occurrence_actions(
                 continue  # not ours, or the rep left: nothing more to say about it
             rep, manager = reps[rec.rep], managers[manager_email]
             people = {rep.email: rep.name, manager.email: manager.name}
-            found = list(instances(seen, now - LOOKBACK, now + LOOKAHEAD, org_zone, people))
+            end = max(now + LOOKAHEAD, _last_exception(seen))
+            found = list(instances(seen, now - LOOKBACK, end, org_zone, people))
             pair_instances.setdefault(rep.email, []).extend(found)
 
     for rep_email, found in pair_instances.items():
@@ -80,11 +89,18 @@ def occurrence_actions(
                 if _replaced(instance, found, org_zone):
                     continue
                 yield from _cancellation(
-                    roster, now, instance, rep, manager, stage, rule, ledger, busy
+                    roster, now, instance, rep, manager, stage, rule, ledger, busy_in
                 )
                 continue
             yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger)
             yield from _recap(now, instance, rep, manager, stage, rule, ledger, found, policy)
+
+
+def _last_exception(seen: ObservedSeries) -> datetime:
+    """Just past the latest occurrence a person changed or removed: a cancellation months
+    ahead is read (and warned about) when it is made, not once it comes inside LOOKAHEAD."""
+    changed = [o.recurrence_id for o in seen.overrides] + list(seen.exdates)
+    return max(changed) + timedelta(minutes=1) if changed else seen.start
 
 
 def _commitment(
@@ -207,7 +223,7 @@ def _cancellation(
     stage: Stage,
     rule: StageRule,
     ledger: LedgerView,
-    busy: Mapping[str, Sequence[tuple[datetime, datetime]]],
+    busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
 ) -> Iterable[Action]:
     org = roster.organization
     week = week_of_quarter_at(instance.original_start, zone(org.timezone), org.fiscal_year_start)
@@ -232,7 +248,13 @@ def _cancellation(
     manager_tz = person_zone(manager, roster)
     duration = int((instance.end - instance.start).total_seconds() // 60) or rule.duration_minutes
     slots = suggest_slots(
-        roster, rep, manager, instance, now, duration, busy.get(manager.email, ())
+        roster,
+        rep,
+        manager,
+        instance,
+        now,
+        duration,
+        busy_in(manager.email, *week_bounds(instance.original_start, zone(org.timezone))),
     )
     cc = (manager.escalate_to,) if week11 and manager.escalate_to else ()
     yield SendEmail(

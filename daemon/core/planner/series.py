@@ -143,6 +143,14 @@ def rep_actions(
                 claimed[w.fingerprint] = rec
                 break
     others = [r for r in records if r not in claimed.values()]
+    # A person ended one early ("this and all following"): it keeps its meetings up to the day
+    # they chose, a new one takes over the day after, and the manager is told.
+    cut: dict[str, date] = {}
+    for w in wanted:
+        for rec in others:
+            last = _cut_on(rec, mine.get(rec.uid))
+            if rec.fingerprint == w.fingerprint and last is not None:
+                cut[w.fingerprint] = last
 
     firsts: dict[str, datetime] = {}
     handovers: dict[str, date] = {}  # stage -> the last day a replaced series may meet
@@ -150,6 +158,13 @@ def rep_actions(
         held = claimed.get(w.fingerprint)
         if held is not None:
             firsts[w.fingerprint] = w.pattern.first_on_or_after(held.start.astimezone(tz).date())
+            continue
+        if w.fingerprint in cut:
+            after = max(cut[w.fingerprint] + timedelta(days=1), today, w.span.start)
+            resumed = next(s for s in w.pattern.occurrences(after) if s >= now)
+            handovers[w.stage.value] = cut[w.fingerprint]
+            if w.span.end is None or resumed.date() < w.span.end:
+                firsts[w.fingerprint] = resumed
             continue
         replaced = [r for r in others if r.stage == w.stage.value]
         first, handovers[w.stage.value] = _first_meeting(w, now, replaced, observed)
@@ -178,8 +193,15 @@ def rep_actions(
         if w.fingerprint in firsts:
             yield from _series_actions(
                 roster, now, w, firsts[w.fingerprint], claimed.get(w.fingerprint), mine, ledger,
-                render_agenda,
+                render_agenda, ended_early=w.fingerprint in cut,
             )  # fmt: skip
+
+
+def _cut_on(rec: LedgerSeries, seen: ObservedSeries | None) -> date | None:
+    """The last day of a series a person ended sooner than cadence did, else None."""
+    if seen is None or seen.until is None:
+        return None
+    return seen.until if rec.until is None or seen.until < rec.until else None
 
 
 def _still_right(seen: ObservedSeries | None, w: Wanted) -> bool:
@@ -259,11 +281,14 @@ def _series_actions(
     mine: Mapping[str, ObservedSeries],
     ledger: LedgerView,
     render_agenda: RenderAgenda,
+    *,
+    ended_early: bool = False,
 ) -> Iterable[Action]:
     p = w.p
     uid = rec.uid if rec is not None else series_uid(w.fingerprint, first.date())
     seen = mine.get(uid)
     horizon = now + timedelta(days=roster.policy.agenda_horizon_days)
+    today = now.astimezone(zone(w.pattern.zone_name)).date()
     views = agenda_views(roster, w, now, horizon, ledger)
     master = wrap(render_agenda(master_view(w, first)))
     blocks = {o: wrap(render_agenda(v)) for o, v in views.items()}
@@ -294,11 +319,14 @@ def _series_actions(
             ),
             restore=restore,
         )
-        if restore:
+        if restore or ended_early:
+            # Keyed by the next meeting the series holds: a series deleted again later is
+            # restored again, and the manager told again.
+            nxt = next(s for s in w.pattern.occurrences(max(first.date(), today)) if s >= now)
             yield SendEmail(
                 kind=Kind.SERIES_RESTORED,
                 ledger_kind=Kind.SERIES_RESTORED,
-                occurrence=occurrence_key(uid, first),
+                occurrence=occurrence_key(uid, max(first, nxt)),
                 template="series_restored",
                 to=(p.manager.email,),
                 cc=(),
@@ -307,6 +335,7 @@ def _series_actions(
                     "rep": person(p.rep),
                     "stage": stage_view(w.stage, w.rule, w.pattern.interval_weeks),
                     "schedule": describe_schedule(w.pattern),
+                    "ended_early": ended_early,
                 },
                 rep=p.rep.email,
                 manager=p.manager.email,

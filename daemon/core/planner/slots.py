@@ -14,13 +14,17 @@ from daemon.core.plan import SeriesPlan, occurrences_between
 from daemon.core.planner.identity import person_zone
 from daemon.core.schedule import zone
 
+BUSY_AHEAD = timedelta(days=14)  # the manager's 1:1s known without asking: this far ahead
+
 
 def manager_busy(
-    roster: Roster, desired: Sequence[SeriesPlan], now: datetime
+    roster: Roster, desired: Sequence[SeriesPlan], now: datetime, end: datetime | None = None
 ) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each manager's 1:1s from a week before ``now`` to ``end`` (default BUSY_AHEAD on)."""
     busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    stop = end if end is not None else now + BUSY_AHEAD
     for p in desired:
-        for o in occurrences_between(roster, p, now - timedelta(days=7), now + timedelta(days=14)):
+        for o in occurrences_between(roster, p, now - timedelta(days=7), stop):
             busy.setdefault(p.manager.email, []).append((o.start, o.end))
     return busy
 
