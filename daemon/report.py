@@ -10,10 +10,11 @@ it next to the daemon touches nothing. Three faces: text for a terminal, JSON fo
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from daemon.config import Config
 from daemon.core.planner.actions import LedgerView
@@ -56,12 +57,12 @@ def _tally_json(t: Tally) -> dict[str, Any]:
         "band": t.band.value,
         "weeks": [
             {
-                "start": w.start.isoformat(), "scheduled": w.scheduled, "held": w.held,
-                "rescheduled": w.rescheduled, "cancelled": w.cancelled,
-                "week11_skips": w.week11_skips,
+                "start": (first + timedelta(weeks=i)).isoformat(), "scheduled": sched,
+                "held": sched - gone, "rescheduled": moved, "cancelled": gone,
+                "week11_skips": skips,
             }
-            for w in t.weeks
-        ],
+            for i, (sched, gone, moved, skips) in enumerate(t.counts)
+        ] if (first := t.first_week) is not None else [],
     }  # fmt: skip
 
 
@@ -88,7 +89,7 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
         if r.email not in rates.reps:
             reps_of.setdefault(r.manager, []).append(r.email)
 
-    empty = Tally(weeks=(), band=Band.NONE)
+    empty = Tally(first_week=None, counts=(), band=Band.NONE)
     thresholds = roster.policy.thresholds
     return {
         "schema": SCHEMA_VERSION,
@@ -188,6 +189,44 @@ def _text_row(label: str, row: dict[str, Any]) -> tuple[str, ...]:
 # --- HTML -----------------------------------------------------------------------------------
 
 
+_BAR, _STEP, _HEIGHT = 9, 12, 28
+_COLOURS = (("held", "#4c8c6a"), ("cancelled", "#d1242f"), ("skip", "#8b0000"), ("none", "#d0d7de"))
+
+
+def chart_svg(row: dict[str, Any]) -> Markup:
+    """The 13 weeks as bars, oldest on the left: green held, red cancelled (dark red for a
+    week-11 skip), a grey tick for a week without a 1:1. One path per colour keeps a page for
+    thousands of reps small. Only numbers go into it, so it is safe markup by construction."""
+    weeks = row["weeks"]
+    peak = max([w["scheduled"] for w in weeks] + [1])
+    paths: dict[str, list[str]] = {name: [] for name, _ in _COLOURS}
+    for i, w in enumerate(weeks):
+        x = i * _STEP + 1
+        if not w["scheduled"]:
+            paths["none"].append(f"M{x} 30h{_BAR}v2h-{_BAR}z")
+            continue
+        total = round(_HEIGHT * w["scheduled"] / peak, 1)
+        lost = round(_HEIGHT * w["cancelled"] / peak, 1)
+        if total > lost:
+            paths["held"].append(f"M{x} {32 - total}h{_BAR}v{round(total - lost, 1)}h-{_BAR}z")
+        if lost:
+            kind = "skip" if w["week11_skips"] else "cancelled"
+            paths[kind].append(f"M{x} {32 - lost}h{_BAR}v{lost}h-{_BAR}z")
+    label = (
+        f"1:1s each week for the last 13 weeks: {int(row['held'])} held, "
+        f"{int(row['cancelled'])} cancelled"
+    )
+    body = "".join(
+        f'<path fill="{colour}" d="{"".join(paths[name])}"></path>'
+        for name, colour in _COLOURS
+        if paths[name]
+    )
+    return Markup(  # noqa: S704 - numbers only, see above
+        f'<svg class="chart" viewBox="0 0 {13 * _STEP} 32" width="{13 * _STEP}" height="32"'
+        f' role="img" aria-label="{label}"><title>{label}</title>{body}</svg>'
+    )
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(BUILTIN_DIR),
@@ -199,6 +238,7 @@ def _environment() -> Environment:
     env.filters["band_label"] = lambda band: BAND_LABELS[Band(band)]
     env.filters["rate"] = _rate_text
     env.filters["pct"] = _pct
+    env.filters["chart_svg"] = chart_svg
     return env
 
 

@@ -29,11 +29,13 @@ The rules, decided where the seed is silent:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
@@ -71,19 +73,27 @@ class Band(StrEnum):
         return self.value.replace("_", " ")
 
 
-def _fraction(threshold: float) -> Fraction:
-    return Fraction(repr(threshold))  # 0.15 is 3/20 exactly, not the nearest binary float
+@lru_cache(maxsize=64)
+def _fraction(threshold: float) -> tuple[int, int]:
+    """0.15 as 3/20 exactly, not the nearest binary float: (numerator, denominator)."""
+    exact = Fraction(repr(threshold))
+    return exact.numerator, exact.denominator
+
+
+def _above(cancelled: int, scheduled: int, threshold: float) -> bool:
+    num, den = _fraction(threshold)
+    return cancelled * den > num * scheduled
 
 
 def band_of(cancelled: int, scheduled: int, thresholds: Thresholds) -> Band:
     if scheduled == 0:
         return Band.NONE
-    rate = Fraction(cancelled, scheduled)
-    if rate > _fraction(thresholds.red_flag_above):
+    if _above(cancelled, scheduled, thresholds.red_flag_above):
         return Band.RED_FLAG
-    if rate > _fraction(thresholds.warning_above):
+    if _above(cancelled, scheduled, thresholds.warning_above):
         return Band.WARNING
-    if rate < _fraction(thresholds.healthy_below):
+    num, den = _fraction(thresholds.healthy_below)
+    if cancelled * den < num * scheduled:
         return Band.HEALTHY
     return Band.WATCH
 
@@ -109,24 +119,21 @@ class Week:
 
 @dataclass(frozen=True)
 class Tally:
-    weeks: tuple[Week, ...]  # oldest first, WINDOW_WEEKS of them
+    first_week: date | None  # the Monday the window starts on; None for an empty tally
+    # per week, oldest first: (scheduled, cancelled, rescheduled, week-11 skips)
+    counts: tuple[tuple[int, int, int, int], ...]
     band: Band
+    scheduled: int = 0
+    cancelled: int = 0
+    rescheduled: int = 0
+    week11_skips: int = 0
 
     @property
-    def scheduled(self) -> int:
-        return sum(w.scheduled for w in self.weeks)
-
-    @property
-    def cancelled(self) -> int:
-        return sum(w.cancelled for w in self.weeks)
-
-    @property
-    def rescheduled(self) -> int:
-        return sum(w.rescheduled for w in self.weeks)
-
-    @property
-    def week11_skips(self) -> int:
-        return sum(w.week11_skips for w in self.weeks)
+    def weeks(self) -> tuple[Week, ...]:
+        if self.first_week is None:
+            return ()
+        start = self.first_week
+        return tuple(Week(start + timedelta(weeks=i), *c) for i, c in enumerate(self.counts))
 
     @property
     def held(self) -> int:
@@ -201,61 +208,61 @@ def tally(
 ) -> Rates:
     since = window_start(now, org_zone)
     first_monday = since.date()
+    # Week boundaries as timestamps: an occurrence's week is a bisection, not a zone lookup.
+    bounds = [
+        datetime.combine(first_monday + timedelta(weeks=i), time(), org_zone).timestamp()
+        for i in range(1, WINDOW_WEEKS)
+    ]
 
-    def week_index(instant: datetime) -> int:
-        return (instant.astimezone(org_zone).date() - first_monday).days // 7
-
-    # occurrence (uid, UTC start) -> (rep, manager, week index)
-    occurrences: dict[tuple[str, datetime], tuple[str, str, int]] = {}
+    # occurrence (uid, timestamp) -> (rep, manager, week index)
+    occurrences: dict[tuple[str, float], tuple[str, str, int]] = {}
     for rec in series:
         for start in scheduled_starts(rec, since, now):
-            occurrences[(rec.uid, start.astimezone(ZoneInfo("UTC")))] = (
-                rec.rep, rec.manager, week_index(start),
-            )  # fmt: skip
-    cancelled: dict[tuple[str, datetime], Outcome] = {}
-    rescheduled: set[tuple[str, datetime]] = set()
+            ts = start.timestamp()
+            occurrences[(rec.uid, ts)] = (rec.rep, rec.manager, bisect_right(bounds, ts))
+    cancelled: dict[tuple[str, float], Outcome] = {}
+    rescheduled: set[tuple[str, float]] = set()
     for o in outcomes:
         if not since <= o.original_start <= now:
             continue
-        key = (o.uid, o.original_start.astimezone(ZoneInfo("UTC")))
+        ts = o.original_start.timestamp()
+        key = (o.uid, ts)
         if o.cancelled:
             cancelled[key] = o
             # A cancelled occurrence was scheduled, even if the ledger lost its series' rule.
-            occurrences.setdefault(key, (o.rep, o.manager, week_index(o.original_start)))
+            occurrences.setdefault(key, (o.rep, o.manager, bisect_right(bounds, ts)))
         else:
             rescheduled.add(key)
 
     by_rep: dict[str, _Counter] = {}
     by_manager: dict[str, _Counter] = {}
-    rep_managers: dict[str, dict[str, datetime]] = {}
+    rep_managers: dict[str, dict[str, float]] = {}
     for key, (rep, manager, week) in occurrences.items():
-        rep_managers.setdefault(rep, {})
-        seen = rep_managers[rep].get(manager)
-        if seen is None or key[1] < seen:
-            rep_managers[rep][manager] = key[1]
+        firsts = rep_managers.setdefault(rep, {})
+        if manager not in firsts or key[1] < firsts[manager]:
+            firsts[manager] = key[1]
+        gone = cancelled.get(key)
+        moved = gone is None and key in rescheduled
         for counter in (
-            by_rep.setdefault(rep, _Counter(WINDOW_WEEKS)),
-            by_manager.setdefault(manager, _Counter(WINDOW_WEEKS)),
+            by_rep.get(rep) or by_rep.setdefault(rep, _Counter(WINDOW_WEEKS)),
+            by_manager.get(manager) or by_manager.setdefault(manager, _Counter(WINDOW_WEEKS)),
         ):
             counter.scheduled[week] += 1
-            gone = cancelled.get(key)
             if gone is not None:
                 counter.cancelled[week] += 1
                 counter.week11[week] += gone.week11
-            elif key in rescheduled:
+            elif moved:
                 counter.rescheduled[week] += 1
 
     def finish(counter: _Counter) -> Tally:
-        weeks = tuple(
-            Week(
-                start=first_monday + timedelta(weeks=i), scheduled=counter.scheduled[i],
-                cancelled=counter.cancelled[i], rescheduled=counter.rescheduled[i],
-                week11_skips=counter.week11[i],
-            )
-            for i in range(WINDOW_WEEKS)
-        )  # fmt: skip
         total, gone = sum(counter.scheduled), sum(counter.cancelled)
-        return Tally(weeks, band_of(gone, total, thresholds))
+        return Tally(
+            first_monday,
+            tuple(zip(counter.scheduled, counter.cancelled, counter.rescheduled, counter.week11,
+                      strict=True)),
+            band_of(gone, total, thresholds), total, gone, sum(counter.rescheduled),
+            sum(counter.week11),
+        )  # fmt: skip
 
     return Rates(
         window_start=since,
