@@ -94,6 +94,14 @@ class PassResult:
     retry_after: float | None = None
     # What the admins hear about (admin_alert), beside the log.
     problems: list[Problem] = field(default_factory=list)
+    # For the status endpoint's metrics: what this pass did, by kind.
+    created: int = 0
+    ended: int = 0
+    agendas: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    cancellations: Counter[str] = field(default_factory=Counter)
+    api_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    manager_rates: Mapping[str, float] = field(default_factory=dict)
 
     def access_denied(self, manager: str, exc: AuthError) -> None:
         self.problems.append(
@@ -105,15 +113,6 @@ class PassResult:
                 "permissions); `cadence doctor` names what is missing. The other managers go on.",
             )
         )
-
-    # For the status endpoint's metrics: what this pass did, by kind.
-    created: int = 0
-    ended: int = 0
-    agendas: int = 0
-    sent: Counter[str] = field(default_factory=Counter)
-    cancellations: Counter[str] = field(default_factory=Counter)
-    api_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
-    manager_rates: Mapping[str, float] = field(default_factory=dict)
 
     def server_down(self, exc: Transient | MailUnavailable) -> None:
         self.errors.append(str(exc))
