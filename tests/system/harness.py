@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -176,6 +176,12 @@ class Deployment:
             event["DTSTART"].dt = start
             event["DTEND"].dt = start + length
 
+    def end_early(self, manager: str, uid: str, until: datetime) -> None:
+        """A person deletes "this and all following": the rule ends at ``until`` (UTC)."""
+        with self.edit(manager, uid) as cal:
+            master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
+            master["RRULE"]["UNTIL"] = [until]
+
     # --- the outbox ---------------------------------------------------------------------------
 
     def mail(self) -> list[Message]:
@@ -307,3 +313,11 @@ class GoogleDeployment(Deployment):
                 start={"dateTime": start.isoformat(), "timeZone": zone},
                 end={"dateTime": (start + length).isoformat(), "timeZone": zone},
             )
+
+    def end_early(self, manager: str, uid: str, until: datetime) -> None:
+        master = event_id(uid)
+        with self.fake.lock:
+            rules = self.fake.edit(manager, master)["recurrence"]
+            stamp = until.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            ended = [f"{r};UNTIL={stamp}" if r.startswith("RRULE:") else r for r in rules]
+            self.fake.edit(manager, master, recurrence=ended)

@@ -309,3 +309,21 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("cadence: ") and f"127.0.0.1:{port}" in line
     assert "Traceback" not in result.stderr
+
+
+def test_a_series_ended_early_in_a_calendar_app_is_put_back_and_the_manager_told(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    # "Delete this and all following" from 7 Dec.
+    deployment.end_early(maya, lee.uid, datetime(2026, 12, 6, 23, 59, 59, tzinfo=ZoneInfo("UTC")))
+    result = deployment.once(T0 + timedelta(hours=1))
+    assert result.errors == []
+    old, new = deployment.rep_series(maya, "lee@acme.test")
+    assert old.uid == lee.uid and old.until == date(2026, 12, 6)
+    assert new.start.date() == date(2026, 12, 7) and new.until is None
+    (notice,) = deployment.mail_of("series_restored")
+    assert notice["To"] == maya and new.uid in notice["X-Cadence-Occurrence"]
+    assert deployment.once(T0 + timedelta(hours=2)).emails == 0
