@@ -319,6 +319,8 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
         "week_of_quarter": view.week_of_quarter,
         "week11": view.week11,
         "last_commitment": view.last_commitment,
+        "number": view.number.line() if view.number is not None else None,
+        "metrics_on": view.metrics_on,
     }
 
 

@@ -240,6 +240,13 @@ _SAM_WEEK11 = datetime(2027, 1, 12, 10, 0, tzinfo=_DENVER)
 _LEE_MON = datetime(2026, 11, 30, 9, 0, tzinfo=_CHICAGO)
 
 
+_NUMBER = "Activities, week of 16 Nov: 41 (your 4-week baseline 52.5, -22%)."
+_PENDING = (
+    "Activities, week of 4 Jan: not in yet; cadence fills it in once metrics.csv has that week "
+    "(after Sun 10 Jan)."
+)
+
+
 def _blocks(minutes: int) -> dict[str, int]:
     b = blocks_for(minutes)
     return {"number": b.number, "skill": b.skill, "commitment": b.commitment}
@@ -257,6 +264,8 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 4,
         "week11": False,
         "last_commitment": _LAST,
+        "number": _NUMBER,
+        "metrics_on": True,
     },
     "agenda_career": {
         "rep": _LEE,
@@ -269,6 +278,8 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 5,
         "week11": False,
         "last_commitment": "Get the Globex CFO on the second call by asking the champion for her",
+        "number": None,
+        "metrics_on": True,
     },
     "agenda_week11": {
         "rep": _SAM,
@@ -281,6 +292,8 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 11,
         "week11": True,
         "last_commitment": None,
+        "number": _PENDING,
+        "metrics_on": True,
     },
     "preread_rep": {
         "rep": _SAM,
@@ -291,6 +304,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "template": "coaching",
         "week11": False,
         "last_commitment": _LAST,
+        "number": _NUMBER,
     },
     "preread_manager": {
         "rep": _SAM,
@@ -301,6 +315,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "template": "coaching",
         "week11": False,
         "last_commitment": _LAST,
+        "number": _NUMBER,
     },
     "recap": {
         "rep": _SAM,
@@ -312,6 +327,7 @@ SAMPLES: dict[str, dict[str, object]] = {
             "Ask every Initech prospect what a missed quarter costs them, on Thursday's calls"
         ),
         "window_ends": _SAM_TUE + timedelta(minutes=25, hours=72),
+        "number": _NUMBER,
     },
     "cancellation": {
         "manager": _MAYA,
@@ -372,7 +388,11 @@ SAMPLES: dict[str, dict[str, object]] = {
 
 # Branches the samples above do not reach; check() renders these too.
 _VARIANTS: dict[str, list[dict[str, object]]] = {
-    "agenda_coaching": [{"last_commitment": None}],
+    "agenda_coaching": [
+        {"last_commitment": None},
+        {"number": None, "metrics_on": False},
+        {"number": None},
+    ],
     "agenda_career": [{"last_commitment": None, "week11": True}],
     "preread_rep": [
         {"template": "career", "last_commitment": None, "week11": True},
@@ -380,10 +400,10 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
     ],
     "preread_manager": [
         {"template": "career", "last_commitment": None, "week11": True},
-        {"last_commitment": None},
+        {"last_commitment": None, "number": None},
     ],
     "recap": [
-        {"commitment": None},
+        {"commitment": None, "number": None},
         {"template": "career"},
         {"template": "career", "commitment": None},
     ],

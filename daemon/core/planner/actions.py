@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from daemon.core.agenda import Blocks
+from daemon.core.metrics import Number, Weekly
 from daemon.core.model import Manager, Rep, Stage, StageRule
 from daemon.core.observed import SeriesSpec
 from daemon.core.plan import SeriesPlan
@@ -85,6 +86,8 @@ class LedgerView:
     # cancellations and reschedules of occurrences from the rate window's start on
     outcomes: tuple[Outcome, ...] = ()
     rate_alerts: Mapping[str, RateAlert] = field(default_factory=dict)
+    # the metrics source's weekly values as cached in the ledger; None: no source configured
+    metrics: Weekly | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,8 @@ class AgendaView:
     week_of_quarter: int
     week11: bool
     last_commitment: str | None
+    number: Number | None = None  # None: no metrics source, or the series' master block
+    metrics_on: bool = False
 
 
 RenderAgenda = Callable[[AgendaView], str]
