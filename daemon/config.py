@@ -89,6 +89,18 @@ class TemplateSettings(_Settings):
     dir: Path | None = None  # an admin's folder; a file there replaces the built-in of that name
 
 
+class CsvMetricsSettings(_Settings):
+    path: Path = Path("metrics.csv")  # relative to the config file
+
+
+class MetricsSettings(_Settings):
+    """Where the number in each agenda comes from (SPEC "The number in the agenda")."""
+
+    source: Literal["csv"] = "csv"  # salesforce and hubspot: not yet
+    csv: CsvMetricsSettings = CsvMetricsSettings()
+    refresh_hours: float = Field(default=6, gt=0, le=24 * 7)
+
+
 class Settings(_Settings):
     state_dir: Path = Path("var")
     interval_seconds: int = Field(default=60, ge=1)
@@ -98,6 +110,7 @@ class Settings(_Settings):
     mail: MailSettings = MailSettings()
     templates: TemplateSettings = TemplateSettings()
     http: HttpSettings | None = None  # opt-in: no listener unless configured
+    metrics: MetricsSettings | None = None  # None: the agenda asks the manager to pull it
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from daemon import faults, logs, observed_cache
 from daemon.alerts import Alerts, Problem
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
+from daemon.core.metrics import Weekly
 from daemon.core.observed import ObservedSeries
 from daemon.core.planner import (
     EMAILS_WINDOW,
@@ -66,6 +67,8 @@ from daemon.errors import (
 )
 from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
+from daemon.metrics import cache as metrics_cache
+from daemon.metrics.base import MetricsSource, MetricsUnavailable, MetricsUnusable
 from daemon.providers.base import CalendarProvider
 from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
@@ -138,6 +141,8 @@ class Runtime:
     restore_missing: bool = False
     # Set by `run` while the roster files hold an invalid edit (the last good roster is used).
     roster_problems: tuple[str, ...] = ()
+    metrics: MetricsSource | None = None
+    metrics_refused: str | None = None  # the version of a source read and found unusable
 
 
 # --- building the parts from the config ---------------------------------------------------------
@@ -211,7 +216,10 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
         stack.callback(ledger.close)
         mailer = open_mailer(config)
         provider = open_calendar(config, stack)
-        yield Runtime(config, provider, mailer, ledger, renderer, restore_missing)
+        yield Runtime(
+            config, provider, mailer, ledger, renderer, restore_missing,
+            metrics=metrics_cache.open_source(config),
+        )  # fmt: skip
 
 
 # --- one pass -----------------------------------------------------------------------------------
@@ -350,16 +358,43 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     def render(view: AgendaView) -> str:
         return rt.renderer.agenda(agenda_context(view))
 
+    view = _ledger_view(rt, now)
+    if rt.metrics is not None:
+        view = replace(view, metrics=_metrics(rt, rt.metrics, now))
     return make_plan(
         rt.config.roster,
         now,
         observed,
-        _ledger_view(rt, now),
+        view,
         render,
         complete=frozenset(observed),  # every calendar read this pass: its cache is whole
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
     )
+
+
+def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
+    """Refresh the cache when the source changed or is due, then read it. A source that cannot
+    be used leaves the last good numbers, and is said once per version in the log."""
+    log = logs.get()
+    version: str | None = None
+    try:
+        version = source.version()
+        if version is None or version != rt.metrics_refused:
+            if metrics_cache.refresh(rt.config, rt.ledger, source, now):
+                log.info("metrics read", source=source.label)
+            rt.metrics_refused = None
+    except MetricsUnusable as exc:
+        rt.metrics_refused = version
+        log.error(
+            "metrics unusable; keeping the last good numbers", source=source.label,
+            problems=exc.problems[:5], count=len(exc.problems),
+        )  # fmt: skip
+    except MetricsUnavailable as exc:
+        log.warning("metrics unavailable; keeping the last numbers", source=source.label,
+                    error=str(exc))  # fmt: skip
+    today = now.astimezone(ZoneInfo(rt.config.roster.organization.timezone)).date()
+    return metrics_cache.weekly(rt.ledger, source, today)
 
 
 def _confirm_pending(rt: Runtime, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> None:
