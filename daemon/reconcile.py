@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -143,6 +143,7 @@ class Runtime:
     roster_problems: tuple[str, ...] = ()
     metrics: MetricsSource | None = None
     metrics_refused: str | None = None  # the version of a source read and found unusable
+    metrics_view: tuple[Any, Weekly] | None = None
 
 
 # --- building the parts from the config ---------------------------------------------------------
@@ -394,7 +395,12 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
         log.warning("metrics unavailable; keeping the last numbers", source=source.label,
                     error=str(exc))  # fmt: skip
     today = now.astimezone(ZoneInfo(rt.config.roster.organization.timezone)).date()
-    return metrics_cache.weekly(rt.ledger, source, today)
+    read = rt.ledger.metrics_read()
+    # The same read in the same week: the values already read (a big org's are many rows).
+    key = (read, today - timedelta(days=today.weekday()))
+    if rt.metrics_view is None or rt.metrics_view[0] != key:
+        rt.metrics_view = (key, metrics_cache.weekly(rt.ledger, source, today))
+    return rt.metrics_view[1]
 
 
 def _confirm_pending(rt: Runtime, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> None:

@@ -10,9 +10,8 @@ it when its data may have changed and keeps the last good read in the ledger; th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from daemon.core.model import Metric
 from daemon.errors import CadenceError
@@ -30,8 +29,7 @@ class MetricsUnavailable(CadenceError):
     """The source could not be reached or read just now."""
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # a named tuple: an export of everyone is a million of them
     rep: str  # lower-case email
     metric: Metric
     week: date  # the week's Monday

@@ -23,6 +23,7 @@ COLUMNS = ("rep", "week", "metric", "value")
 MAX_PROBLEMS = 50  # a wholly wrong file is named by its first problems, not a million lines
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _METRICS = {m.value: m for m in Metric}
+_EPOCH = date(2000, 1, 3).toordinal()  # a Monday: week numbers count from it
 
 
 class CsvSource:
@@ -49,7 +50,6 @@ class CsvSource:
         """The rows of ``reps`` (None: everyone's), after checking every row of the file."""
         problems: list[str] = []
         extra = 0
-        seen: set[tuple[str, int, Metric]] = set()
         self._through = None
 
         def problem(line: int, rep: str, text: str) -> None:
@@ -79,8 +79,14 @@ class CsvSource:
                     [f"{self.path}:1: header: missing column {', '.join(missing)} "
                      f"(expected {','.join(COLUMNS)})"]
                 )  # fmt: skip
-            at = [header.index(c) for c in COLUMNS]
+            ri, wi, mi, vi = (header.index(c) for c in COLUMNS)
             width = len(header)
+            # A file repeats few distinct reps, weeks and metrics: each is checked once.
+            reps_seen: dict[str, str | None] = {}
+            weeks_seen: dict[str, date | str] = {}
+            # Weeks already given per (rep, metric), as bits of the week's number.
+            given: dict[tuple[str, Metric], int] = {}
+            old: set[tuple[str, Metric, date]] = set()
             while True:
                 try:
                     cells = next(reader)
@@ -89,40 +95,56 @@ class CsvSource:
                 except (csv.Error, UnicodeDecodeError) as exc:
                     problem(reader.line_num, "", str(exc))
                     continue
-                line = reader.line_num
-                if not any(c.strip() for c in cells):
-                    continue
                 if len(cells) != width:
-                    problem(line, "", f"{len(cells)} cells, the header has {width}")
+                    if any(c.strip() for c in cells):
+                        problem(reader.line_num, "", f"{len(cells)} cells, the header has {width}")
                     continue
-                rep, week_text, metric_text, value_text = (cells[i].strip() for i in at)
-                rep = rep.lower()
-                ok = True
-                if not _EMAIL.fullmatch(rep):
-                    problem(line, "", f"rep: not an email address: {rep!r}")
-                    ok = False
-                week = _week(week_text)
-                if isinstance(week, str):
-                    problem(line, rep, f"week: {week}")
-                    ok = False
-                metric = _METRICS.get(metric_text.lower())
+                raw = cells[ri]
+                rep = reps_seen.get(raw, "")
+                if rep == "":
+                    text = raw.strip().lower()
+                    rep = reps_seen[raw] = text if _EMAIL.fullmatch(text) else None
+                week = weeks_seen.get(cells[wi])
+                if week is None:
+                    week = weeks_seen[cells[wi]] = _week(cells[wi].strip())
+                metric = _METRICS.get(cells[mi])
                 if metric is None:
-                    problem(line, rep, f"metric: unknown metric {metric_text!r}, expected one of "
-                                       f"{', '.join(_METRICS)}")  # fmt: skip
-                    ok = False
-                value = _value(value_text)
-                if isinstance(value, str):
-                    problem(line, rep, f"value: {value}")
-                    ok = False
-                if not ok:
+                    metric = _METRICS.get(cells[mi].strip().lower())
+                try:
+                    number = float(cells[vi])
+                except ValueError:
+                    number = math.nan
+                value = number if 0 <= number < math.inf else _value(cells[vi].strip())
+                if (
+                    rep is None or metric is None or isinstance(week, str)
+                    or isinstance(value, str)
+                ):  # fmt: skip
+                    if not any(c.strip() for c in cells):
+                        continue  # a row of empty cells, as spreadsheets export
+                    line, who = reader.line_num, rep or ""
+                    if rep is None:
+                        problem(line, "", f"rep: not an email address: {raw.strip().lower()!r}")
+                    if isinstance(week, str):
+                        problem(line, who, f"week: {week}")
+                    if metric is None:
+                        problem(line, who, f"metric: unknown metric {cells[mi].strip()!r}, "
+                                           f"expected one of {', '.join(_METRICS)}")  # fmt: skip
+                    if isinstance(value, str):
+                        problem(line, who, f"value: {value}")
                     continue
-                assert isinstance(week, date) and metric is not None
-                assert not isinstance(value, str)
-                key = (rep, week.toordinal(), metric)
-                if key in seen:
-                    problem(line, rep, f"a second row for {metric.value} in the week of {week}")
+                key = (rep, metric)
+                index = (week.toordinal() - _EPOCH) // 7
+                if index >= 0:
+                    bits = given.get(key, 0)
+                    duplicate = bits >> index & 1
+                    given[key] = bits | 1 << index
+                else:  # a week before 2000, kept apart so that the bits stay short
+                    duplicate = (rep, metric, week) in old
+                    old.add((rep, metric, week))
+                if duplicate:
+                    problem(reader.line_num, rep,
+                            f"a second row for {metric.value} in the week of {week}")  # fmt: skip
                     continue
-                seen.add(key)
                 if self._through is None or week > self._through:
                     self._through = week
                 if problems or (reps is not None and rep not in reps):

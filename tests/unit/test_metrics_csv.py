@@ -129,3 +129,13 @@ def test_before_any_read_every_week_is_not_in_yet(tmp_path: Path) -> None:
         assert weekly.values == {} and weekly.through is None
     finally:
         ledger.close()
+
+
+def test_rows_of_empty_cells_are_skipped_and_old_weeks_are_checked_too(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,metric,value\n,,,\n"
+                    "sam@acme.test,1999-12-27,activities,3\n"
+                    "sam@acme.test,1999-12-27,activities,4\n")  # fmt: skip
+    assert problems_of(path) == [
+        f"{path}:4: sam@acme.test: a second row for activities in the week of 1999-12-27"
+    ]
