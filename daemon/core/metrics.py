@@ -76,11 +76,13 @@ class Number:
     pending: bool  # ``week`` is not in the source yet
     source: str
     unavailable: str | None = None
+    started: date | None = None  # the rep's start date: earlier weeks are not missing
 
     @property
     def missing_weeks(self) -> tuple[date, ...]:
+        first = monday_of(self.started) if self.started is not None else date.min
         weeks = baseline_weeks(self.week)
-        return tuple(w for w in weeks if w not in self.baseline_weeks)
+        return tuple(w for w in weeks if w not in self.baseline_weeks and w >= first)
 
     def as_json(self) -> dict[str, Any]:
         """The SPEC's ``number`` object of ``plan --json``."""
@@ -115,8 +117,10 @@ class Number:
             )
         else:
             base = f"your 4-week baseline {show(self.metric, self.baseline)}"
-            if self.missing_weeks:
+            if len(self.baseline_weeks) < BASELINE_WEEKS:
                 base += f" from {len(self.baseline_weeks)} weeks"
+                if not self.missing_weeks:
+                    base += " since starting"
             if self.value is not None:
                 compared = "no change to compare with a 0 baseline"
                 if self.change is not None:
@@ -173,8 +177,15 @@ def baseline_weeks(week: date) -> tuple[date, ...]:
 
 
 def number_for(
-    weekly: Weekly, rep: str, metric: Metric, start: datetime, org_zone: ZoneInfo
+    weekly: Weekly,
+    rep: str,
+    metric: Metric,
+    start: datetime,
+    org_zone: ZoneInfo,
+    started: date | None = None,
 ) -> Number:
+    """The number of ``rep``'s meeting at ``start``; ``started`` (the rep's start date) tells
+    the weeks before it, which are not missing, from weeks without a figure."""
     week = number_week(start, org_zone)
     if metric in weekly.unavailable:
         return Number(metric, week, None, None, None, (), False, weekly.source,
@@ -193,9 +204,5 @@ def number_for(
         if value is not None and baseline is not None and baseline != 0
         else None
     )
-    return Number(metric, week, value, baseline, change, present, pending, weekly.source)
-
-
-def weeks_needed(first: datetime, last: datetime, org_zone: ZoneInfo) -> tuple[date, date]:
-    """The first and last week Monday the numbers of meetings from ``first`` to ``last`` read."""
-    return number_week(first, org_zone) - WEEK * BASELINE_WEEKS, number_week(last, org_zone)
+    return Number(metric, week, value, baseline, change, present, pending, weekly.source,
+                  started=started)  # fmt: skip

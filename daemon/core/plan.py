@@ -270,7 +270,9 @@ def series_json(
             return None
         metric = roster.policy.rule(o.stage).metric
         org_zone = zone(roster.organization.timezone)
-        return number_for(metrics, p.rep.email, metric, o.start, org_zone).as_json()
+        return number_for(
+            metrics, p.rep.email, metric, o.start, org_zone, p.rep.start_date
+        ).as_json()
 
     return {
         "rep": p.rep.email,

@@ -90,6 +90,13 @@ def test_a_new_hires_first_weeks_have_no_baseline_until_two_weeks_are_in() -> No
     )
     assert (two.baseline, two.change) == (3, 0)
     assert "from 2 weeks" in two.line() and "week of 26 Oct" in two.line()
+    # Hired on 2 Nov: the weeks before are not missing, the baseline is from the start.
+    hired = number_for(weekly({W: 3, weeks_before(1): 2, weeks_before(2): 4}), SAM, MB,
+                       at(date(2026, 11, 24)), NY, started=date(2026, 11, 4))  # fmt: skip
+    assert hired.line() == (
+        "Meetings booked, week of 16 Nov: 3 (your 4-week baseline 3 from 2 weeks since starting, "
+        "0%)."
+    )
 
 
 def test_a_missing_week_is_left_out_of_the_mean_and_named() -> None:

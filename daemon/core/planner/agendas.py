@@ -27,7 +27,7 @@ def number_of(
     if ledger.metrics is None:
         return None
     org_zone = zone(roster.organization.timezone)
-    return number_for(ledger.metrics, rep.email, rule.metric, start, org_zone)
+    return number_for(ledger.metrics, rep.email, rule.metric, start, org_zone, rep.start_date)
 
 
 def master_view(w: Wanted, first: datetime, ledger: LedgerView) -> AgendaView:
