@@ -4,12 +4,17 @@ baseline, an agenda is rewritten only when its number changes, and nobody is ema
 
 from __future__ import annotations
 
+import itertools
 import os
 from datetime import date, datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from daemon.core.agenda import extract_block
+from daemon.embedded import EmbeddedRadicale
 from tests.system.harness import Deployment, text_of
 
 NY = ZoneInfo("America/New_York")
@@ -17,6 +22,14 @@ CHI = ZoneInfo("America/Chicago")
 LEE = "lee@acme.test"
 M0 = date(2026, 11, 23)  # the first Monday
 WEEKS = 13
+_ids = itertools.count(1)
+
+
+@pytest.fixture
+def on_radicale(tmp_path: Path, radicale: EmbeddedRadicale) -> Deployment:
+    """A deployment on the shared Radicale, with managers of its own."""
+    n = next(_ids)
+    return Deployment(tmp_path, radicale.url, [f"nmaya{n}@acme.test", f"nraj{n}@acme.test"])
 
 
 def win_rate(week: date) -> float:
@@ -72,9 +85,9 @@ def agendas(d: Deployment, after: datetime) -> dict[datetime, str]:
 
 
 def test_a_quarter_of_weekly_exports_fills_each_invite_and_rewrites_only_what_changed(
-    deployment: Deployment,
+    on_radicale: Deployment,
 ) -> None:
-    d = deployment
+    d = on_radicale
     maya = d.managers[0]
     d.write_config(
         f"- {{email: {maya}, name: Maya Chen, timezone: America/Chicago}}\n",
