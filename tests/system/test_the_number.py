@@ -155,3 +155,30 @@ def test_a_quarter_of_weekly_exports_fills_each_invite_and_rewrites_only_what_ch
                 assert any(expected_line(last_week) in text_of(m) for m in pre)
                 assert any(expected_line(last_week) in text_of(m) for m in recaps)
     assert told == 3
+
+
+def test_a_broken_export_keeps_the_last_good_numbers_and_the_daemon_running(
+    on_radicale: Deployment,
+) -> None:
+    d = on_radicale
+    maya = d.managers[0]
+    d.write_config(
+        f"- {{email: {maya}, name: Maya Chen, timezone: America/Chicago}}\n",
+        f"- {{email: {LEE}, name: Lee Park, role: ae, start_date: 2025-01-06, manager: {maya},"
+        f" timezone: America/Chicago, slot: {{day: tue, time: '10:00'}}}}\n",
+        "metrics: {source: csv, csv: {path: metrics.csv}}\n",
+    )
+    write_csv(d, date(2026, 11, 30))
+    at = datetime(2026, 11, 30, 7, tzinfo=NY)
+    assert d.once(at).errors == []
+    meeting = datetime(2026, 12, 1, 10, tzinfo=CHI)
+    good = agendas(d, at)
+    assert expected_line(date(2026, 11, 23)) in good[meeting]
+
+    path = d.root / "metrics.csv"
+    path.write_text(path.read_text().replace("0.5", "half"))  # someone else's rows go bad
+    result = d.once(at + timedelta(minutes=5))
+    assert result.errors == [] and result.exit_code == 0
+    assert agendas(d, at) == good
+    check = d.cli("validate")
+    assert check.returncode == 2 and f"{path}:3: someone.else@acme.test: value:" in check.stderr
