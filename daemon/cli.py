@@ -79,14 +79,16 @@ def _instant(text: str | None, config: Config) -> datetime:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    config = load(args.config, now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    config = load(args.config, now=now)
     _check_metrics(config)
-    for warning in config.warnings:
+    warnings = list(config.warnings) + _metrics_warnings(config, now)
+    for warning in warnings:
         print(warning, file=sys.stderr)
     roster = config.roster
     print(
         f"{args.config}: valid: {len(roster.managers)} managers, {len(roster.reps)} reps"
-        + (f", {len(config.warnings)} warnings" if config.warnings else "")
+        + (f", {len(warnings)} warnings" if warnings else "")
     )
     return EXIT_OK
 
@@ -104,6 +106,15 @@ def _check_metrics(config: Config) -> None:
             pass
     except MetricsUnusable as exc:
         raise ConfigError(exc.problems) from None
+
+
+def _metrics_warnings(config: Config, now: datetime) -> list[str]:
+    """Metrics the roster's stages inspect today that the source has no figures for."""
+    from daemon.metrics.check import check
+
+    today = now.astimezone(ZoneInfo(config.roster.organization.timezone)).date()
+    return [f"warning: metrics: {subject}: {detail}" for subject, ok, detail in
+            check(config, today) if not ok]  # fmt: skip
 
 
 def _plan_metrics(config: Config) -> Weekly | None:

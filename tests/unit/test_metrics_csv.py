@@ -139,3 +139,21 @@ def test_rows_of_empty_cells_are_skipped_and_old_weeks_are_checked_too(tmp_path:
     assert problems_of(path) == [
         f"{path}:4: sam@acme.test: a second row for activities in the week of 1999-12-27"
     ]
+
+
+def test_doctor_names_each_metric_the_file_has_no_figures_for(tmp_path: Path) -> None:
+    from daemon.metrics.check import check
+
+    path, ledger = setup(tmp_path, "rep,week,metric,value\nsam@acme.test,2026-11-16,activities,4\n")
+    ledger.close()
+    config = load(path)
+    # Sam is a new SDR until 30 Nov (activities), then a ramped one (meetings booked).
+    assert check(config, date(2026, 11, 23)) == [
+        ("metrics.csv", True, "readable; figures up to the week of 2026-11-16")
+    ]
+    assert check(config, date(2026, 12, 1))[1:] == [
+        ("meetings_booked", False, "no figures in metrics.csv for sam@acme.test")
+    ]
+    (tmp_path / "metrics.csv").write_text("rep,week\n")
+    ((subject, ok, detail),) = check(config, date(2026, 12, 1))
+    assert (subject, ok) == ("metrics.csv", False) and "missing column" in detail
