@@ -157,3 +157,13 @@ def test_doctor_names_each_metric_the_file_has_no_figures_for(tmp_path: Path) ->
     (tmp_path / "metrics.csv").write_text("rep,week\n")
     ((subject, ok, detail),) = check(config, date(2026, 12, 1))
     assert (subject, ok) == ("metrics.csv", False) and "missing column" in detail
+
+
+def test_cadence_doctor_shows_the_metrics_rows(tmp_path: Path) -> None:
+    from daemon.doctor import diagnose
+
+    path, ledger = setup(tmp_path, "rep,week,metric,value\nsam@acme.test,2026-11-16,calls,4\n")
+    ledger.close()
+    rows = [r for r in diagnose(load(path)) if r.check == "metrics"]
+    assert [(r.subject, r.ok) for r in rows] == [("metrics.csv", False)]
+    assert "metric: unknown metric 'calls'" in rows[0].detail
