@@ -1,3 +1,3 @@
 """Shared fixtures: real servers on loopback, started and stopped per test session or test."""
 
-pytest_plugins = ["tests.fixtures.radicale", "tests.fixtures.smtp"]
+pytest_plugins = ["tests.fixtures.radicale", "tests.fixtures.smtp", "tests.fixtures.graph"]
