@@ -198,10 +198,10 @@ class GraphClient:
                         instance_discovery=False,
                         timeout=s.timeout,
                     )
-                except ValueError as err:  # msal could not read the tenant's configuration
+                except ValueError:  # msal could not read the tenant's OpenID configuration
                     raise AuthError(
-                        f"tenant {s.tenant_id} at {s.authority_host} cannot be used:"
-                        f" {_msal_reason(err)}"
+                        f"tenant {s.tenant_id} is not known at {s.authority_host}; check"
+                        " calendar.outlook.tenant_id and authority_host"
                     ) from None
                 except requests.RequestException as err:
                     raise Transient(
@@ -360,14 +360,6 @@ def _batch_item(index: int, request: Request) -> dict[str, Any]:
     if headers:
         item["headers"] = headers
     return item
-
-
-def _msal_reason(err: BaseException) -> str:
-    text = str(err)
-    found = text.find("AADSTS")
-    if found >= 0:
-        return _first_line(text[found:]).rstrip("\"'}")
-    return _first_line(text) or type(err).__name__
 
 
 def error_of(response: Response) -> tuple[str, str]:

@@ -78,7 +78,7 @@ PRIMARY = "primary"
 
 def windows_zone(iana: str) -> str:
     """The Windows name Graph takes for an IANA zone; ``ProviderError`` when there is none."""
-    if iana in ("UTC", "Etc/UTC"):
+    if iana in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
         return "UTC"
     name = tz_win.get(iana)
     if name is None:
