@@ -26,8 +26,10 @@ import msal
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from daemon.config import Config, read_secret
 from daemon.errors import (
     AuthError,
+    ConfigError,
     Conflict,
     NotFound,
     ProviderError,
@@ -395,3 +397,38 @@ def failure(request: Request, response: Response) -> ProviderError:
     if status >= 500:
         return Transient(f"Microsoft Graph failed {where} ({status} {code})")
     return ProviderError(f"Microsoft Graph refused {where} ({status} {code}: {message})")
+
+
+_CLIENTS: dict[GraphSettings, GraphClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def client_for(config: Config) -> GraphClient:
+    """The process's one client (and so one msal app and token) for the configured tenant."""
+    outlook = config.settings.calendar.outlook
+    if outlook is None:
+        raise ConfigError(
+            [f"{config.path}: calendar.outlook: required for Microsoft 365 (tenant_id, client_id)"]
+        )
+    secret = None
+    if outlook.certificate_file is None:
+        secret = read_secret(outlook.client_secret_env, None, "calendar.outlook")
+        if not secret:
+            raise ConfigError(
+                [f"{config.path}: calendar.outlook: the env var {outlook.client_secret_env} holding"
+                 " the app's client secret is not set (or give certificate_file)"]
+            )  # fmt: skip
+    else:
+        read_secret(None, outlook.certificate_file, "calendar.outlook.certificate_file")
+    settings = GraphSettings(
+        tenant_id=outlook.tenant_id,
+        client_id=outlook.client_id,
+        client_secret=secret,
+        certificate_file=str(outlook.certificate_file) if outlook.certificate_file else None,
+        authority_host=outlook.authority_host,
+        graph_endpoint=outlook.graph_endpoint,
+    )
+    with _CLIENTS_LOCK:
+        if settings not in _CLIENTS:
+            _CLIENTS[settings] = GraphClient(settings)
+        return _CLIENTS[settings]

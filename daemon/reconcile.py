@@ -107,6 +107,17 @@ class PassResult:
         return EXIT_UNREACHABLE if self.errors else EXIT_OK
 
 
+class PassClock:
+    """The time of the pass in progress (the simulated ``--now`` included), for providers whose
+    change feed covers a window of time around it (Graph's calendarView)."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -117,13 +128,20 @@ class Runtime:
     restore_missing: bool = False
     # Set by `run` while the roster files hold an invalid edit (the last good roster is used).
     roster_problems: tuple[str, ...] = ()
+    clock: PassClock = field(default_factory=PassClock)
 
 
 # --- building the parts from the config ---------------------------------------------------------
 
 
-def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
+def open_calendar(
+    config: Config, stack: ExitStack, clock: Callable[[], datetime] | None = None
+) -> CalendarProvider:
     settings = config.settings
+    if settings.calendar.provider == "outlook":
+        from daemon.providers.graph import open_outlook
+
+        return open_outlook(config, clock)
     if settings.calendar.provider != "caldav":
         raise ConfigError(
             [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
@@ -181,8 +199,9 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
         ledger = Ledger.open(config.settings.state_dir)
         stack.callback(ledger.close)
         mailer = open_mailer(config)
-        provider = open_calendar(config, stack)
-        yield Runtime(config, provider, mailer, ledger, renderer, restore_missing)
+        clock = PassClock()
+        provider = open_calendar(config, stack, clock)
+        yield Runtime(config, provider, mailer, ledger, renderer, restore_missing, clock=clock)
 
 
 # --- one pass -----------------------------------------------------------------------------------
@@ -321,6 +340,7 @@ def _with(rec: SeriesRecord, **changes: Any) -> SeriesRecord:
 
 
 def run_pass(rt: Runtime, now: datetime) -> PassResult:
+    rt.clock.now = now
     result = PassResult()
     plan = plan_pass(rt, now, result)
     log = logs.get()

@@ -36,11 +36,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal.windows_tz import tz_win, win_tz
 
+from daemon.config import Config
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
-from daemon.core.model import RRULE_DAYS
+from daemon.core.model import RRULE_DAYS, Roster
 from daemon.core.schedule import parse_weekly
-from daemon.errors import NotFound, ProviderError, TokenExpired
-from daemon.graph_http import GraphClient, Request, failure
+from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired
+from daemon.graph_http import GraphClient, Request, client_for, failure
 from daemon.providers.base import (
     Attendee,
     Capabilities,
@@ -586,7 +587,9 @@ class GraphCalendarProvider:
                 continue
             content = str((instance.get("body") or {}).get("content") or "")
             new = splice_html(content, blocks[original])
-            if new != content:
+            # An occurrence gets its own copy (an exception) even when the text is the same, as
+            # the contract asks: later series-wide edits then leave this meeting's agenda alone.
+            if new != content or instance.get("type") == "occurrence":
                 patches.append(
                     Request(
                         "PATCH",
@@ -694,3 +697,35 @@ def _attendees(values: Any) -> tuple[Attendee, ...]:
             )
         )
     return tuple(out)
+
+
+def unusable_zones(roster: Roster) -> list[str]:
+    """One line per roster entry whose time zone Graph cannot be sent."""
+    found: list[tuple[str, str | None]] = [("organization", roster.organization.timezone)]
+    found += [(f"managers ({m.email})", m.timezone) for m in roster.managers]
+    found += [(f"reps ({r.email})", r.timezone) for r in roster.reps]
+    problems = []
+    for where, name in found:
+        if name is None:
+            continue
+        try:
+            windows_zone(name)
+        except ProviderError:
+            problems.append(
+                f"{where}: timezone: {name!r} has no Windows name Microsoft Graph accepts;"
+                " use the canonical IANA name of that zone"
+            )
+    return problems
+
+
+def open_outlook(
+    config: Config, clock: Callable[[], datetime] | None = None
+) -> GraphCalendarProvider:
+    """The Outlook provider for a config with ``calendar.provider: outlook``; ``clock`` gives
+    the pass's time, around which the delta window is placed."""
+    problems = unusable_zones(config.roster)
+    if problems:
+        raise ConfigError([f"{config.path}: {p}" for p in problems])
+    outlook = config.settings.calendar.outlook
+    assert outlook is not None  # the config's own validation requires it for outlook
+    return GraphCalendarProvider(client_for(config), outlook.calendar, clock=clock)

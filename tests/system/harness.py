@@ -11,17 +11,22 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import pytest
 from icalendar import Calendar
 
 from daemon.config import Config, load
 from daemon.core.observed import ObservedSeries
+from daemon.graph_http import GraphClient, GraphSettings
+from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
+from daemon.providers.graph import GraphCalendarProvider
 from daemon.reconcile import PassResult, run_pass, runtime
+from tests.fixtures.graph import FakeGraph
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,6 +40,7 @@ class Deployment:
     root: Path
     url: str
     managers: list[str]
+    first_now: datetime | None = None  # the simulated time of the first pass
 
     @property
     def config_path(self) -> Path:
@@ -45,28 +51,34 @@ class Deployment:
     ) -> None:
         """The config on this deployment's calendar (the embedded one when ``url`` is empty)
         and outbox; ``mail`` (e.g. ``"transport: smtp, smtp: {...}"``) replaces the outbox."""
-        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
         mail = mail or f"maildir: {self.root / 'outbox'}"
         self.config_path.write_text(
             ORG
             + "managers:\n" + textwrap.indent(textwrap.dedent(managers), "  ")
             + "reps:\n" + textwrap.indent(textwrap.dedent(reps), "  ")
             + f"state_dir: {self.root / 'state'}\n"
-            + f"calendar: {{caldav: {calendar}}}\n"
+            + f"calendar: {self.calendar_config()}\n"
             + f"mail: {{from: 'cadence <cadence@acme.test>', {mail}}}\n"
             + extra
         )  # fmt: skip
+
+    def calendar_config(self) -> str:
+        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
+        return f"{{caldav: {calendar}}}"
 
     def config(self) -> Config:
         return load(self.config_path)
 
     def once(self, now: datetime, restore_missing: bool = False) -> PassResult:
+        self.first_now = self.first_now or now
         with runtime(self.config(), restore_missing=restore_missing) as rt:
             return run_pass(rt, now)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        if "--now" in args:
+            self.first_now = self.first_now or datetime.fromisoformat(args[args.index("--now") + 1])
         return subprocess.run(
             [sys.executable, "-m", "daemon.cli", *args, "--config", str(self.config_path)],
             capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
@@ -74,7 +86,7 @@ class Deployment:
 
     # --- the calendar, as people and apps see it ------------------------------------------
 
-    def provider(self) -> CalDAVProvider:
+    def provider(self) -> CalendarProvider:
         return CalDAVProvider(self.url)
 
     def series(self, manager: str) -> dict[str, ObservedSeries]:
@@ -128,6 +140,52 @@ class Deployment:
 
     def mail_of(self, kind: str) -> list[Message]:
         return [m for m in self.mail() if m["X-Cadence-Kind"] == kind]
+
+
+@dataclass
+class OutlookDeployment(Deployment):
+    """The same deployment on Microsoft 365: the local Graph plays the tenant; ``url`` is its
+    address (the identity platform's too). People's hands work through Graph as Outlook's would;
+    a test that edits iCalendar text directly has no Outlook equivalent and is skipped here."""
+
+    graph: FakeGraph | None = None
+
+    def calendar_config(self) -> str:
+        assert self.graph is not None
+        return (
+            "{provider: outlook, outlook: {"
+            f"tenant_id: {self.graph.tenant}, client_id: {self.graph.client_id}, "
+            f"authority_host: '{self.url}', graph_endpoint: '{self.url}'}}}}"
+        )
+
+    def provider(self) -> CalendarProvider:
+        assert self.graph is not None
+        # The test's view of the calendar reaches back to the first pass: Graph lists through a
+        # window of time, and a series that ended months ago is still there to be counted.
+        now = self.first_now or datetime.now(UTC)
+        client = GraphClient(
+            GraphSettings(
+                tenant_id=self.graph.tenant, client_id=self.graph.client_id,
+                client_secret=self.graph.client_secret, authority_host=self.graph.url,
+                graph_endpoint=self.graph.url, ca_bundle=str(self.graph.ca_file),
+            )
+        )  # fmt: skip
+        return GraphCalendarProvider(client, clock=lambda: now)
+
+    def delete(self, manager: str, uid: str) -> None:
+        assert self.graph is not None
+        master = self.graph.master(manager, uid)
+        status, _, _ = self.graph.handle(
+            "DELETE", f"/v1.0/users/{manager}/events/{master.id}",
+            {"Authorization": f"Bearer {self.graph.issue_token()}"}, b"",
+        )  # fmt: skip
+        assert status == 204
+
+    def get_raw(self, manager: str, uid: str) -> bytes:
+        pytest.skip("edits iCalendar text directly; Outlook's hands are in test_graph_provider")
+
+    def put(self, manager: str, uid: str, cal: Calendar | bytes) -> None:
+        pytest.skip("edits iCalendar text directly; Outlook's hands are in test_graph_provider")
 
 
 def text_of(message: Message) -> str:

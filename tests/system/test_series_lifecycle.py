@@ -300,7 +300,8 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    deployment.url = f"http://127.0.0.1:{port}/"
+    scheme = deployment.url.split(":", 1)[0]  # http for CalDAV, https for Graph
+    deployment.url = f"{scheme}://127.0.0.1:{port}/"
     setup(deployment)
     result = deployment.cli("once", "--now", T0.isoformat())
     assert result.returncode == 1
