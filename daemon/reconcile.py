@@ -181,9 +181,14 @@ def open_mailer(config: Config) -> Mailer:
             smtp.host, smtp.port, security=smtp.security, username=smtp.username,
             password=password,
         )  # fmt: skip
+    if mail.transport == "graph":
+        from daemon.graph_http import client_for
+        from daemon.mail.graph import GraphMailer
+
+        return GraphMailer(client_for(config))  # the calendar's app registration (Mail.Send)
     raise ConfigError(
         [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
-         " yet; use maildir or smtp"]
+         " yet; use maildir, smtp or graph"]
     )  # fmt: skip
 
 

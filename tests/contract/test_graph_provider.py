@@ -17,7 +17,7 @@ import pytest
 
 from daemon.core.agenda import wrap
 from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, TokenExpired
-from daemon.graph_http import GraphClient, GraphSettings, Request
+from daemon.graph_http import Request
 from daemon.providers.base import CalendarProvider
 from daemon.providers.graph import GraphCalendarProvider
 from tests.contract.provider_contract import (
@@ -29,24 +29,11 @@ from tests.contract.provider_contract import (
     series_spec,
 )
 from tests.contract.test_graph_fake import Client
-from tests.fixtures.graph import FakeGraph
+from tests.fixtures.graph import FakeGraph, graph_client
 
 CALENDAR = "1:1s (cadence)"
 NOW = datetime(2030, 10, 1, 9, 0, tzinfo=UTC)
 _managers = itertools.count(1)
-
-
-def graph_client(graph: FakeGraph, **changes: object) -> GraphClient:
-    values: dict[str, object] = {
-        "tenant_id": graph.tenant,
-        "client_id": graph.client_id,
-        "client_secret": graph.client_secret,
-        "authority_host": graph.url,
-        "graph_endpoint": graph.url,
-        "ca_bundle": str(graph.ca_file),
-    }
-    values.update(changes)
-    return GraphClient(GraphSettings(**values), sleep=lambda seconds: None)  # type: ignore[arg-type]
 
 
 @pytest.fixture
