@@ -12,6 +12,7 @@ Every failure leaves as a ``daemon.errors`` class with one line a person can act
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -223,6 +224,16 @@ class GraphClient:
             return str(result["access_token"])
         reason = _first_line(str(result.get("error_description") or result.get("error")))
         raise AuthError(f"Microsoft identity platform refused the app: {reason}")
+
+    def roles(self) -> set[str]:
+        """The application permissions the token carries (its ``roles`` claim), for doctor."""
+        token = self.token()
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            return {str(r) for r in claims.get("roles") or []}
+        except (IndexError, ValueError, AttributeError):
+            return set()
 
     # -- requests ---------------------------------------------------------------------------------
 

@@ -185,7 +185,7 @@ def open_mailer(config: Config) -> Mailer:
         from daemon.graph_http import client_for
         from daemon.mail.graph import GraphMailer
 
-        return GraphMailer(client_for(config))  # the calendar's app registration (Mail.Send)
+        return GraphMailer(client_for(config), mail.sender)  # the calendar's app registration
     raise ConfigError(
         [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
          " yet; use maildir, smtp or graph"]

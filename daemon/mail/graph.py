@@ -14,6 +14,7 @@ import base64
 from email.message import EmailMessage
 from email.utils import getaddresses
 
+from daemon.checks import Check
 from daemon.errors import AuthError, MailRejected, MailUnavailable, NotFound, ProviderError
 from daemon.graph_http import GraphClient, Request, error_of
 
@@ -21,8 +22,23 @@ from daemon.graph_http import GraphClient, Request, error_of
 class GraphMailer:
     """A ``Mailer`` sending as the mailbox of the message's From address."""
 
-    def __init__(self, client: GraphClient) -> None:
+    def __init__(self, client: GraphClient, sender: str = "") -> None:
         self.client = client
+        self.sender = sender  # mail.from, for ``diagnose``
+
+    def diagnose(self) -> list[Check]:
+        """Mail.Send granted and the sending mailbox there; nothing is sent."""
+        sender = (getaddresses([self.sender])[0][1] if self.sender else "") or "mail.from"
+        granted = "Mail.Send" in self.client.roles()
+        rows = [Check("permissions", "Mail.Send", granted,
+                      "granted" if granted else "grant Mail.Send (application) and admin-consent"
+                      " it, scoped to the sending mailbox")]  # fmt: skip
+        try:
+            self.client.call(Request("GET", f"/users/{sender}/mailboxSettings"), ok=(200,))
+            rows.append(Check("sender mailbox", sender, True, "reachable"))
+        except ProviderError as err:
+            rows.append(Check("sender mailbox", sender, False, str(err)))
+        return rows
 
     def __repr__(self) -> str:
         return f"GraphMailer({self.client.settings.graph_endpoint})"

@@ -36,11 +36,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal.windows_tz import tz_win, win_tz
 
+from daemon.checks import Check
 from daemon.config import Config
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
 from daemon.core.model import RRULE_DAYS, Roster
 from daemon.core.schedule import parse_weekly
-from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired
+from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
 from daemon.graph_http import GraphClient, Request, client_for, failure
 from daemon.providers.base import (
     Attendee,
@@ -197,6 +198,7 @@ class GraphCalendarProvider:
         self.calendar = calendar
         self._clock = clock or (lambda: datetime.now(UTC))
         self._boxes: dict[str, _Mailbox] = {}
+        self._diagnosed_token = False
 
     def _box(self, manager: str) -> _Mailbox:
         return self._boxes.setdefault(manager.lower(), _Mailbox())
@@ -246,6 +248,82 @@ class GraphCalendarProvider:
         self._box(manager).masters[master] = series.uid
         if series.occurrence_descriptions:
             self._write_occurrences(manager, master, series.occurrence_descriptions)
+
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        """Several creates in ``$batch`` round trips of 20; the uids that failed, with why.
+
+        Each POST carries its ``transactionId``, so a batch retried after a crash finds what
+        the first one made. Occurrence agendas follow per series."""
+        failed: dict[str, ProviderError] = {}
+        bodies: list[tuple[SeriesSpec, Request]] = []
+        for spec in series:
+            try:
+                bodies.append((spec, Request("POST", "", body=self._event_body(spec))))
+            except ProviderError as err:
+                failed[spec.uid] = err
+        if not bodies:
+            return failed
+        path = self._calendar_path(manager) + "/events"
+        requests = [Request("POST", path, body=r.body) for _, r in bodies]
+        for (spec, _), request, response in zip(
+            bodies, requests, self.client.batch(requests), strict=True
+        ):
+            if response.status not in (200, 201):
+                error = failure(request, response)
+                if isinstance(error, Transient):
+                    raise error
+                failed[spec.uid] = error
+                continue
+            master = str(response.body["id"])
+            self._box(manager).masters[master] = spec.uid
+            if spec.occurrence_descriptions:
+                try:
+                    self._write_occurrences(manager, master, spec.occurrence_descriptions)
+                except ProviderError as err:
+                    if isinstance(err, Transient):
+                        raise
+                    failed[spec.uid] = err
+        return failed
+
+    def diagnose(self, manager: str) -> list[Check]:
+        """Token, permissions, mailbox and calendar of one manager; nothing is written."""
+        rows: list[Check] = []
+        if not self._diagnosed_token:
+            roles = self.client.roles()  # raises AuthError with the AADSTS line when refused
+            rows.append(Check("token", self.client.settings.tenant_id, True,
+                              f"app {self.client.settings.client_id}"))  # fmt: skip
+            missing = sorted({"Calendars.ReadWrite", "MailboxSettings.Read"} - roles)
+            rows.append(
+                Check(
+                    "permissions",
+                    "calendar",
+                    not missing,
+                    "grant (application) and admin-consent " + ", ".join(missing)
+                    if missing
+                    else "Calendars.ReadWrite, MailboxSettings.Read",
+                )  # fmt: skip
+            )
+            self._diagnosed_token = True
+        try:
+            self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
+            rows.append(Check("mailbox", manager, True, "reachable"))
+        except ProviderError as err:
+            rows.append(Check("mailbox", manager, False, str(err)))
+            return rows
+        try:
+            self._calendar_path(manager)
+            rows.append(Check("calendar", manager, True, self.calendar))
+        except NotFound as err:
+            if self.calendar == PRIMARY:
+                rows.append(Check("calendar", manager, False, str(err)))
+            else:
+                detail = f"{self.calendar!r} will be created by the first pass"
+                rows.append(Check("calendar", manager, True, detail))
+        except ProviderError as err:
+            rows.append(Check("calendar", manager, False, str(err)))
+        return rows
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
         master, data = self._owned_master(manager, uid)

@@ -297,3 +297,42 @@ def _instance_id(graph: FakeGraph, mailbox: str, master: str, original: datetime
     ).json()  # fmt: skip
     [instance] = answer["value"]
     return str(instance["id"])
+
+
+def test_create_many_batches_twenty_to_a_round_trip_and_reports_each_failure(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    specs = [series_spec(mailbox, f"graph-many-{n}") for n in range(23)]
+    specs.append(series_spec(mailbox, "graph-many-bad", timezone="Antarctica/Troll"))
+    before = graph.round_trips
+    failed = calendar.create_many(mailbox, specs)
+    assert list(failed) == ["graph-many-bad"]
+    assert graph.round_trips - before == 2  # 23 creates: one batch of 20, one of 3
+    assert len(calendar.changes(mailbox, None).changed) == 23
+    assert calendar.create_many(mailbox, specs[:3]) == {}  # a rerun makes no second copy
+    assert len(graph.live_events(mailbox)) == 23
+
+
+def test_diagnose_checks_token_permissions_mailbox_and_calendar_writing_nothing(
+    graph: FakeGraph, outlook: GraphCalendarProvider, mailbox: str
+) -> None:
+    graph.roles = ["Calendars.ReadWrite"]
+    rows = outlook.diagnose(mailbox) + outlook.diagnose("ghost@acme.test")
+    table = {(r.check, r.subject): (r.ok, r.detail) for r in rows}
+    assert table[("token", graph.tenant)][0]
+    assert table[("permissions", "calendar")] == (
+        False, "grant (application) and admin-consent MailboxSettings.Read",
+    )  # fmt: skip
+    assert table[("mailbox", mailbox)] == (True, "reachable")
+    assert table[("calendar", mailbox)] == (True, f"{CALENDAR!r} will be created by the first pass")
+    assert table[("mailbox", "ghost@acme.test")] == (
+        False, "mailbox ghost@acme.test does not exist in the tenant",
+    )  # fmt: skip
+    assert [m for m, _ in graph.requests if m != "GET"] == []
+    assert graph.mailboxes[mailbox].events == {}
+
+
+def test_diagnose_a_wrong_secret_raises_the_aadsts_line(graph: FakeGraph, mailbox: str) -> None:
+    provider = GraphCalendarProvider(graph_client(graph, client_secret="nope"), CALENDAR)
+    with pytest.raises(AuthError, match="AADSTS7000215"):
+        provider.diagnose(mailbox)

@@ -473,3 +473,16 @@ def test_graph_without_mail_send_is_unavailable_and_says_what_to_grant(
     graph.mailboxes["cadence@acme.test"].mail_send = False
     with pytest.raises(MailUnavailable, match="Mail.Send"):
         graph_mailer.send(make_message())
+
+
+def test_graph_diagnose_checks_mail_send_and_the_sender_without_sending(
+    graph: FakeGraph,
+) -> None:
+    graph.add_mailbox("cadence@acme.test")
+    graph.roles = ["Calendars.ReadWrite"]
+    rows = GraphMailer(graph_client(graph), "cadence <cadence@acme.test>").diagnose()
+    assert [(r.check, r.subject, r.ok) for r in rows] == [
+        ("permissions", "Mail.Send", False),
+        ("sender mailbox", "cadence@acme.test", True),
+    ]
+    assert graph.sent == []
