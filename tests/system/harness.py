@@ -3,30 +3,31 @@ person's hands on the calendar (raw iCalendar edits over HTTP, as a calendar app
 
 from __future__ import annotations
 
+import json
 import mailbox
 import subprocess
 import sys
 import textwrap
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
-from icalendar import Calendar
+from icalendar import Calendar, vCalAddress
 
 from daemon.config import Config, load
 from daemon.core.observed import ObservedSeries
 from daemon.graph_http import GraphClient, GraphSettings
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
-from daemon.providers.graph import GraphCalendarProvider
+from daemon.providers.graph import GraphCalendarProvider, text_html
 from daemon.reconcile import PassResult, run_pass, runtime
-from tests.fixtures.graph import FakeGraph
+from tests.fixtures.graph import FakeGraph, html_to_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,6 +131,42 @@ class Deployment:
         yield cal
         self.put(manager, uid, cal)
 
+    # --- a person's hands, the same on every calendar ------------------------------------------
+
+    def edit_descriptions(
+        self, manager: str, uid: str, change: Callable[[str], str], only: datetime | None = None
+    ) -> None:
+        """Retype the series' text (the master and every override), or one occurrence's."""
+        with self.edit(manager, uid) as cal:
+            events = [occurrence(cal, only)] if only else list(cal.walk("VEVENT"))
+            for event in events:
+                event["DESCRIPTION"] = change(str(event.get("DESCRIPTION", "")))
+
+    def cancel(self, manager: str, uid: str, original: datetime) -> None:
+        """The organiser cancels one occurrence (an override with STATUS:CANCELLED)."""
+        with self.edit(manager, uid) as cal:
+            occurrence(cal, original)["STATUS"] = "CANCELLED"
+
+    def remove(self, manager: str, uid: str, original: datetime) -> None:
+        """One occurrence deleted from the series (EXDATE)."""
+        with self.edit(manager, uid) as cal:
+            master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
+            master.add("exdate", original)
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        with self.edit(manager, uid) as cal:
+            rep = vCalAddress(f"mailto:{email}")
+            rep.params["PARTSTAT"] = "DECLINED"
+            rep.params["CN"] = name
+            occurrence(cal, original)["ATTENDEE"] = rep
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        with self.edit(manager, uid) as cal:
+            event = occurrence(cal, original)
+            length = event["DTEND"].dt - event["DTSTART"].dt
+            event["DTSTART"].dt = start
+            event["DTEND"].dt = start + length
+
     # --- the outbox ---------------------------------------------------------------------------
 
     def mail(self) -> list[Message]:
@@ -174,12 +211,71 @@ class OutlookDeployment(Deployment):
 
     def delete(self, manager: str, uid: str) -> None:
         assert self.graph is not None
+        self._call("DELETE", f"/users/{manager}/events/{self.graph.master(manager, uid).id}")
+
+    # Outlook's hands: Graph calls as Outlook makes them (an occurrence deleted, not flagged).
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        assert self.graph is not None
+        headers = {"Authorization": f"Bearer {self.graph.issue_token()}",
+                   "Prefer": 'outlook.timezone="UTC"'}  # fmt: skip
+        raw = json.dumps(body).encode() if body is not None else b""
+        status, _, answer = self.graph.handle(method, f"/v1.0{path}", headers, raw)
+        assert status < 300, (status, answer)
+        return json.loads(answer) if answer else None
+
+    def _instance(self, manager: str, uid: str, original: datetime) -> dict[str, Any]:
+        assert self.graph is not None
+        master = self.graph.master(manager, uid).id
+        window = (
+            f"startDateTime={(original - timedelta(days=8)).astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+            f"&endDateTime={(original + timedelta(days=8)).astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+        )
+        instances = self._call("GET", f"/users/{manager}/events/{master}/instances?{window}")
+        wanted = original.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        [found] = [i for i in instances["value"] if i["originalStart"] == wanted]
+        return dict(found)
+
+    def edit_descriptions(
+        self, manager: str, uid: str, change: Callable[[str], str], only: datetime | None = None
+    ) -> None:
+        assert self.graph is not None
         master = self.graph.master(manager, uid)
-        status, _, _ = self.graph.handle(
-            "DELETE", f"/v1.0/users/{manager}/events/{master.id}",
-            {"Authorization": f"Bearer {self.graph.issue_token()}"}, b"",
-        )  # fmt: skip
-        assert status == 204
+        if only is not None:
+            ids = [self._instance(manager, uid, only)["id"]]
+        else:
+            ids = [master.id] + [
+                self._instance(manager, uid, datetime.fromisoformat(
+                    e["originalStart"].replace("Z", "+00:00")))["id"]
+                for e in master.exceptions.values()
+            ]  # fmt: skip
+        for event_id in ids:
+            body = self._call("GET", f"/users/{manager}/events/{event_id}")["body"]["content"]
+            text = change(html_to_text(body))
+            html = text_html(text)
+            self._call("PATCH", f"/users/{manager}/events/{event_id}",
+                       {"body": {"contentType": "html", "content": html}})  # fmt: skip
+
+    def cancel(self, manager: str, uid: str, original: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        self._call("DELETE", f"/users/{manager}/events/{instance['id']}")
+
+    remove = cancel  # in Outlook, both are the organiser deleting the occurrence
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        assert self.graph is not None
+        self.graph.respond(manager, self.graph.master(manager, uid).id, email, "declined",
+                           original=original)  # fmt: skip
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        length = datetime.fromisoformat(instance["end"]["dateTime"][:19]) - datetime.fromisoformat(
+            instance["start"]["dateTime"][:19])  # fmt: skip
+        utc = start.astimezone(UTC)
+        self._call("PATCH", f"/users/{manager}/events/{instance['id']}", {
+            "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+            "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+        })  # fmt: skip
 
     def get_raw(self, manager: str, uid: str) -> bytes:
         pytest.skip("edits iCalendar text directly; Outlook's hands are in test_graph_provider")
@@ -207,8 +303,6 @@ def html_of(message: Message) -> str:
 def occurrence(cal: Calendar, original: datetime) -> Any:
     """The override for ``original`` (its RECURRENCE-ID), created from the master if missing —
     what a calendar app does when someone edits "only this event"."""
-    from datetime import timedelta
-
     from icalendar import Event
 
     master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)

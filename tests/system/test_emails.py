@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from icalendar import vCalAddress
 
 from daemon.core.agenda import extract_block
-from tests.system.harness import Deployment, OutlookDeployment, html_of, occurrence, text_of
+from tests.system.harness import Deployment, OutlookDeployment, html_of, text_of
 from tests.system.test_series_lifecycle import setup
 
 NY = ZoneInfo("America/New_York")
@@ -50,12 +49,14 @@ def test_commitment_is_read_back_into_the_recap_and_opens_the_next_agenda(
     maya, _ = setup(deployment)
     deployment.once(T0)
     uid = uid_of(deployment, "lee@acme.test")
-    with deployment.edit(maya, uid) as cal:
-        event = occurrence(cal, LEE_MON)
-        text = str(event["DESCRIPTION"])
-        event["DESCRIPTION"] = text.replace(
+    deployment.edit_descriptions(
+        maya,
+        uid,
+        lambda text: text.replace(
             "Commitment:", "Commitment: <script>alert(1)</script> Multi-thread Acme by Friday"
-        )
+        ),
+        only=LEE_MON,
+    )
     during = deployment.once(LEE_MON + timedelta(minutes=20))
     assert deployment.mail_of("recap") == [] and during.errors == []
 
@@ -91,23 +92,11 @@ def test_every_way_of_cancelling_is_detected_and_a_move_inside_the_week_is_not(
     sam_uid, lee_uid = uid_of(deployment, "sam@acme.test"), uid_of(deployment, "lee@acme.test")
     sam_tue = datetime(2026, 11, 24, 10, 0, tzinfo=DENVER)
     sam_thu = datetime(2026, 11, 26, 10, 0, tzinfo=DENVER)
-    with deployment.edit(maya, sam_uid) as cal:
-        master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
-        master.add("exdate", sam_thu)  # removed from the series
-        moved = occurrence(cal, sam_tue)  # moved inside its week: a reschedule
-        moved["DTSTART"].dt = sam_tue + timedelta(days=1)
-        moved["DTEND"].dt = sam_tue + timedelta(days=1, minutes=25)
-    with deployment.edit(maya, lee_uid) as cal:
-        declined = occurrence(cal, LEE_MON + timedelta(days=7))
-        rep = vCalAddress("mailto:lee@acme.test")
-        rep.params["PARTSTAT"] = "DECLINED"
-        rep.params["CN"] = "Lee Park"
-        declined["ATTENDEE"] = rep
-        cancelled = occurrence(cal, LEE_MON + timedelta(days=14))
-        cancelled["STATUS"] = "CANCELLED"
-        away = occurrence(cal, LEE_MON + timedelta(days=21))
-        away["DTSTART"].dt = LEE_MON + timedelta(days=29)  # to the next week
-        away["DTEND"].dt = LEE_MON + timedelta(days=29, minutes=30)
+    deployment.remove(maya, sam_uid, sam_thu)  # removed from the series
+    deployment.move(maya, sam_uid, sam_tue, sam_tue + timedelta(days=1))  # inside its week
+    deployment.decline(maya, lee_uid, LEE_MON + timedelta(days=7), "lee@acme.test", "Lee Park")
+    deployment.cancel(maya, lee_uid, LEE_MON + timedelta(days=14))
+    deployment.move(maya, lee_uid, LEE_MON + timedelta(days=21), LEE_MON + timedelta(days=29))
 
     result = deployment.once(T0 + timedelta(hours=1))
     assert result.errors == []
@@ -144,8 +133,7 @@ def test_cancellation_offers_free_slots_in_the_same_week(deployment: Deployment)
     maya, _ = setup(deployment)
     deployment.once(T0)
     lee_uid = uid_of(deployment, "lee@acme.test")
-    with deployment.edit(maya, lee_uid) as cal:
-        occurrence(cal, LEE_MON)["STATUS"] = "CANCELLED"
+    deployment.cancel(maya, lee_uid, LEE_MON)
     deployment.once(T0 + timedelta(hours=1))
     (warning,) = deployment.mail_of("cancellation")
     body = text_of(warning)
@@ -163,8 +151,7 @@ def test_a_week_11_skip_says_so_and_is_escalated(deployment: Deployment) -> None
     deployment.once(before)
     lee_uid = uid_of(deployment, "lee@acme.test")
     week11_monday = datetime(2027, 1, 11, 9, 0, tzinfo=CHI)
-    with deployment.edit(maya, lee_uid) as cal:
-        occurrence(cal, week11_monday)["STATUS"] = "CANCELLED"
+    deployment.cancel(maya, lee_uid, week11_monday)
     deployment.once(before + timedelta(hours=1))
     assert deployment.mail_of("cancellation") == []
     (skip,) = deployment.mail_of("week11_skip")

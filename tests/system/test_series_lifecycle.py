@@ -201,14 +201,13 @@ def test_peoples_text_outside_the_markers_is_kept_when_the_block_is_rewritten(
     maya, _ = setup(deployment)
     deployment.once(T0)
     sam = deployment.rep_series(maya, "sam@acme.test")[0]
-    with deployment.edit(maya, sam.uid) as cal:
-        for event in cal.walk("VEVENT"):
-            text = str(event.get("DESCRIPTION", ""))
-            block = extract_block(text) or ""
-            mangled = text.replace(block, block.replace("Commitment:", "Comitment (typo):"))
-            event["DESCRIPTION"] = (
-                "Zoom: https://zoom.example/j/1\n" + mangled + "\n\nBring the renewal deck."
-            )
+
+    def retype(text: str) -> str:
+        block = extract_block(text) or ""
+        mangled = text.replace(block, block.replace("Commitment:", "Comitment (typo):"))
+        return "Zoom: https://zoom.example/j/1\n" + mangled + "\n\nBring the renewal deck."
+
+    deployment.edit_descriptions(maya, sam.uid, retype)
     result = deployment.once(T0 + timedelta(hours=1))
     assert result.writes == 1  # the one series' blocks, in one write
     sam = deployment.rep_series(maya, "sam@acme.test")[0]
