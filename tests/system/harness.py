@@ -22,6 +22,7 @@ from icalendar import Calendar, vCalAddress
 
 from daemon.config import Config, load
 from daemon.core.observed import ObservedSeries
+from daemon.errors import NotFound
 from daemon.graph_http import GraphClient, GraphSettings
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
@@ -130,6 +131,14 @@ class Deployment:
         cal = self.get(manager, uid)
         yield cal
         self.put(manager, uid, cal)
+
+    def untouched(self, manager: str) -> bool:
+        """Nothing was ever written for ``manager``: not even the calendar exists."""
+        try:
+            self.series(manager)
+        except NotFound:
+            return True
+        return False
 
     # --- a person's hands, the same on every calendar ------------------------------------------
 
@@ -276,6 +285,11 @@ class OutlookDeployment(Deployment):
             "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
             "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
         })  # fmt: skip
+
+    def untouched(self, manager: str) -> bool:
+        assert self.graph is not None
+        box = self.graph.mailboxes.get(manager)
+        return box is None or (not box.events and len(box.calendars) == 1)
 
     def get_raw(self, manager: str, uid: str) -> bytes:
         pytest.skip("edits iCalendar text directly; Outlook's hands are in test_graph_provider")
