@@ -71,9 +71,10 @@ _MASTER_SELECT = (
 )
 _READ = {"Prefer": 'outlook.timezone="UTC", outlook.body-content-type="text"'}
 _UTC = {"Prefer": 'outlook.timezone="UTC"'}
+_DELTA = {"Prefer": 'outlook.timezone="UTC", odata.maxpagesize=100'}
 # Delta covers this window; the planner looks 8 days back and a few weeks ahead.
 WINDOW_BACK = timedelta(days=35)
-WINDOW_AHEAD = timedelta(days=400)
+WINDOW_AHEAD = timedelta(days=120)  # series are made at most weeks ahead
 WINDOW_SLIDE = timedelta(days=14)  # a token whose window started longer ago is renewed
 PRIMARY = "primary"
 
@@ -267,6 +268,7 @@ class GraphCalendarProvider:
             return failed
         path = self._calendar_path(manager) + "/events"
         requests = [Request("POST", path, body=r.body) for _, r in bodies]
+        made: dict[str, SeriesSpec] = {}
         for (spec, _), request, response in zip(
             bodies, requests, self.client.batch(requests), strict=True
         ):
@@ -278,13 +280,10 @@ class GraphCalendarProvider:
                 continue
             master = str(response.body["id"])
             self._box(manager).masters[master] = spec.uid
-            if spec.occurrence_descriptions:
-                try:
-                    self._write_occurrences(manager, master, spec.occurrence_descriptions)
-                except ProviderError as err:
-                    if isinstance(err, Transient):
-                        raise
-                    failed[spec.uid] = err
+            made[master] = spec
+        agendas = {m: spec.occurrence_descriptions for m, spec in made.items()}
+        for master, error in self._write_occurrences_many(manager, agendas).items():
+            failed[made[master].uid] = error
         return failed
 
     def diagnose(self, manager: str) -> list[Check]:
@@ -441,7 +440,7 @@ class GraphCalendarProvider:
             }
         else:
             params = {"$deltatoken": delta_token}
-        items, last = self.client.pages(Request("GET", path, params=params, headers=_UTC))
+        items, last = self.client.pages(Request("GET", path, params=params, headers=_DELTA))
         link = str(last.get("@odata.deltaLink") or "")
         found = re.search(r"[?&]\$?deltatoken=([^&]+)", link)
         if not found:
@@ -635,49 +634,65 @@ class GraphCalendarProvider:
         }
 
     def _write_occurrences(self, manager: str, master: str, blocks: Mapping[datetime, str]) -> None:
-        originals = sorted(blocks)
-        answer = self.client.pages(
-            Request(
-                "GET",
-                f"/users/{manager}/events/{master}/instances",
-                params={
-                    "startDateTime": (originals[0] - timedelta(days=8))
-                    .astimezone(UTC)
-                    .strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "endDateTime": (originals[-1] + timedelta(days=8))
-                    .astimezone(UTC)
-                    .strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "$select": "id,originalStart,body,type",
-                },  # fmt: skip
-                headers=_UTC,
-            )
-        )[0]
-        by_original = {
-            datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
-            for i in answer
-            if i.get("originalStart")
-        }
-        patches: list[Request] = []
-        for original in originals:
-            instance = by_original.get(original.astimezone(UTC))
-            if instance is None:
-                log.debug("occurrence %s of %s is not on the calendar", original, master)
+        failed = self._write_occurrences_many(manager, {master: blocks})
+        if master in failed:
+            raise failed[master]
+
+    def _write_occurrences_many(
+        self, manager: str, work: Mapping[str, Mapping[datetime, str]]
+    ) -> dict[str, ProviderError]:
+        """Occurrence agendas of several series: their instances read in one ``$batch``, the
+        PATCHes in another (20 to a round trip). The masters that failed, with why."""
+        failed: dict[str, ProviderError] = {}
+        masters = [m for m, blocks in work.items() if blocks]
+        reads = [self._instances_request(manager, m, sorted(work[m])) for m in masters]
+        patches: list[tuple[str, Request]] = []
+        for master, request, response in zip(masters, reads, self.client.batch(reads), strict=True):
+            if response.status != 200:
+                failed[master] = failure(request, response)
                 continue
-            content = str((instance.get("body") or {}).get("content") or "")
-            new = splice_html(content, blocks[original])
-            # An occurrence gets its own copy (an exception) even when the text is the same, as
-            # the contract asks: later series-wide edits then leave this meeting's agenda alone.
-            if new != content or instance.get("type") == "occurrence":
-                patches.append(
-                    Request(
-                        "PATCH",
-                        f"/users/{manager}/events/{instance['id']}",
-                        body={"body": {"contentType": "html", "content": new}},
-                    )
-                )
-        for request, response in zip(patches, self.client.batch(patches), strict=True):
-            if response.status not in (200, 204):
-                raise failure(request, response)
+            by_original = {
+                datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
+                for i in (response.body or {}).get("value") or []
+                if i.get("originalStart")
+            }
+            for original, block in sorted(work[master].items()):
+                instance = by_original.get(original.astimezone(UTC))
+                if instance is None:
+                    log.debug("occurrence %s of %s is not on the calendar", original, master)
+                    continue
+                content = str((instance.get("body") or {}).get("content") or "")
+                new = splice_html(content, block)
+                # An occurrence gets its own copy (an exception) even when the text is the same,
+                # as the contract asks: series-wide edits then leave this meeting's agenda alone.
+                if new != content or instance.get("type") == "occurrence":
+                    body = {"body": {"contentType": "html", "content": new}}
+                    path = f"/users/{manager}/events/{instance['id']}"
+                    patches.append((master, Request("PATCH", path, body=body)))
+        answers = self.client.batch([r for _, r in patches])
+        for (master, request), response in zip(patches, answers, strict=True):
+            if response.status not in (200, 204) and master not in failed:
+                failed[master] = failure(request, response)
+        for error in failed.values():
+            if isinstance(error, Transient):
+                raise error
+        return failed
+
+    def _instances_request(self, manager: str, master: str, originals: list[datetime]) -> Request:
+        def utc(moment: datetime) -> str:
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        return Request(
+            "GET",
+            f"/users/{manager}/events/{master}/instances",
+            params={
+                "startDateTime": utc(originals[0] - timedelta(days=8)),
+                "endDateTime": utc(originals[-1] + timedelta(days=8)),
+                "$select": "id,originalStart,body,type",
+                "$top": "100",
+            },
+            headers=_UTC,
+        )
 
     # -- lookups ----------------------------------------------------------------------------------
 

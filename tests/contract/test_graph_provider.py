@@ -11,6 +11,7 @@ import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -336,3 +337,19 @@ def test_diagnose_a_wrong_secret_raises_the_aadsts_line(graph: FakeGraph, mailbo
     provider = GraphCalendarProvider(graph_client(graph, client_secret="nope"), CALENDAR)
     with pytest.raises(AuthError, match="AADSTS7000215"):
         provider.diagnose(mailbox)
+
+
+def test_a_certificate_instead_of_a_secret(graph: FakeGraph, mailbox: str, tmp_path: Path) -> None:
+    pem = graph.register_certificate(tmp_path)
+    provider = GraphCalendarProvider(
+        graph_client(graph, client_secret=None, certificate_file=str(pem)), CALENDAR
+    )
+    provider.ensure_calendar(mailbox)  # msal signed a client assertion the tenant accepted
+    (tmp_path / "other").mkdir()
+    other = FakeGraph(tmp_path / "other")  # a certificate this app never uploaded
+    other_pem = other.register_certificate(tmp_path / "other")
+    stranger = GraphCalendarProvider(
+        graph_client(graph, client_secret=None, certificate_file=str(other_pem)), CALENDAR
+    )
+    with pytest.raises(AuthError, match="AADSTS700027"):
+        stranger.ensure_calendar(mailbox)

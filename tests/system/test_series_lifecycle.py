@@ -10,10 +10,11 @@ import textwrap
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from icalendar import Calendar, Event
 
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, extract_block
-from tests.system.harness import Deployment
+from tests.system.harness import Deployment, OutlookDeployment
 
 NY = ZoneInfo("America/New_York")
 DENVER = ZoneInfo("America/Denver")
@@ -307,3 +308,17 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("cadence: ") and f"127.0.0.1:{port}" in line
     assert "Traceback" not in result.stderr
+
+
+def test_on_outlook_a_mailbox_the_app_may_not_use_is_reported_and_the_others_go_on(
+    deployment: Deployment,
+) -> None:
+    if not isinstance(deployment, OutlookDeployment) or deployment.graph is None:
+        pytest.skip("application access policies are Microsoft 365's")
+    maya, raj = setup(deployment, sam_manager=None)
+    deployment.graph.add_mailbox(raj).denied = True  # outside the app's access policy
+    result = deployment.once(T0)
+    [error] = result.errors
+    assert raj in error and "Calendars.ReadWrite" in error and "\n" not in error
+    assert len(deployment.series(maya)) == 4  # Maya's reps are not held up
+    assert [p.key for p in result.problems] == [f"calendar-access {raj}"]
