@@ -47,7 +47,7 @@ def write(d: Deployment, *, zone: str = "America/Chicago", interval: int = 60) -
         reps: roster.csv
         state_dir: {d.root / "state"}
         interval_seconds: {interval}
-        calendar: {{caldav: {{url: '{d.url}'}}}}
+        calendar: {d.calendar_config()}
         mail: {{from: 'cadence <cadence@acme.test>', maildir: {d.root / "outbox"}}}
         """)
     )
