@@ -245,7 +245,7 @@ class GraphCalendarProvider:
         body = self._event_body(series)
         path = self._calendar_path(manager) + "/events"
         made = self.client.call(Request("POST", path, body=body), ok=(201, 200))
-        master = str(made.body["id"])
+        master = _id_of(made.body, manager)
         self._box(manager).masters[master] = series.uid
         if series.occurrence_descriptions:
             self._write_occurrences(manager, master, series.occurrence_descriptions)
@@ -278,7 +278,7 @@ class GraphCalendarProvider:
                     raise error
                 failed[spec.uid] = error
                 continue
-            master = str(response.body["id"])
+            master = _id_of(response.body, manager)
             self._box(manager).masters[master] = spec.uid
             made[master] = spec
         agendas = {m: spec.occurrence_descriptions for m, spec in made.items()}
@@ -508,7 +508,13 @@ class GraphCalendarProvider:
                 continue
             if response.status != 200:
                 raise failure(request, response)
-            read = self._observe(response.body)
+            try:
+                read = self._observe(response.body)
+            except (KeyError, ValueError, TypeError, AttributeError) as err:
+                raise ProviderError(
+                    f"Microsoft Graph sent an event of {manager}'s that cadence cannot read"
+                    f" ({type(err).__name__}: {err})"
+                ) from None
             if read is None:
                 box.foreign.add(master)
                 box.masters.pop(master, None)
@@ -773,6 +779,12 @@ class GraphCalendarProvider:
             str(data.get("originalStartTimeZone")), "UTC"
         )
         return _zone(name)
+
+
+def _id_of(body: Any, manager: str) -> str:
+    if not isinstance(body, dict) or not body.get("id"):
+        raise ProviderError(f"Microsoft Graph created an event for {manager} but sent no id")
+    return str(body["id"])
 
 
 def _attendees(values: Any) -> tuple[Attendee, ...]:

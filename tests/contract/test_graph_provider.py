@@ -353,3 +353,11 @@ def test_a_certificate_instead_of_a_secret(graph: FakeGraph, mailbox: str, tmp_p
     )
     with pytest.raises(AuthError, match="AADSTS700027"):
         stranger.ensure_calendar(mailbox)
+
+
+def test_an_unexpected_answer_is_a_clear_error_not_a_traceback(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    graph.garbage = "calendarView"
+    with pytest.raises(ProviderError, match="not JSON"):
+        calendar.changes(mailbox, None)
