@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/reconcile_scale.py
 	$(BIN)/python benchmarks/cli_scale.py
 	$(BIN)/python benchmarks/graph_scale.py
+	$(BIN)/python benchmarks/google_scale.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis

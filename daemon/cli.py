@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         help="recreate series even when a whole calendar lost them (overrides the safety valve)",
     )
     with_config(sub.add_parser("run", help="the daemon: a pass every interval_seconds"))
+    with_config(
+        sub.add_parser("doctor", help="check credentials, calendars and mail; write nothing")
+    )
     return parser
 
 
@@ -149,7 +152,15 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-COMMANDS = {"validate": _validate, "plan": _plan, "once": _once, "run": _run}
+def _doctor(args: argparse.Namespace) -> int:
+    from daemon.doctor import diagnose, render
+
+    rows = diagnose(load(args.config))
+    print(render(rows))
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_FAILED
+
+
+COMMANDS = {"validate": _validate, "plan": _plan, "once": _once, "run": _run, "doctor": _doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

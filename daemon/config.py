@@ -70,9 +70,16 @@ class OutlookSettings(_Settings):
     calendar: str = Field(default="primary", min_length=1)  # or a calendar cadence creates
 
 
+class GoogleSettings(_Settings):
+    credentials_file: Path  # a service-account key with domain-wide delegation (0600)
+    calendar_id: str = "primary"  # which calendar of each manager holds the series
+    api_endpoint: str = "https://www.googleapis.com/"  # another host: a proxy or a test server
+
+
 class CalendarSettings(_Settings):
     provider: Literal["caldav", "google", "outlook"] = "caldav"
     caldav: CalDAVSettings = CalDAVSettings()
+    google: GoogleSettings | None = None
     outlook: OutlookSettings | None = None
 
     @model_validator(mode="after")
@@ -91,11 +98,17 @@ class SmtpSettings(_Settings):
     password_file: Path | None = None
 
 
+class GmailSettings(_Settings):
+    credentials_file: Path | None = None  # None: calendar.google's service account
+    api_endpoint: str = "https://gmail.googleapis.com/"
+
+
 class MailSettings(_Settings):
     transport: Literal["maildir", "smtp", "gmail", "graph"] = "maildir"
     maildir: Path = Path("var/outbox")
     sender: str = Field(default="cadence <cadence@localhost>", alias="from")
     smtp: SmtpSettings | None = None
+    gmail: GmailSettings = GmailSettings()
 
 
 class TemplateSettings(_Settings):

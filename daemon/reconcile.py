@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -142,10 +142,14 @@ def open_calendar(
         from daemon.providers.graph import open_outlook
 
         return open_outlook(config, clock)
+    if settings.calendar.provider == "google":
+        from daemon.providers.google import open_google
+
+        return open_google(config.path, settings.calendar.google)
     if settings.calendar.provider != "caldav":
         raise ConfigError(
             [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
-             " in this version yet; use caldav"]
+             " in this version yet; use caldav, google or outlook"]
         )  # fmt: skip
     from daemon.providers.caldav import CalDAVProvider
 
@@ -186,9 +190,13 @@ def open_mailer(config: Config) -> Mailer:
         from daemon.mail.graph import GraphMailer
 
         return GraphMailer(client_for(config), mail.sender)  # the calendar's app registration
+    if mail.transport == "gmail":
+        from daemon.mail.gmail import open_gmail
+
+        return open_gmail(config.path, config.settings)
     raise ConfigError(
         [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
-         " yet; use maildir, smtp or graph"]
+         " yet; use maildir, smtp, gmail or graph"]
     )  # fmt: skip
 
 
@@ -389,9 +397,11 @@ class Executor:
         self.down_managers: set[str] = set()
         self.mail_down = False
         self.log = logs.get()
+        self.created: dict[str, ProviderError | None] = {}
 
     def run(self, plan: Plan) -> None:
         settings = self.rt.config.settings
+        self.created = self._create_ahead(plan.actions)
         for action in plan.actions:
             rep = action.rep
             manager = getattr(action, "manager", None)
@@ -440,21 +450,58 @@ class Executor:
                         )
                     )
 
+    def _record(self, action: CreateSeries) -> SeriesRecord:
+        spec = action.spec
+        return SeriesRecord(
+            uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
+            rrule=spec.rrule, timezone=spec.timezone, start=spec.start.isoformat(),
+            until=spec.until.isoformat() if spec.until else None,
+            fingerprint=action.fingerprint, state="active" if action.restore else "pending",
+            updated_at=_utc(self.now),
+        )  # fmt: skip
+
+    def _create_ahead(self, actions: Sequence[object]) -> dict[str, ProviderError | None]:
+        """The pass's new series, made first with one ``create_many`` per manager (a provider
+        with batch requests then makes a cold start cost a few round trips per manager).
+
+        Each is in the ledger as pending before, exactly as a single create; the outcome is
+        taken up at the action's turn (``write``). Only when every write fits the pass's cap.
+        """
+        creates = [a for a in actions if isinstance(a, CreateSeries)]
+        writes = sum(isinstance(a, CreateSeries | EndSeries | WriteAgendas) for a in actions)
+        if not creates or writes > self.rt.config.settings.max_writes_per_pass:
+            return {}
+        groups: dict[str, list[CreateSeries]] = {}
+        for action in creates:
+            groups.setdefault(action.manager, []).append(action)
+        outcome: dict[str, ProviderError | None] = {}
+        for manager, group in groups.items():
+            with self.rt.ledger.transaction():
+                for action in group:
+                    self.rt.ledger.upsert_series(self._record(action))
+            faults.point("series-pending")
+            try:
+                failed = self.rt.provider.create_many(manager, [a.spec for a in group])
+            except ProviderError as exc:  # the whole calendar: each action reports it
+                failed = {a.spec.uid: exc for a in group}
+            for action in group:
+                outcome[action.spec.uid] = failed.get(action.spec.uid)
+        return outcome
+
     def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
         ledger, provider = self.rt.ledger, self.rt.provider
         if isinstance(action, CreateSeries):
             spec = action.spec
-            record = SeriesRecord(
-                uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
-                rrule=spec.rrule, timezone=spec.timezone, start=spec.start.isoformat(),
-                until=spec.until.isoformat() if spec.until else None,
-                fingerprint=action.fingerprint, state="active" if action.restore else "pending",
-                updated_at=_utc(self.now),
-            )  # fmt: skip
-            with ledger.transaction():
-                ledger.upsert_series(record)
-            faults.point("series-pending")
-            provider.create_series(action.manager, spec)
+            record = self._record(action)
+            if spec.uid in self.created:
+                error = self.created.pop(spec.uid)
+                if error is not None:
+                    raise error
+            else:
+                with ledger.transaction():
+                    ledger.upsert_series(record)
+                faults.point("series-pending")
+                provider.create_series(action.manager, spec)
             faults.point("series-created")
             with ledger.transaction():
                 ledger.upsert_series(_with(record, state="active"))

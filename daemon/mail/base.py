@@ -10,7 +10,12 @@ from __future__ import annotations
 from email.message import EmailMessage
 from typing import Protocol
 
+from daemon.checks import Check
+
 
 class Mailer(Protocol):
     def send(self, message: EmailMessage) -> None:
         """Deliver one fully built message (headers, multipart text + HTML)."""
+
+    def diagnose(self) -> list[Check]:
+        """Whether messages could go (for ``cadence doctor``), checked without sending."""

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+from daemon.checks import Check
 from daemon.errors import MailUnavailable
 
 _SUBDIRS = ("tmp", "new", "cur")
@@ -44,6 +45,14 @@ class MaildirMailer:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise MailUnavailable(f"cannot write to the Maildir {self.path}: {reason}") from None
+
+    def diagnose(self) -> list[Check]:
+        place = self.path
+        while not place.exists() and place != place.parent:
+            place = place.parent  # made on the first send: its nearest existing parent decides
+        ok = place.is_dir() and os.access(place, os.W_OK | os.X_OK)
+        detail = str(self.path) if ok else f"{place} is not writable by this user"
+        return [Check("maildir writable", str(self.path), ok, detail)]
 
     def contains(self, key: str) -> bool:
         """Whether a message with this ``message_key`` sits in ``new/`` or ``cur/``."""

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from typing import Literal
 
 from daemon import logs
+from daemon.checks import Check
 from daemon.errors import MailError, MailRejected, MailUnavailable
 
 Security = Literal["starttls", "tls", "none"]
@@ -71,6 +72,16 @@ class SmtpMailer:
                 message_id=str(message["Message-ID"]),
                 refused=_describe_refused(refused),
             )
+
+    def diagnose(self) -> list[Check]:
+        """Connect, secure and log in as a send would, then quit without a message."""
+        try:
+            _close(self._connect())
+        except (smtplib.SMTPException, OSError) as exc:
+            probe = EmailMessage()
+            probe["Message-ID"] = "<doctor>"
+            return [Check("mail server", self.server, False, str(self._translate(exc, probe)))]
+        return [Check("mail server", self.server, True, f"security {self.security}")]
 
     def _connect(self) -> smtplib.SMTP:
         context = self._ssl_context or ssl.create_default_context()

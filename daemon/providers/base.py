@@ -9,11 +9,16 @@ Designed for CalDAV, Google Calendar v3 and Microsoft Graph alike:
 * ``create_series``   idempotent on ``SeriesSpec.uid``: CalDAV ``UID`` + ``If-None-Match: *``;
   Google client-supplied ``id`` (base32hex of the uid) where a 409 means "already there" (also
   for a deleted event's tombstone: un-cancel it); Graph ``transactionId``.
+* ``create_many``     several ``create_series`` for one manager, answering per uid, so that a
+  provider with batch requests (Google, Graph ``$batch``) makes a cold start cost a few round
+  trips per manager instead of several per series; CalDAV creates them one by one.
 * ``end_series``      ``RRULE UNTIL`` (UTC when DTSTART has a TZID); Graph PATCHes the whole
   ``recurrence`` with ``range.type: endDate``.
 * ``write_agendas``   the series' and some occurrences' agenda blocks (overrides with
   ``RECURRENCE-ID`` / instance PATCH); only the text between the markers is owned.
 * ``free_busy``       busy intervals for slot choice and reschedule suggestions.
+* ``diagnose``        ``cadence doctor``'s rows for one manager: reachable, writable, permitted;
+  writes nothing.
 
 Errors leave a provider only as ``daemon.errors.ProviderError`` subclasses.
 """
@@ -25,12 +30,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol
 
+from daemon.checks import Check
 from daemon.core.observed import OWNER_PROPERTY as OWNER_PROPERTY
 from daemon.core.observed import Attendee as Attendee
 from daemon.core.observed import Changes as Changes
 from daemon.core.observed import ObservedOverride as ObservedOverride
 from daemon.core.observed import ObservedSeries as ObservedSeries
 from daemon.core.observed import SeriesSpec as SeriesSpec
+from daemon.errors import ProviderError
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,12 @@ class CalendarProvider(Protocol):
     def create_series(self, manager: str, series: SeriesSpec) -> None:
         """Create the series; succeeds without a second copy when the uid already exists."""
 
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        """``create_series`` for each; the uids that failed, with why. A ``Transient`` failure
+        of the whole calendar is raised instead."""
+
     def end_series(self, manager: str, uid: str, until: date) -> None:
         """Let the series occur up to and including ``until`` (series zone), then stop.
 
@@ -80,3 +93,6 @@ class CalendarProvider(Protocol):
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         """Busy intervals per person between ``start`` and ``end``."""
+
+    def diagnose(self, manager: str) -> list[Check]:
+        """Whether cadence can work on this manager's calendar, checked without writing."""

@@ -29,6 +29,7 @@ from caldav.lib import error as dav_error
 from icalendar import Calendar
 from lxml import etree
 
+from daemon.checks import Check
 from daemon.errors import (
     AuthError,
     Conflict,
@@ -75,6 +76,14 @@ _MKCALENDAR_BODY = (
     "<D:displayname>1:1s (cadence)</D:displayname>"
     '<C:supported-calendar-component-set><C:comp name="VEVENT"/>'
     "</C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"
+)
+
+
+_PROBE_NAME = "cadence-doctor-probe.ics"
+_PROBE_BODY = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cadence//doctor//EN\r\nBEGIN:VEVENT\r\n"
+    "UID:cadence-doctor-probe\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300101T000000Z\r\n"
+    "END:VEVENT\r\nEND:VCALENDAR\r\n"
 )
 
 
@@ -228,6 +237,19 @@ class CalDAVProvider:
         if status == 412:
             log.debug("series %s already on the calendar", series.uid)
 
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        failed: dict[str, ProviderError] = {}
+        for spec in series:
+            try:
+                self.create_series(manager, spec)
+            except Transient:
+                raise
+            except ProviderError as err:
+                failed[spec.uid] = err
+        return failed
+
     def end_series(self, manager: str, uid: str, until: date) -> None:
         def change(cal: Calendar) -> bool | _Remove:
             # A series ended before its first day never took place: there is no history to
@@ -255,6 +277,32 @@ class CalDAVProvider:
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         return {}
+
+    def diagnose(self, manager: str) -> list[Check]:
+        url = self._calendar_url(manager)
+        where = _public(url)
+        try:
+            found = self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404})
+        except ProviderError as err:
+            return [Check("calendar reachable", manager, False, str(err))]
+        if found.status == 404:
+            return [
+                Check(
+                    "calendar reachable", manager, True, f"{where} missing: made on the first pass"
+                )
+            ]
+        rows = [Check("calendar reachable", manager, True, where)]
+        # A PUT whose If-Match nothing matches: the server checks the right to write, then
+        # refuses the precondition (412), and nothing is written.
+        probe = url + _PROBE_NAME
+        headers = {"If-Match": '"cadence-doctor-probe"', **_ICS}
+        try:
+            sent = self._request("PUT", probe, _PROBE_BODY, headers, ok={201, 204, 412})
+        except ProviderError as err:
+            return [*rows, Check("calendar writable", manager, False, str(err))]
+        if sent.status != 412:  # a server that ignored If-Match: take the probe back
+            self._request("DELETE", probe, "", None, ok={200, 204, 404})
+        return [*rows, Check("calendar writable", manager, True, "write permitted")]
 
     # -- helpers -----------------------------------------------------------------------------
 

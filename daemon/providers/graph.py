@@ -199,7 +199,7 @@ class GraphCalendarProvider:
         self.calendar = calendar
         self._clock = clock or (lambda: datetime.now(UTC))
         self._boxes: dict[str, _Mailbox] = {}
-        self._diagnosed_token = False
+        self._roles: set[str] | None = None  # the token's permissions, once diagnosed
 
     def _box(self, manager: str) -> _Mailbox:
         return self._boxes.setdefault(manager.lower(), _Mailbox())
@@ -287,41 +287,37 @@ class GraphCalendarProvider:
         return failed
 
     def diagnose(self, manager: str) -> list[Check]:
-        """Token, permissions, mailbox and calendar of one manager; nothing is written."""
+        """Token and permissions (once), then this manager's mailbox and calendar: reachable
+        (read), writable (the Calendars.ReadWrite application permission, since Graph has no
+        write that can be refused on purpose). Nothing is written."""
         rows: list[Check] = []
-        if not self._diagnosed_token:
-            roles = self.client.roles()  # raises AuthError with the AADSTS line when refused
+        if self._roles is None:
+            self._roles = self.client.roles()  # raises AuthError with the AADSTS line
             rows.append(Check("token", self.client.settings.tenant_id, True,
                               f"app {self.client.settings.client_id}"))  # fmt: skip
-            missing = sorted({"Calendars.ReadWrite", "MailboxSettings.Read"} - roles)
-            rows.append(
-                Check(
-                    "permissions",
-                    "calendar",
-                    not missing,
-                    "grant (application) and admin-consent " + ", ".join(missing)
-                    if missing
-                    else "Calendars.ReadWrite, MailboxSettings.Read",
-                )  # fmt: skip
-            )
-            self._diagnosed_token = True
+            hours = "MailboxSettings.Read" in self._roles
+            rows.append(Check("working hours", "MailboxSettings.Read", hours, "granted" if hours
+                              else "grant it (application) and admin-consent it"))  # fmt: skip
         try:
             self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
-            rows.append(Check("mailbox", manager, True, "reachable"))
-        except ProviderError as err:
-            rows.append(Check("mailbox", manager, False, str(err)))
-            return rows
-        try:
             self._calendar_path(manager)
-            rows.append(Check("calendar", manager, True, self.calendar))
+            rows.append(Check("calendar reachable", manager, True, self.calendar))
         except NotFound as err:
-            if self.calendar == PRIMARY:
-                rows.append(Check("calendar", manager, False, str(err)))
-            else:
-                detail = f"{self.calendar!r} will be created by the first pass"
-                rows.append(Check("calendar", manager, True, detail))
+            if self.calendar == PRIMARY or "does not exist in the tenant" in str(err):
+                rows.append(Check("calendar reachable", manager, False, str(err)))
+                return rows
+            detail = f"{self.calendar!r} will be created by the first pass"
+            rows.append(Check("calendar reachable", manager, True, detail))
         except ProviderError as err:
-            rows.append(Check("calendar", manager, False, str(err)))
+            rows.append(Check("calendar reachable", manager, False, str(err)))
+            return rows
+        writable = "Calendars.ReadWrite" in self._roles
+        grant = "grant Calendars.ReadWrite (application) and admin-consent it"
+        rows.append(
+            Check(
+                "calendar writable", manager, writable, "Calendars.ReadWrite" if writable else grant
+            )
+        )
         return rows
 
     def end_series(self, manager: str, uid: str, until: date) -> None:

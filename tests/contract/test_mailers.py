@@ -29,10 +29,12 @@ import pytest
 
 from daemon.errors import MailRejected, MailUnavailable
 from daemon.mail.base import Mailer
+from daemon.mail.gmail import GmailMailer
 from daemon.mail.graph import GraphMailer
 from daemon.mail.maildir import MaildirMailer
 from daemon.mail.message import build_message
 from daemon.mail.smtp import SmtpMailer
+from tests.fixtures.google import FakeGoogle, Fault
 from tests.fixtures.graph import FakeGraph, graph_client
 from tests.fixtures.smtp import (
     SMTP_PASSWORD,
@@ -95,11 +97,14 @@ def maildir_deliveries(box: Path) -> list[Delivery]:
     return found
 
 
-@pytest.fixture(params=["maildir", "smtp", "graph"])
+@pytest.fixture(params=["maildir", "smtp", "gmail", "graph"])
 def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transport]:
     if request.param == "maildir":
         box = tmp_path / "outbox"
         yield Transport("maildir", MaildirMailer(box), lambda: maildir_deliveries(box))
+        return
+    if request.param == "gmail":
+        yield gmail_transport(request.getfixturevalue("google_server"))
         return
     if request.param == "graph":
         graph: FakeGraph = request.getfixturevalue("graph")
@@ -121,6 +126,22 @@ def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transp
         ]
 
     yield Transport("smtp", mailer, delivered)
+
+
+def gmail_transport(google: FakeGoogle) -> Transport:
+    google.add_user("cadence@acme.test")
+    mailer = GmailMailer(google.key_info(), "cadence@acme.test", root=google.url)
+    first = len(google.sent)
+
+    def delivered() -> list[Delivery]:
+        found = []
+        for _sender, raw in google.sent[first:]:
+            message = BytesParser(policy=default).parsebytes(raw)
+            assert isinstance(message, EmailMessage)
+            found.append(Delivery(message, frozenset(addresses(message, "To", "Cc", "Bcc"))))
+        return found
+
+    return Transport("gmail", mailer, delivered)
 
 
 def test_a_sent_message_arrives_once_as_text_and_html(transport: Transport) -> None:
@@ -486,3 +507,52 @@ def test_graph_diagnose_checks_mail_send_and_the_sender_without_sending(
         ("sender mailbox", "cadence@acme.test", True),
     ]
     assert graph.sent == []
+
+
+# --- Gmail ----------------------------------------------------------------------------------------
+
+
+def test_gmail_sends_as_the_from_mailbox_with_only_the_send_scope(
+    google_server: FakeGoogle,
+) -> None:
+    transport = gmail_transport(google_server)
+    transport.mailer.send(make_message())
+    assert google_server.sent[-1][0] == "cadence@acme.test"
+    google_server.delegated.discard("https://www.googleapis.com/auth/calendar.events")
+    try:  # the mailer never asks for calendar scopes
+        transport.mailer.send(make_message(to=["lee@acme.test"]))
+    finally:
+        google_server.delegated.add("https://www.googleapis.com/auth/calendar.events")
+    assert len(transport.delivered()) == 2
+
+
+def test_gmail_permanent_refusal_is_rejected(google_server: FakeGoogle) -> None:
+    transport = gmail_transport(google_server)
+    google_server.rejected_recipients.add("gone@acme.test")
+    with pytest.raises(MailRejected, match="for good"):
+        transport.mailer.send(make_message(to=["gone@acme.test"], cc=[]))
+    assert transport.delivered() == []
+
+
+def test_gmail_rate_limits_are_retried_then_unavailable(google_server: FakeGoogle) -> None:
+    waits: list[float] = []
+    google_server.add_user("cadence@acme.test")
+    mailer = GmailMailer(
+        google_server.key_info(), "cadence@acme.test", root=google_server.url, sleep=waits.append
+    )
+    google_server.fail(Fault(429, "rateLimitExceeded", retry_after=3, path="/messages/send"))
+    mailer.send(make_message())
+    assert waits == [3]
+    google_server.fail(Fault(503, "backendError", times=5, path="/messages/send"))
+    with pytest.raises(MailUnavailable):
+        mailer.send(make_message())
+
+
+def test_gmail_without_delegation_is_unavailable_and_says_what_to_grant(
+    google_server: FakeGoogle,
+) -> None:
+    google_server.add_user("noreply@acme.test")
+    google_server.no_delegation.add("noreply@acme.test")
+    mailer = GmailMailer(google_server.key_info(), "noreply@acme.test", root=google_server.url)
+    with pytest.raises(MailUnavailable, match="gmail.send"):
+        mailer.send(make_message())

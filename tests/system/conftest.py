@@ -6,26 +6,38 @@ from pathlib import Path
 import pytest
 
 from daemon.embedded import EmbeddedRadicale
+from tests.fixtures.google import FakeGoogle
 from tests.fixtures.graph import FakeGraph
-from tests.system.harness import Deployment, OutlookDeployment
+from tests.system.harness import Deployment, GoogleDeployment, OutlookDeployment
 
 _ids = itertools.count(1)
 
 
-@pytest.fixture(params=["caldav", "outlook"])
+@pytest.fixture(params=["caldav", "google", "outlook"])
 def deployment(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Deployment:
-    """A fresh deployment with its own managers' calendars: on the shared Radicale, or on
-    Microsoft 365 played by the local Graph (whose CA and client secret the daemon, in-process
-    or as a subprocess, gets from the environment, as an admin would give them)."""
+    """A fresh deployment with its own managers' calendars, on the shared Radicale, on the
+    local Google Calendar server or on Microsoft 365 played by the local Graph (whose CA and
+    client secret the daemon, in-process or as a subprocess, gets from the environment, as an
+    admin would give them); every system test using it runs on all three."""
+    if request.param == "outlook":
+        n = next(_ids)
+        graph: FakeGraph = request.getfixturevalue("graph")
+        graph.open_domain = "acme.test"
+        monkeypatch.setenv("CADENCE_GRAPH_SECRET", graph.client_secret)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_file))
+        return OutlookDeployment(tmp_path, graph.url, [f"omaya{n}@acme.test",
+                                 f"oraj{n}@acme.test"], graph=graph)  # fmt: skip
+    if request.param == "google":
+        n = next(_ids)
+        google: FakeGoogle = request.getfixturevalue("google_server")
+        return GoogleDeployment(tmp_path, "", [f"gmaya{n}@acme.test", f"graj{n}@acme.test"],
+                                google=google)  # fmt: skip
+    radicale: EmbeddedRadicale = request.getfixturevalue("radicale")
+    return caldav_deployment(tmp_path, radicale)
+
+
+def caldav_deployment(tmp_path: Path, radicale: EmbeddedRadicale) -> Deployment:
     n = next(_ids)
-    managers = [f"maya{n}@acme.test", f"raj{n}@acme.test"]
-    if request.param == "caldav":
-        radicale: EmbeddedRadicale = request.getfixturevalue("radicale")
-        return Deployment(tmp_path, radicale.url, managers)
-    graph: FakeGraph = request.getfixturevalue("graph")
-    graph.open_domain = "acme.test"
-    monkeypatch.setenv("CADENCE_GRAPH_SECRET", graph.client_secret)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_file))
-    return OutlookDeployment(tmp_path, graph.url, managers, graph=graph)
+    return Deployment(tmp_path, radicale.url, [f"maya{n}@acme.test", f"raj{n}@acme.test"])

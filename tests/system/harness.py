@@ -1,5 +1,11 @@
-"""A test deployment: a config on a real Radicale, a Maildir outbox, a ledger in tmp, and a
-person's hands on the calendar (raw iCalendar edits over HTTP, as a calendar app would make)."""
+"""A test deployment: a config on a real calendar server, a Maildir outbox, a ledger in tmp, and a
+person's hands on the calendar.
+
+``Deployment`` is CalDAV on a real Radicale (raw iCalendar edits over HTTP, as a calendar app
+would make them); ``GoogleDeployment`` is Google Calendar on the local Calendar v3 server (edits
+as the Google Calendar UI makes them: instance exceptions, deletions, attendees' answers). The
+system tests speak only the provider-neutral verbs (``cancel``, ``decline``, ``move``,
+``edit_texts``...), so each runs on both."""
 
 from __future__ import annotations
 
@@ -17,17 +23,17 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
-import pytest
 from icalendar import Calendar, vCalAddress
 
 from daemon.config import Config, load
 from daemon.core.observed import ObservedSeries
-from daemon.errors import NotFound
 from daemon.graph_http import GraphClient, GraphSettings
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
+from daemon.providers.google import GoogleCalendarProvider, event_id
 from daemon.providers.graph import GraphCalendarProvider, text_html
 from daemon.reconcile import PassResult, run_pass, runtime
+from tests.fixtures.google import FakeGoogle
 from tests.fixtures.graph import FakeGraph, html_to_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,11 +48,20 @@ class Deployment:
     root: Path
     url: str
     managers: list[str]
-    first_now: datetime | None = None  # the simulated time of the first pass
 
     @property
     def config_path(self) -> Path:
         return self.root / "cadence.yaml"
+
+    kind = "caldav"
+
+    def calendar_config(self) -> str:
+        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
+        return f"{{caldav: {calendar}}}"
+
+    def break_calendar(self, port: int) -> None:
+        """Point the config at a port where nothing listens."""
+        self.url = f"http://127.0.0.1:{port}/"
 
     def write_config(
         self, managers: str, reps: str, extra: str = "", mail: str | None = None
@@ -64,23 +79,16 @@ class Deployment:
             + extra
         )  # fmt: skip
 
-    def calendar_config(self) -> str:
-        calendar = f"{{url: '{self.url}'}}" if self.url else "{embedded_port: 0}"
-        return f"{{caldav: {calendar}}}"
-
     def config(self) -> Config:
         return load(self.config_path)
 
     def once(self, now: datetime, restore_missing: bool = False) -> PassResult:
-        self.first_now = self.first_now or now
         with runtime(self.config(), restore_missing=restore_missing) as rt:
             return run_pass(rt, now)
 
     def cli(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        if "--now" in args:
-            self.first_now = self.first_now or datetime.fromisoformat(args[args.index("--now") + 1])
         return subprocess.run(
             [sys.executable, "-m", "daemon.cli", *args, "--config", str(self.config_path)],
             capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
@@ -132,42 +140,38 @@ class Deployment:
         yield cal
         self.put(manager, uid, cal)
 
-    def untouched(self, manager: str) -> bool:
-        """Nothing was ever written for ``manager``: not even the calendar exists."""
-        try:
-            self.series(manager)
-        except NotFound:
-            return True
-        return False
+    # --- what people do, on any provider ------------------------------------------------------
 
-    # --- a person's hands, the same on every calendar ------------------------------------------
-
-    def edit_descriptions(
-        self, manager: str, uid: str, change: Callable[[str], str], only: datetime | None = None
-    ) -> None:
-        """Retype the series' text (the master and every override), or one occurrence's."""
+    def edit_texts(self, manager: str, uid: str, change: Callable[[str], str]) -> None:
+        """Someone edits the description of the series and of every occurrence with its own."""
         with self.edit(manager, uid) as cal:
-            events = [occurrence(cal, only)] if only else list(cal.walk("VEVENT"))
-            for event in events:
+            for event in cal.walk("VEVENT"):
                 event["DESCRIPTION"] = change(str(event.get("DESCRIPTION", "")))
 
-    def cancel(self, manager: str, uid: str, original: datetime) -> None:
-        """The organiser cancels one occurrence (an override with STATUS:CANCELLED)."""
+    def edit_occurrence_text(
+        self, manager: str, uid: str, original: datetime, change: Callable[[str], str]
+    ) -> None:
         with self.edit(manager, uid) as cal:
-            occurrence(cal, original)["STATUS"] = "CANCELLED"
+            event = occurrence(cal, original)
+            event["DESCRIPTION"] = change(str(event.get("DESCRIPTION", "")))
 
-    def remove(self, manager: str, uid: str, original: datetime) -> None:
-        """One occurrence deleted from the series (EXDATE)."""
+    def remove_occurrence(self, manager: str, uid: str, original: datetime) -> None:
+        """The occurrence deleted from the series (CalDAV: an EXDATE on the master)."""
         with self.edit(manager, uid) as cal:
             master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
             master.add("exdate", original)
 
+    def cancel(self, manager: str, uid: str, original: datetime) -> None:
+        """The occurrence cancelled (CalDAV: an override with STATUS:CANCELLED)."""
+        with self.edit(manager, uid) as cal:
+            occurrence(cal, original)["STATUS"] = "CANCELLED"
+
     def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
         with self.edit(manager, uid) as cal:
-            rep = vCalAddress(f"mailto:{email}")
-            rep.params["PARTSTAT"] = "DECLINED"
-            rep.params["CN"] = name
-            occurrence(cal, original)["ATTENDEE"] = rep
+            address = vCalAddress(f"mailto:{email}")
+            address.params["PARTSTAT"] = "DECLINED"
+            address.params["CN"] = name
+            occurrence(cal, original)["ATTENDEE"] = address
 
     def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
         with self.edit(manager, uid) as cal:
@@ -186,116 +190,6 @@ class Deployment:
 
     def mail_of(self, kind: str) -> list[Message]:
         return [m for m in self.mail() if m["X-Cadence-Kind"] == kind]
-
-
-@dataclass
-class OutlookDeployment(Deployment):
-    """The same deployment on Microsoft 365: the local Graph plays the tenant; ``url`` is its
-    address (the identity platform's too). People's hands work through Graph as Outlook's would;
-    a test that edits iCalendar text directly has no Outlook equivalent and is skipped here."""
-
-    graph: FakeGraph | None = None
-
-    def calendar_config(self) -> str:
-        assert self.graph is not None
-        return (
-            "{provider: outlook, outlook: {"
-            f"tenant_id: {self.graph.tenant}, client_id: {self.graph.client_id}, "
-            f"authority_host: '{self.url}', graph_endpoint: '{self.url}'}}}}"
-        )
-
-    def provider(self) -> CalendarProvider:
-        assert self.graph is not None
-        # The test's view of the calendar reaches back to the first pass: Graph lists through a
-        # window of time, and a series that ended months ago is still there to be counted.
-        now = self.first_now or datetime.now(UTC)
-        client = GraphClient(
-            GraphSettings(
-                tenant_id=self.graph.tenant, client_id=self.graph.client_id,
-                client_secret=self.graph.client_secret, authority_host=self.graph.url,
-                graph_endpoint=self.graph.url, ca_bundle=str(self.graph.ca_file),
-            )
-        )  # fmt: skip
-        return GraphCalendarProvider(client, clock=lambda: now)
-
-    def delete(self, manager: str, uid: str) -> None:
-        assert self.graph is not None
-        self._call("DELETE", f"/users/{manager}/events/{self.graph.master(manager, uid).id}")
-
-    # Outlook's hands: Graph calls as Outlook makes them (an occurrence deleted, not flagged).
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        assert self.graph is not None
-        headers = {"Authorization": f"Bearer {self.graph.issue_token()}",
-                   "Prefer": 'outlook.timezone="UTC"'}  # fmt: skip
-        raw = json.dumps(body).encode() if body is not None else b""
-        status, _, answer = self.graph.handle(method, f"/v1.0{path}", headers, raw)
-        assert status < 300, (status, answer)
-        return json.loads(answer) if answer else None
-
-    def _instance(self, manager: str, uid: str, original: datetime) -> dict[str, Any]:
-        assert self.graph is not None
-        master = self.graph.master(manager, uid).id
-        window = (
-            f"startDateTime={(original - timedelta(days=8)).astimezone(UTC):%Y-%m-%dT%H:%MZ}"
-            f"&endDateTime={(original + timedelta(days=8)).astimezone(UTC):%Y-%m-%dT%H:%MZ}"
-        )
-        instances = self._call("GET", f"/users/{manager}/events/{master}/instances?{window}")
-        wanted = original.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        [found] = [i for i in instances["value"] if i["originalStart"] == wanted]
-        return dict(found)
-
-    def edit_descriptions(
-        self, manager: str, uid: str, change: Callable[[str], str], only: datetime | None = None
-    ) -> None:
-        assert self.graph is not None
-        master = self.graph.master(manager, uid)
-        if only is not None:
-            ids = [self._instance(manager, uid, only)["id"]]
-        else:
-            ids = [master.id] + [
-                self._instance(manager, uid, datetime.fromisoformat(
-                    e["originalStart"].replace("Z", "+00:00")))["id"]
-                for e in master.exceptions.values()
-            ]  # fmt: skip
-        for event_id in ids:
-            body = self._call("GET", f"/users/{manager}/events/{event_id}")["body"]["content"]
-            text = change(html_to_text(body))
-            html = text_html(text)
-            self._call("PATCH", f"/users/{manager}/events/{event_id}",
-                       {"body": {"contentType": "html", "content": html}})  # fmt: skip
-
-    def cancel(self, manager: str, uid: str, original: datetime) -> None:
-        instance = self._instance(manager, uid, original)
-        self._call("DELETE", f"/users/{manager}/events/{instance['id']}")
-
-    remove = cancel  # in Outlook, both are the organiser deleting the occurrence
-
-    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
-        assert self.graph is not None
-        self.graph.respond(manager, self.graph.master(manager, uid).id, email, "declined",
-                           original=original)  # fmt: skip
-
-    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
-        instance = self._instance(manager, uid, original)
-        length = datetime.fromisoformat(instance["end"]["dateTime"][:19]) - datetime.fromisoformat(
-            instance["start"]["dateTime"][:19])  # fmt: skip
-        utc = start.astimezone(UTC)
-        self._call("PATCH", f"/users/{manager}/events/{instance['id']}", {
-            "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
-            "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
-        })  # fmt: skip
-
-    def untouched(self, manager: str) -> bool:
-        assert self.graph is not None
-        box = self.graph.mailboxes.get(manager)
-        return box is None or (not box.events and len(box.calendars) == 1)
-
-    def get_raw(self, manager: str, uid: str) -> bytes:
-        pytest.skip("edits iCalendar text directly; Outlook's hands are in test_graph_provider")
-
-    def put(self, manager: str, uid: str, cal: Calendar | bytes) -> None:
-        pytest.skip("edits iCalendar text directly; Outlook's hands are in test_graph_provider")
 
 
 def text_of(message: Message) -> str:
@@ -317,6 +211,8 @@ def html_of(message: Message) -> str:
 def occurrence(cal: Calendar, original: datetime) -> Any:
     """The override for ``original`` (its RECURRENCE-ID), created from the master if missing —
     what a calendar app does when someone edits "only this event"."""
+    from datetime import timedelta
+
     from icalendar import Event
 
     master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
@@ -339,3 +235,196 @@ def occurrence(cal: Calendar, original: datetime) -> Any:
     event.add("dtstamp", original)
     cal.add_component(event)
     return event
+
+
+@dataclass
+class GoogleDeployment(Deployment):
+    """The same deployment on Google Calendar: the local Calendar v3 server, a 0600 key file."""
+
+    google: FakeGoogle | None = None
+
+    kind = "google"
+
+    def __post_init__(self) -> None:
+        assert self.google is not None
+        for manager in self.managers:
+            self.google.add_user(manager)
+        self.key_file = self.google.write_key(self.root / "service-account.json")
+        self.url = self.google.url
+
+    @property
+    def fake(self) -> FakeGoogle:
+        assert self.google is not None
+        return self.google
+
+    def calendar_config(self) -> str:
+        return (
+            f"{{provider: google, google: {{credentials_file: '{self.key_file}', "
+            f"api_endpoint: '{self.url}'}}}}"
+        )
+
+    def break_calendar(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/"
+
+    def provider(self) -> CalendarProvider:
+        return GoogleCalendarProvider(self.fake.key_info(), root=self.fake.url)
+
+    def _instance(self, manager: str, uid: str, original: datetime) -> str:
+        return self.fake.instance_id(manager, event_id(uid), original)
+
+    def delete(self, manager: str, uid: str) -> None:
+        self.fake.delete(manager, event_id(uid))
+
+    def edit_texts(self, manager: str, uid: str, change: Callable[[str], str]) -> None:
+        master = event_id(uid)
+        for google_id, event in list(self.fake.events(manager).items()):
+            if google_id == master or event.get("recurringEventId") == master:
+                self.fake.edit(manager, google_id, description=change(event.get("description", "")))
+
+    def edit_occurrence_text(
+        self, manager: str, uid: str, original: datetime, change: Callable[[str], str]
+    ) -> None:
+        instance = self._instance(manager, uid, original)
+        with self.fake.lock:
+            text = self.fake.edit(manager, instance).get("description", "")
+            self.fake.edit(manager, instance, description=change(text))
+
+    def remove_occurrence(self, manager: str, uid: str, original: datetime) -> None:
+        self.fake.delete(manager, self._instance(manager, uid, original))
+
+    def cancel(self, manager: str, uid: str, original: datetime) -> None:
+        self.fake.delete(manager, self._instance(manager, uid, original))
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        self.fake.respond(manager, self._instance(manager, uid, original), email, "declined")
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        with self.fake.lock:
+            event = self.fake.edit(manager, instance)
+            begin = datetime.fromisoformat(event["start"]["dateTime"])
+            length = datetime.fromisoformat(event["end"]["dateTime"]) - begin
+            zone = event["start"].get("timeZone")
+            self.fake.edit(
+                manager,
+                instance,
+                start={"dateTime": start.isoformat(), "timeZone": zone},
+                end={"dateTime": (start + length).isoformat(), "timeZone": zone},
+            )
+
+
+@dataclass
+class OutlookDeployment(Deployment):
+    """The same deployment on Microsoft 365: the local Graph plays the tenant and ``url`` is its
+    address (the identity platform's too). Each manager's series go to a calendar cadence makes
+    in the mailbox. People's hands act through Graph as Outlook's would: an occurrence deleted
+    (which delta never mentions), an answer arriving in the organiser's copy, an instance
+    PATCHed."""
+
+    graph: FakeGraph | None = None
+    first_now: datetime | None = None  # the simulated time of the first pass
+
+    kind = "outlook"
+    CALENDAR = "1:1s (cadence)"
+
+    @property
+    def fake(self) -> FakeGraph:
+        assert self.graph is not None
+        return self.graph
+
+    def calendar_config(self) -> str:
+        return (
+            "{provider: outlook, outlook: {"
+            f"tenant_id: {self.fake.tenant}, client_id: {self.fake.client_id}, "
+            f"authority_host: '{self.url}', graph_endpoint: '{self.url}', "
+            f"calendar: '{self.CALENDAR}'}}}}"
+        )
+
+    def break_calendar(self, port: int) -> None:
+        self.url = f"https://127.0.0.1:{port}/"
+
+    def once(self, now: datetime, restore_missing: bool = False) -> PassResult:
+        self.first_now = self.first_now or now
+        return super().once(now, restore_missing)
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if "--now" in args and self.first_now is None:
+            self.first_now = datetime.fromisoformat(args[args.index("--now") + 1])
+        return super().cli(*args, env=env)
+
+    def provider(self) -> CalendarProvider:
+        # The test's view reaches back to the first pass: Graph lists through a window of time,
+        # and a series that ended months ago is still there to be counted.
+        now = self.first_now or datetime.now(UTC)
+        client = GraphClient(
+            GraphSettings(
+                tenant_id=self.fake.tenant, client_id=self.fake.client_id,
+                client_secret=self.fake.client_secret, authority_host=self.fake.url,
+                graph_endpoint=self.fake.url, ca_bundle=str(self.fake.ca_file),
+            )
+        )  # fmt: skip
+        return GraphCalendarProvider(client, self.CALENDAR, clock=lambda: now)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.fake.issue_token()}",
+                   "Prefer": 'outlook.timezone="UTC"'}  # fmt: skip
+        raw = json.dumps(body).encode() if body is not None else b""
+        status, _, answer = self.fake.handle(method, f"/v1.0{path}", headers, raw)
+        assert status < 300, (status, answer)
+        return json.loads(answer) if answer else None
+
+    def _instance(self, manager: str, uid: str, original: datetime) -> dict[str, Any]:
+        master = self.fake.master(manager, uid).id
+        start = (original - timedelta(days=8)).astimezone(UTC)
+        end = (original + timedelta(days=8)).astimezone(UTC)
+        window = f"startDateTime={start:%Y-%m-%dT%H:%MZ}&endDateTime={end:%Y-%m-%dT%H:%MZ}"
+        instances = self._call("GET", f"/users/{manager}/events/{master}/instances?{window}")
+        wanted = original.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        [found] = [i for i in instances["value"] if i["originalStart"] == wanted]
+        return dict(found)
+
+    def _retype(self, manager: str, graph_id: str, change: Callable[[str], str]) -> None:
+        body = self._call("GET", f"/users/{manager}/events/{graph_id}")["body"]["content"]
+        html = text_html(change(html_to_text(body)))
+        self._call("PATCH", f"/users/{manager}/events/{graph_id}",
+                   {"body": {"contentType": "html", "content": html}})  # fmt: skip
+
+    def delete(self, manager: str, uid: str) -> None:
+        self._call("DELETE", f"/users/{manager}/events/{self.fake.master(manager, uid).id}")
+
+    def edit_texts(self, manager: str, uid: str, change: Callable[[str], str]) -> None:
+        master = self.fake.master(manager, uid)
+        originals = [
+            datetime.fromisoformat(e["originalStart"].replace("Z", "+00:00"))
+            for e in master.exceptions.values()
+        ]
+        ids = [master.id] + [self._instance(manager, uid, o)["id"] for o in originals]
+        for graph_id in ids:
+            self._retype(manager, graph_id, change)
+
+    def edit_occurrence_text(
+        self, manager: str, uid: str, original: datetime, change: Callable[[str], str]
+    ) -> None:
+        self._retype(manager, self._instance(manager, uid, original)["id"], change)
+
+    def remove_occurrence(self, manager: str, uid: str, original: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        self._call("DELETE", f"/users/{manager}/events/{instance['id']}")
+
+    cancel = remove_occurrence  # in Outlook, both are the organiser deleting the occurrence
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        master = self.fake.master(manager, uid).id
+        self.fake.respond(manager, master, email, "declined", original=original)
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        begin = datetime.fromisoformat(instance["start"]["dateTime"][:19])
+        length = datetime.fromisoformat(instance["end"]["dateTime"][:19]) - begin
+        utc = start.astimezone(UTC)
+        self._call("PATCH", f"/users/{manager}/events/{instance['id']}", {
+            "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+            "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+        })  # fmt: skip

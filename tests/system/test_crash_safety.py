@@ -45,7 +45,7 @@ def test_killed_at_a_write_step_then_rerun_leaves_one_of_everything(
     if point in ("agendas-written#1", "series-ended#1"):
         assert deployment.cli("once", "--now", T0.isoformat(), env=_env(None)).returncode == 0
         sam = deployment.rep_series(maya, "sam@acme.test")[0]
-        deployment.edit_descriptions(maya, sam.uid, lambda text: text.replace("Number", "Numbr"))
+        deployment.edit_texts(maya, sam.uid, lambda text: text.replace("Number", "Numbr"))
         when = T0 + timedelta(hours=1)
     if point == "series-ended#1":
         lines = deployment.config_path.read_text().splitlines(keepends=True)

@@ -25,9 +25,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
+from daemon.embedded import EmbeddedRadicale
+from daemon.errors import NotFound
 from daemon.reconcile import run_forever
 from tests.fixtures.radicale import radicale_server
 from tests.fixtures.smtp import Dropping, Refusing, free_port, serve_smtp
+from tests.system.conftest import caldav_deployment
 from tests.system.harness import REPO, Deployment
 from tests.system.test_series_lifecycle import setup
 
@@ -87,6 +90,12 @@ class Daemon:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, radicale: EmbeddedRadicale) -> Deployment:
+    """These tests drive CalDAV specifics (the embedded server, its port), on CalDAV only."""
+    return caldav_deployment(tmp_path, radicale)
 
 
 @pytest.fixture
@@ -197,7 +206,8 @@ def test_a_broken_admin_template_stops_once_before_anything_is_touched(
     (line,) = result.stderr.strip().splitlines()
     assert str(broken.resolve()) in line and "line 3" in line
     assert "Traceback" not in result.stderr
-    assert deployment.untouched(maya)  # not even the calendar was created
+    with pytest.raises(NotFound):  # not even the calendar was created
+        deployment.series(maya)
     assert deployment.mail() == []
 
 

@@ -1,4 +1,5 @@
-"""What people receive, over simulated weeks against Radicale and a real Maildir: pre-reads,
+"""What people receive, over simulated weeks against Radicale or the local Google Calendar and a
+real Maildir: pre-reads,
 recaps with the commitment read back from the invite, and every way of cancelling."""
 
 from __future__ import annotations
@@ -49,13 +50,13 @@ def test_commitment_is_read_back_into_the_recap_and_opens_the_next_agenda(
     maya, _ = setup(deployment)
     deployment.once(T0)
     uid = uid_of(deployment, "lee@acme.test")
-    deployment.edit_descriptions(
+    deployment.edit_occurrence_text(
         maya,
         uid,
+        LEE_MON,
         lambda text: text.replace(
             "Commitment:", "Commitment: <script>alert(1)</script> Multi-thread Acme by Friday"
         ),
-        only=LEE_MON,
     )
     during = deployment.once(LEE_MON + timedelta(minutes=20))
     assert deployment.mail_of("recap") == [] and during.errors == []
@@ -92,8 +93,8 @@ def test_every_way_of_cancelling_is_detected_and_a_move_inside_the_week_is_not(
     sam_uid, lee_uid = uid_of(deployment, "sam@acme.test"), uid_of(deployment, "lee@acme.test")
     sam_tue = datetime(2026, 11, 24, 10, 0, tzinfo=DENVER)
     sam_thu = datetime(2026, 11, 26, 10, 0, tzinfo=DENVER)
-    deployment.remove(maya, sam_uid, sam_thu)  # removed from the series
-    deployment.move(maya, sam_uid, sam_tue, sam_tue + timedelta(days=1))  # inside its week
+    deployment.remove_occurrence(maya, sam_uid, sam_thu)
+    deployment.move(maya, sam_uid, sam_tue, sam_tue + timedelta(days=1))  # a reschedule
     deployment.decline(maya, lee_uid, LEE_MON + timedelta(days=7), "lee@acme.test", "Lee Park")
     deployment.cancel(maya, lee_uid, LEE_MON + timedelta(days=14))
     deployment.move(maya, lee_uid, LEE_MON + timedelta(days=21), LEE_MON + timedelta(days=29))
@@ -176,20 +177,19 @@ def test_a_series_created_after_todays_slot_starts_next_time_and_sends_no_recap(
     assert deployment.mail_of("recap") == []  # no recap for a meeting that was never on it
 
 
+@pytest.mark.parametrize("deployment", ["outlook"], indirect=True)
 def test_on_microsoft_365_the_emails_go_through_graph_once(deployment: Deployment) -> None:
-    if not isinstance(deployment, OutlookDeployment):
-        pytest.skip("mail.transport: graph belongs to Microsoft 365 deployments")
-    assert deployment.graph is not None
+    assert isinstance(deployment, OutlookDeployment)
     maya, _ = setup(deployment, mail="transport: graph")
-    deployment.graph.fail_next_send(504)  # Exchange took the first one but timed out answering
+    deployment.fake.fail_next_send(504)  # Exchange took the first one but timed out answering
     first = deployment.once(T0)
-    sent = deployment.graph.sent
+    sent = deployment.fake.sent
     assert all(s.sender == "cadence@acme.test" for s in sent)
     assert all(s.message["X-Cadence-Kind"] == "preread" for s in sent)
-    assert first.errors == [] or all("may have been sent" in e for e in first.errors)
+    assert all("may have been sent" in e for e in first.errors)
     deployment.once(T0 + timedelta(hours=2))
     deployment.once(T0 + timedelta(hours=3))
-    # Both sides got their pre-read; the 504 one may be there twice, never more.
+    # Both sides got their pre-read; the one that met the 504 may be there twice, never more.
     recipients = Counter(str(s.message["To"]) for s in sent)
     assert set(recipients) == {"lee@acme.test", maya}
     assert sum(recipients.values()) <= 3

@@ -1,4 +1,5 @@
-"""The daemon against a real Radicale: series created, moved on the ramp day, kept, repaired.
+"""The daemon against a real calendar server (Radicale, and the local Google Calendar): series
+created, moved on the ramp day, kept, repaired.
 
 Time is simulated with ``now`` (the CLI's ``--now``); nothing sleeps.
 """
@@ -203,12 +204,12 @@ def test_peoples_text_outside_the_markers_is_kept_when_the_block_is_rewritten(
     deployment.once(T0)
     sam = deployment.rep_series(maya, "sam@acme.test")[0]
 
-    def retype(text: str) -> str:
+    def mangle(text: str) -> str:
         block = extract_block(text) or ""
         mangled = text.replace(block, block.replace("Commitment:", "Comitment (typo):"))
         return "Zoom: https://zoom.example/j/1\n" + mangled + "\n\nBring the renewal deck."
 
-    deployment.edit_descriptions(maya, sam.uid, retype)
+    deployment.edit_texts(maya, sam.uid, mangle)
     result = deployment.once(T0 + timedelta(hours=1))
     assert result.writes == 1  # the one series' blocks, in one write
     sam = deployment.rep_series(maya, "sam@acme.test")[0]
@@ -248,6 +249,7 @@ def test_safety_valve_when_every_series_vanishes_at_once(deployment: Deployment)
     assert len(deployment.series(maya)) == 4
 
 
+@pytest.mark.parametrize("deployment", ["caldav"], indirect=True)  # raw iCalendar; Google: contract
 def test_foreign_and_malformed_events_are_ignored_and_never_touched(
     deployment: Deployment,
 ) -> None:
@@ -300,8 +302,7 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    scheme = deployment.url.split(":", 1)[0]  # http for CalDAV, https for Graph
-    deployment.url = f"{scheme}://127.0.0.1:{port}/"
+    deployment.break_calendar(port)
     setup(deployment)
     result = deployment.cli("once", "--now", T0.isoformat())
     assert result.returncode == 1
@@ -310,13 +311,13 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("deployment", ["outlook"], indirect=True)
 def test_on_outlook_a_mailbox_the_app_may_not_use_is_reported_and_the_others_go_on(
     deployment: Deployment,
 ) -> None:
-    if not isinstance(deployment, OutlookDeployment) or deployment.graph is None:
-        pytest.skip("application access policies are Microsoft 365's")
-    maya, raj = setup(deployment, sam_manager=None)
-    deployment.graph.add_mailbox(raj).denied = True  # outside the app's access policy
+    assert isinstance(deployment, OutlookDeployment)
+    maya, raj = setup(deployment)
+    deployment.fake.add_mailbox(raj).denied = True  # outside the app's access policy
     result = deployment.once(T0)
     [error] = result.errors
     assert raj in error and "Calendars.ReadWrite" in error and "\n" not in error

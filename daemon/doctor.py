@@ -1,0 +1,74 @@
+"""``cadence doctor``: can cadence do its job with this config, before the first pass?
+
+Builds the calendar provider and the mailer exactly as ``run`` does, asks each to ``diagnose``
+(per manager for the calendar), and prints one row per check an admin can act on. Nothing is
+written anywhere: the checks are reads, token requests and refused probes (``daemon.checks``).
+Exit 0 when every check passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from functools import partial
+
+from daemon.checks import Check
+from daemon.config import Config
+from daemon.errors import CadenceError, ConfigError
+
+
+def diagnose(config: Config) -> list[Check]:
+    from daemon.reconcile import open_calendar, open_mailer
+
+    settings = config.settings
+    provider_name = settings.calendar.provider
+    rows: list[Check] = []
+    with ExitStack() as stack:
+        if provider_name == "caldav" and settings.calendar.caldav.url is None:
+            rows.append(Check("calendar", "embedded", True, "Radicale on loopback, started by run"))
+        else:
+            try:
+                provider = open_calendar(config, stack)
+            except ConfigError as exc:
+                rows += [Check("calendar settings", provider_name, False, p) for p in exc.problems]
+            else:
+                rows.append(Check("calendar settings", provider_name, True, _credentials(config)))
+                for manager in config.roster.managers:
+                    rows += _guarded(partial(provider.diagnose, manager.email), manager.email)
+        try:
+            mailer = open_mailer(config)
+        except ConfigError as exc:
+            rows += [
+                Check("mail settings", settings.mail.transport, False, p) for p in exc.problems
+            ]
+        else:
+            rows += _guarded(mailer.diagnose, settings.mail.transport)
+    return rows
+
+
+def _credentials(config: Config) -> str:
+    google = config.settings.calendar.google
+    if config.settings.calendar.provider == "google" and google is not None:
+        return f"key {google.credentials_file} readable (0600)"
+    return ""
+
+
+def _guarded(work: Callable[[], list[Check]], subject: str) -> list[Check]:
+    try:
+        rows = work()
+    except CadenceError as exc:
+        return [Check("reachable", subject, False, str(exc))]
+    return rows
+
+
+def render(rows: Sequence[Check]) -> str:
+    table = [("CHECK", "SUBJECT", "RESULT", "DETAIL")]
+    table += [(r.check, r.subject, "ok" if r.ok else "FAIL", r.detail) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3]]).rstrip()
+        for row in table
+    ]
+    failed = sum(not r.ok for r in rows)
+    lines.append(f"{failed} to fix" if failed else "all good")
+    return "\n".join(lines)
