@@ -60,7 +60,7 @@ class Client:
     def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = path if path.startswith("https://") else self.base + path
         headers = {**self.headers, **kwargs.pop("headers", {})}
-        return requests.request(method, url, headers=headers, verify=self.ca, timeout=10, **kwargs)
+        return requests.request(method, url, headers=headers, verify=self.ca, timeout=60, **kwargs)
 
 
 @pytest.fixture
