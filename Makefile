@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/cadence.yaml
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
-.PHONY: run test test-future lint types layers unit venv plan validate examples bench clean
+.PHONY: run test test-future test-browser lint types layers unit venv plan validate examples bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +38,11 @@ layers: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint types layers unit
+# The HTML report in a real headless chromium; `make test` runs it where chromium is installed.
+test-browser: $(STAMP)
+	$(BIN)/pytest -m browser
+
+test: lint types layers unit $(if $(CHROMIUM),test-browser)
 
 # The suite under clocks moved ahead (libfaketime: `apt-get install faketime`), to prove it gives
 # the same answer on any date. Not part of `make test`: it runs the tests three times.
@@ -57,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_scale.py
 	$(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/google_scale.py
+	$(BIN)/python benchmarks/report_scale.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""The ``cadence`` command: validate, plan, once, run.
+"""The ``cadence`` command: validate, plan, once, run, report.
 
 One place turns errors into lines for people (vdirsyncer's ``handle_cli_error``): bad input
 exits 2 with one line per problem on stderr, an unreachable server exits 1 with one line, and a
@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.config import DEFAULT_CONFIG, Config, load
 from daemon.core.model import DAY_NAMES
-from daemon.core.plan import SeriesPlan, plan, series_json, to_json
+from daemon.core.plan import SeriesPlan, series_json, to_json
 from daemon.errors import CadenceError, ConfigError
 
 EXIT_OK = 0
@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="ISO-8601 instant (default: now)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--pretty", action="store_true", help="indent the JSON for people")
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="the next pass as a dry run: what it would create, end, write and send",
+    )
     p = with_config(sub.add_parser("once", help="one reconcile pass, then exit"))
     p.add_argument("--now", help="ISO-8601 instant to run the pass as if at (default: now)")
     p.add_argument(
@@ -52,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     with_config(
         sub.add_parser("doctor", help="check credentials, calendars and mail; write nothing")
     )
+    p = with_config(sub.add_parser("report", help="cancellation rates; reads the ledger only"))
+    p.add_argument("--at", help="ISO-8601 instant the 13 weeks end at (default: now)")
+    p.add_argument("--format", choices=("text", "json", "html"), default="text")
+    p.add_argument("--out", type=Path, help="write to this file instead of stdout")
     return parser
 
 
@@ -115,9 +124,19 @@ def render_table(at: datetime, plans: Sequence[SeriesPlan]) -> str:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from daemon import dryrun
+
     config = load(args.config)
     at = _instant(args.at, config)
-    plans = plan(config.roster, at)
+    if args.diff:
+        actions, problems = dryrun.diff(config, at)
+        if args.json:
+            print(json.dumps({"at": at.isoformat(), "actions": actions, "problems": problems},
+                             indent=2))  # fmt: skip
+        else:
+            print(dryrun.render_diff(at, actions, problems))
+        return EXIT_FAILED if problems else EXIT_OK
+    plans = dryrun.stateful_plan(config, at)
     if args.pretty:
         print(json.dumps(to_json(at, plans), indent=2))
     elif args.json:
@@ -160,7 +179,26 @@ def _doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in rows) else EXIT_FAILED
 
 
-COMMANDS = {"validate": _validate, "plan": _plan, "once": _once, "run": _run, "doctor": _doctor}
+def _report(args: argparse.Namespace) -> int:
+    from daemon import report
+
+    config = load(args.config)
+    at = _instant(args.at, config)
+    text = report.render(report.build(config, at), args.format)
+    if args.out is None:
+        print(text)
+        return EXIT_OK
+    try:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise CadenceError(f"--out {args.out}: {exc.strerror or exc}") from exc
+    return EXIT_OK
+
+
+COMMANDS = {
+    "validate": _validate, "plan": _plan, "once": _once, "run": _run, "report": _report,
+    "doctor": _doctor,
+}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -111,6 +111,17 @@ class MailSettings(_Settings):
     gmail: GmailSettings = GmailSettings()
 
 
+class HttpSettings(_Settings):
+    """The internal status endpoint of ``cadence run`` (/healthz, /metrics, / the report)."""
+
+    listen: str = Field(pattern=r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class TemplateSettings(_Settings):
     dir: Path | None = None  # an admin's folder; a file there replaces the built-in of that name
 
@@ -123,6 +134,7 @@ class Settings(_Settings):
     calendar: CalendarSettings = CalendarSettings()
     mail: MailSettings = MailSettings()
     templates: TemplateSettings = TemplateSettings()
+    http: HttpSettings | None = None  # opt-in: no listener unless configured
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from daemon import faults, logs, observed_cache
 from daemon.alerts import Alerts, Problem
@@ -33,14 +36,21 @@ from daemon.core.planner import (
     LedgerSeries,
     LedgerView,
     Plan,
+    RateAlert,
     RecordCancellation,
     RecordCommitment,
+    RecordRateBand,
+    RecordReschedule,
     SendEmail,
     WriteAgendas,
     make_plan,
     person,
     stage_view,
 )
+from daemon.core.planner import (
+    Outcome as Happened,
+)
+from daemon.core.planner.rates import window_start
 from daemon.errors import (
     AuthError,
     CadenceError,
@@ -59,7 +69,10 @@ from daemon.mail.message import build_message
 from daemon.providers.base import CalendarProvider
 from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
-from daemon.store import CancellationRecord, Ledger, SeriesRecord
+from daemon.store import CancellationRecord, Ledger, RescheduleRecord, SeriesRecord
+
+if TYPE_CHECKING:
+    from daemon.web.status import Health, Instruments
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -81,6 +94,14 @@ class PassResult:
     retry_after: float | None = None
     # What the admins hear about (admin_alert), beside the log.
     problems: list[Problem] = field(default_factory=list)
+    # For the status endpoint's metrics: what this pass did, by kind.
+    created: int = 0
+    ended: int = 0
+    agendas: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    cancellations: Counter[str] = field(default_factory=Counter)
+    api_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+    manager_rates: Mapping[str, float] = field(default_factory=dict)
 
     def access_denied(self, manager: str, exc: AuthError) -> None:
         self.problems.append(
@@ -257,35 +278,56 @@ def _sync(rt: Runtime, manager: str) -> None:
 
 
 def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
-    series = []
-    for rec in rt.ledger.all_series():
-        series.append(
-            LedgerSeries(
-                uid=rec.uid,
-                rep=rec.rep,
-                manager=rec.manager,
-                stage=rec.stage,
-                fingerprint=rec.fingerprint,
-                start=datetime.fromisoformat(rec.start),
-                rrule=rec.rrule,
-                until=date.fromisoformat(rec.until) if rec.until else None,
-                state=rec.state,
-            )
-        )
+    return read_ledger(rt.ledger, now, rt.config.roster.organization.timezone)
+
+
+def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
+    """The ledger as the planner and the rates read it at ``now``. Only reads."""
+    series = ledger_series(ledger)
     commitments: dict[str, list[tuple[datetime, str]]] = {}
-    for rep, original_start, text in rt.ledger.commitments():
+    for rep, original_start, text in ledger.commitments():
         when = datetime.fromisoformat(original_start.replace("Z", "+00:00"))
         commitments.setdefault(rep, []).append((when, text))
+    since = window_start(now, ZoneInfo(org_timezone))
+    outcomes = [
+        Happened(c.uid, _instant(c.original_start), c.rep, c.manager, True, c.week11)
+        for c in ledger.cancellations(since=since)
+    ]
+    outcomes += [
+        Happened(r.uid, _instant(r.original_start), r.rep, r.manager, False)
+        for r in ledger.reschedules(since=since)
+    ]
     return LedgerView(
         series=tuple(series),
         commitments={k: tuple(v) for k, v in commitments.items()},
         emails_sent=frozenset(
-            (e.occurrence, e.kind) for e in rt.ledger.emails(since=now - EMAILS_WINDOW)
+            (e.occurrence, e.kind) for e in ledger.emails(since=now - EMAILS_WINDOW)
         ),
         cancellations=frozenset(
-            f"{c.uid} {c.original_start}" for c in rt.ledger.cancellations(since=now - LOOKBACK)
+            f"{c.uid} {c.original_start}" for c in ledger.cancellations(since=now - LOOKBACK)
         ),
+        outcomes=tuple(outcomes),
+        rate_alerts={
+            subject: RateAlert(band, crossings)
+            for subject, (band, crossings) in ledger.rate_alerts().items()
+        },
     )
+
+
+def ledger_series(ledger: Ledger) -> tuple[LedgerSeries, ...]:
+    return tuple(
+        LedgerSeries(
+            uid=rec.uid, rep=rec.rep, manager=rec.manager, stage=rec.stage,
+            fingerprint=rec.fingerprint, start=datetime.fromisoformat(rec.start),
+            rrule=rec.rrule, until=date.fromisoformat(rec.until) if rec.until else None,
+            state=rec.state, timezone=rec.timezone,
+        )
+        for rec in ledger.all_series()
+    )  # fmt: skip
+
+
+def _instant(utc: str) -> datetime:
+    return datetime.fromisoformat(utc.replace("Z", "+00:00"))
 
 
 def agenda_context(view: AgendaView) -> dict[str, Any]:
@@ -313,6 +355,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
             _sync(rt, manager)
         except ProviderError as exc:
             unreachable.add(manager)
+            result.api_errors[(rt.config.settings.calendar.provider, type(exc).__name__)] += 1
             if isinstance(exc, Transient):
                 result.server_down(exc)
             else:
@@ -379,6 +422,7 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
             )
         )  # fmt: skip
     result.emails += Alerts(rt).update(result.problems, now, settled=not result.unavailable)
+    result.manager_rates = plan.manager_rates
     log.info(
         "pass done", at=now.isoformat(), writes=result.writes, emails=result.emails,
         errors=len(result.errors), alarms=len(result.alarms),
@@ -412,8 +456,10 @@ class Executor:
                     if self.mail_down or self.result.emails >= settings.max_emails_per_pass:
                         continue
                     self.send(action)
-                elif isinstance(action, RecordCancellation | RecordCommitment):
+                elif isinstance(action, RecordCancellation | RecordCommitment | RecordReschedule):
                     self.record(action)
+                elif isinstance(action, RecordRateBand):
+                    self.record_band(action)
                 else:
                     if self.result.writes >= settings.max_writes_per_pass:
                         self.log.warning("write cap reached", cap=settings.max_writes_per_pass)
@@ -423,20 +469,25 @@ class Executor:
                         continue
                     self.write(action)
             except Transient as exc:
+                self._count_error(exc)
                 self.down_managers.add(str(manager))
                 self.result.server_down(exc)
                 self.log.warning("calendar unavailable", manager=manager, error=str(exc))
             except ProviderError as exc:
+                self._count_error(exc)
                 self.failed_reps.add(rep)
                 self.result.errors.append(f"{rep}: {exc}")
                 self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
                 if isinstance(exc, AuthError):
                     self.result.access_denied(str(manager), exc)
             except MailUnavailable as exc:
+                self._count_error(exc)
                 self.mail_down = True
                 self.result.server_down(exc)
                 self.log.warning("mail unavailable; emails stay due", error=str(exc))
             except (MailError, TemplateProblem) as exc:
+                if isinstance(exc, MailError):
+                    self._count_error(exc)
                 self.log.error("email not sent", rep=rep, error=str(exc))
                 self.result.errors.append(str(exc))
                 if isinstance(exc, MailRejected) and isinstance(action, SendEmail):
@@ -488,6 +539,11 @@ class Executor:
                 outcome[action.spec.uid] = failed.get(action.spec.uid)
         return outcome
 
+    def _count_error(self, exc: ProviderError | MailError) -> None:
+        settings = self.rt.config.settings
+        side = settings.mail.transport if isinstance(exc, MailError) else settings.calendar.provider
+        self.result.api_errors[(side, type(exc).__name__)] += 1
+
     def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
         ledger, provider = self.rt.ledger, self.rt.provider
         if isinstance(action, CreateSeries):
@@ -506,6 +562,7 @@ class Executor:
             with ledger.transaction():
                 ledger.upsert_series(_with(record, state="active"))
             self.result.writes += 1
+            self.result.created += 1
             self.log.info(
                 "series restored" if action.restore else "series created",
                 action="create", rep=action.rep, manager=action.manager, series=spec.uid,
@@ -535,6 +592,7 @@ class Executor:
                     )  # fmt: skip
             if written:
                 self.result.writes += 1
+                self.result.ended += 1
             if written or action.retire:
                 self.log.info(
                     "series ended" if action.retire else "series end set", action="end",
@@ -545,14 +603,42 @@ class Executor:
             provider.write_agendas(action.manager, action.uid, action.master_block, action.blocks)
             faults.point("agendas-written")
             self.result.writes += 1
+            self.result.agendas += 1
             self.log.info(
                 "agendas written", action="agenda", rep=action.rep, manager=action.manager,
                 series=action.uid, occurrences=len(action.blocks),
             )  # fmt: skip
 
-    def record(self, action: RecordCancellation | RecordCommitment) -> None:
+    def record_band(self, action: RecordRateBand) -> None:
+        ledger = self.rt.ledger
+        if action.email is not None and not ledger.email_sent(*action.email):
+            return  # the warning did not go: it stays due, and so does this crossing
+        with ledger.transaction():
+            ledger.set_rate_alert(action.subject, action.band, action.crossings, self.now)
+        self.log.info(
+            "rate band", action="rate", subject=action.subject, band=action.band,
+            manager=action.manager,
+        )  # fmt: skip
+
+    def record(self, action: RecordCancellation | RecordCommitment | RecordReschedule) -> None:
         ledger = self.rt.ledger
         with ledger.transaction():
+            if isinstance(action, RecordReschedule):
+                new = ledger.record_reschedule(
+                    RescheduleRecord(
+                        uid=action.uid, original_start=_utc(action.original_start),
+                        rep=action.rep, manager=action.manager, start=_utc(action.start),
+                        detected_at=_utc(self.now),
+                    )
+                )  # fmt: skip
+                if new:
+                    self.log.info(
+                        "reschedule", action="reschedule", rep=action.rep,
+                        manager=action.manager, series=action.uid,
+                        original_start=action.original_start.isoformat(),
+                        start=action.start.isoformat(),
+                    )  # fmt: skip
+                return
             if isinstance(action, RecordCommitment):
                 ledger.put_commitment(
                     action.uid, _utc(action.original_start), action.text, self.now
@@ -567,6 +653,7 @@ class Executor:
                 )
             )  # fmt: skip
         if new:
+            self.result.cancellations["week11_skip" if action.week11 else "cancellation"] += 1
             self.log.info(
                 "cancellation", action="cancellation", rep=action.rep, manager=action.manager,
                 series=action.uid, original_start=action.original_start.isoformat(),
@@ -601,6 +688,7 @@ class Executor:
                 self.now,
             )  # fmt: skip
         self.result.emails += 1
+        self.result.sent[action.kind] += 1
         self.log.info(
             "email sent", action="email", kind=action.kind, rep=action.rep,
             manager=action.manager, occurrence=action.occurrence, to=list(action.to),
@@ -693,6 +781,24 @@ def follow_roster(rt: Runtime, watch: RosterWatch) -> None:
     rt.roster_problems = check.problems
 
 
+def _status(
+    config: Config,
+    current: Callable[[], Config],
+    clock: Callable[[], datetime],
+    stack: ExitStack,
+) -> tuple[Health, Instruments] | None:
+    """Start the status endpoint when the config asks for one."""
+    http = config.settings.http
+    if http is None:
+        return None
+    from daemon.web.status import Health, Instruments, StatusServer
+
+    health = Health(float(config.settings.interval_seconds), clock)
+    instruments = Instruments()
+    stack.enter_context(StatusServer(current, http.address, health, instruments, clock))
+    return health, instruments
+
+
 def run_forever(
     config: Config,
     *,
@@ -711,19 +817,31 @@ def run_forever(
     interval = float(config.settings.interval_seconds)
     failures = 0
     watch = RosterWatch(config)
-    with runtime(config) as rt:
+    with runtime(config) as rt, ExitStack() as web:
+        status = _status(config, lambda: rt.config, clock, web)
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
         while True:
             retry_after: float | None = None
+            now = clock()
+            started = time.monotonic()
+            result: PassResult | None = None
+            problem: str | None = None
             try:
                 follow_roster(rt, watch)
-                result = run_pass(rt, clock())
+                result = run_pass(rt, now)
                 failures = failures + 1 if result.unavailable else 0
                 retry_after = result.retry_after
+                problem = result.errors[0] if result.unavailable and result.errors else None
             except CadenceError as exc:  # the ledger or a template failed: retry the pass later
                 failures += 1
+                problem = str(exc)
                 log.error("pass failed", error=str(exc))
+            if status is not None:
+                health, instruments = status
+                ok = result is not None and not result.unavailable
+                instruments.record(result, time.monotonic() - started, ok, now)
+                health.passed(now, ok, problem)
             pause = max(backoff(failures, interval), retry_after or 0.0)
             if failures:
                 log.info("backing off", seconds=pause, failures=failures)

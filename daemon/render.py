@@ -344,6 +344,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "rep": _SAM,
         "stage": _NEW_SDR,
         "schedule": "Tue and Thu at 10:00 America/Denver, every week, 25 minutes",
+        "ended_early": False,
     },
     "rate_warning": {
         "manager": _MAYA,
@@ -388,6 +389,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
     ],
     "cancellation": [{"suggestions": []}],
     "week11_skip": [{"suggestions": [], "escalate_to": None}],
+    "series_restored": [{"ended_early": True}],
     "rate_warning": [{"level": "red flag", "rate_percent": 27, "scope": "Sam Ortiz"}],
     "admin_alert": [{"cleared": True}, {"details": []}],
 }

@@ -94,6 +94,25 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # v3: what the cancellation rates need besides cancellations: occurrences moved inside their
+    # week, and the band each manager was last told about (once per crossing, re-armed on a fall).
+    """
+    CREATE TABLE reschedules (
+        uid TEXT NOT NULL,
+        original_start TEXT NOT NULL,
+        rep TEXT NOT NULL,
+        manager TEXT NOT NULL,
+        start TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        PRIMARY KEY (uid, original_start)
+    );
+    CREATE TABLE rate_alerts (
+        subject TEXT PRIMARY KEY,
+        band TEXT NOT NULL,
+        crossings INTEGER NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -130,6 +149,16 @@ class CancellationRecord:
     reason: str
     week_of_quarter: int
     week11: bool
+    detected_at: str
+
+
+@dataclass(frozen=True)
+class RescheduleRecord:
+    uid: str
+    original_start: str
+    rep: str
+    manager: str
+    start: str
     detected_at: str
 
 
@@ -215,6 +244,39 @@ class Ledger:
             return ledger
         finally:
             os.umask(old_umask)
+
+    @classmethod
+    def open_readonly(cls, state_dir: Path) -> Ledger | None:
+        """The ledger for reading only (``plan``, ``report``, the status page), or None when
+        there is none yet. Never creates, migrates or writes anything; the daemon may be
+        writing meanwhile (WAL lets readers in). It may be at an older schema version (see
+        ``require_latest``)."""
+        path = Path(state_dir) / FILENAME
+        if not path.exists():
+            return None
+        try:
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise CadenceError(f"ledger {path} cannot be opened: {_one_line(exc)}") from exc
+        conn.row_factory = sqlite3.Row
+        ledger = cls(path, conn)
+        try:
+            ledger._check_version(ledger._version())
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
+
+    def require_latest(self, why: str) -> None:
+        version = self._version()
+        if version < len(MIGRATIONS):
+            raise CadenceError(
+                f"ledger {self.path} has schema version {version}; {why} needs "
+                f"{len(MIGRATIONS)}: run the daemon once (`cadence once`) to upgrade it"
+            )
 
     def _prepare(self) -> None:
         conn = self._conn
@@ -501,6 +563,41 @@ class Ledger:
             )
             for row in rows
         ]  # fmt: skip
+
+    # --- reschedules and rate alerts ------------------------------------------------------------
+
+    def record_reschedule(self, rec: RescheduleRecord) -> bool:
+        """True when this is news; the first record of (uid, original_start) wins."""
+        added = self._write(
+            "recording a reschedule",
+            "INSERT OR IGNORE INTO reschedules (uid, original_start, rep, manager, start,"
+            " detected_at) VALUES (:uid, :original_start, :rep, :manager, :start, :detected_at)",
+            asdict(rec),
+        )
+        return added == 1
+
+    def reschedules(self, since: datetime | None = None) -> list[RescheduleRecord]:
+        """Reschedules of occurrences from ``since`` on."""
+        rows = self._rows(
+            "reading reschedules",
+            "SELECT * FROM reschedules WHERE original_start >= ? ORDER BY original_start, uid",
+            (utc_iso(since) if since else "",),
+        )
+        return [RescheduleRecord(**dict(row)) for row in rows]
+
+    def rate_alerts(self) -> dict[str, tuple[str, int]]:
+        """subject -> (band last told or fallen back to, crossings so far)."""
+        rows = self._rows("reading rate alerts", "SELECT * FROM rate_alerts ORDER BY subject")
+        return {str(r["subject"]): (str(r["band"]), int(r["crossings"])) for r in rows}
+
+    def set_rate_alert(self, subject: str, band: str, crossings: int, now: datetime) -> None:
+        self._write(
+            "saving a rate alert",
+            "INSERT INTO rate_alerts (subject, band, crossings, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (subject) DO UPDATE SET band = excluded.band,"
+            " crossings = excluded.crossings, updated_at = excluded.updated_at",
+            (subject, band, crossings, utc_iso(now)),
+        )
 
     # --- commitments -----------------------------------------------------------------------------
 

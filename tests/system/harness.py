@@ -35,6 +35,7 @@ from daemon.providers.graph import GraphCalendarProvider, text_html
 from daemon.reconcile import PassResult, run_pass, runtime
 from tests.fixtures.google import FakeGoogle
 from tests.fixtures.graph import FakeGraph, html_to_text
+from tests.fixtures.graph import zone_of as graph_zone_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -180,6 +181,12 @@ class Deployment:
             event["DTSTART"].dt = start
             event["DTEND"].dt = start + length
 
+    def end_early(self, manager: str, uid: str, until: datetime) -> None:
+        """A person deletes "this and all following": the rule ends at ``until`` (UTC)."""
+        with self.edit(manager, uid) as cal:
+            master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
+            master["RRULE"]["UNTIL"] = [until]
+
     # --- the outbox ---------------------------------------------------------------------------
 
     def mail(self) -> list[Message]:
@@ -312,6 +319,14 @@ class GoogleDeployment(Deployment):
                 end={"dateTime": (start + length).isoformat(), "timeZone": zone},
             )
 
+    def end_early(self, manager: str, uid: str, until: datetime) -> None:
+        master = event_id(uid)
+        with self.fake.lock:
+            rules = self.fake.edit(manager, master)["recurrence"]
+            stamp = until.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+            ended = [f"{r};UNTIL={stamp}" if r.startswith("RRULE:") else r for r in rules]
+            self.fake.edit(manager, master, recurrence=ended)
+
 
 @dataclass
 class OutlookDeployment(Deployment):
@@ -428,3 +443,14 @@ class OutlookDeployment(Deployment):
             "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
             "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
         })  # fmt: skip
+
+    def end_early(self, manager: str, uid: str, until: datetime) -> None:
+        """Outlook's "delete this and all following": the range ends on ``until``'s date."""
+        master = self.fake.master(manager, uid)
+        recurrence = json.loads(json.dumps(master.data["recurrence"]))
+        zone = graph_zone_of(master.data["start"]["timeZone"])
+        assert zone is not None
+        recurrence["range"].update(
+            {"type": "endDate", "endDate": until.astimezone(zone).date().isoformat()}
+        )
+        self._call("PATCH", f"/users/{manager}/events/{master.id}", {"recurrence": recurrence})

@@ -323,3 +323,21 @@ def test_on_outlook_a_mailbox_the_app_may_not_use_is_reported_and_the_others_go_
     assert raj in error and "Calendars.ReadWrite" in error and "\n" not in error
     assert len(deployment.series(maya)) == 4  # Maya's reps are not held up
     assert [p.key for p in result.problems] == [f"calendar-access {raj}"]
+
+
+def test_a_series_ended_early_in_a_calendar_app_is_put_back_and_the_manager_told(
+    deployment: Deployment,
+) -> None:
+    maya, _ = setup(deployment)
+    deployment.once(T0)
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    # "Delete this and all following" from 7 Dec.
+    deployment.end_early(maya, lee.uid, datetime(2026, 12, 6, 23, 59, 59, tzinfo=ZoneInfo("UTC")))
+    result = deployment.once(T0 + timedelta(hours=1))
+    assert result.errors == []
+    old, new = deployment.rep_series(maya, "lee@acme.test")
+    assert old.uid == lee.uid and old.until == date(2026, 12, 6)
+    assert new.start.date() == date(2026, 12, 7) and new.until is None
+    (notice,) = deployment.mail_of("series_restored")
+    assert notice["To"] == maya and new.uid in notice["X-Cadence-Occurrence"]
+    assert deployment.once(T0 + timedelta(hours=2)).emails == 0

@@ -171,3 +171,22 @@ def test_the_readme_shows_the_plan_the_example_config_really_gives() -> None:
     shown = readme.split(command, 1)[1].split("```", 1)[0]
     result = cli("plan", "--config", "config/cadence.yaml", "--at", "2026-11-22T09:00:00-05:00")
     assert result.stdout == shown
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:9464", ("::1", 9464)),
+     ("status.internal:80", ("status.internal", 80))],
+)  # fmt: skip
+def test_the_status_endpoint_listens_where_the_config_says(
+    tmp_path: Path, listen: str, address: tuple[str, int]
+) -> None:
+    path = write(tmp_path, f"  []\nhttp: {{listen: '{listen}'}}\n")
+    http = load(path).settings.http
+    assert http is not None and http.address == address
+
+
+def test_a_status_listen_without_a_port_is_named_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "  []\nhttp: {listen: localhost}\n")
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:6:") and "http.listen" in problem

@@ -254,3 +254,35 @@ def test_docker_image_keeps_the_builtin_templates_next_to_the_package() -> None:
     assert copies.get("daemon") == "daemon" and copies.get("templates") == "templates"
     runs = " ".join(args for word, args in steps if word == "RUN")
     assert "pip install --no-cache-dir -e ." in runs
+
+
+def test_kubernetes_probes_and_scrapes_the_status_endpoint_the_config_opens(
+    tmp_path: Path,
+) -> None:
+    http = _k8s_config(tmp_path).settings.http
+    assert http is not None, "the probes need the status endpoint"
+    host, port = http.address
+    assert host == "0.0.0.0"  # reachable by the kubelet and Prometheus on the pod's IP
+    deployment = _manifests()["Deployment"]
+    template = deployment["spec"]["template"]
+    container = _container(deployment)
+    (named,) = [p for p in container["ports"] if p["name"] == "status"]
+    assert named["containerPort"] == port
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "status"}
+    # A calendar outage fails /healthz after 3 intervals, and the daemon then retries up to
+    # 5 minutes apart: liveness gives it at least that long before a restart.
+    live = container["livenessProbe"]
+    interval = _k8s_config(tmp_path).settings.interval_seconds
+    assert live["periodSeconds"] * live["failureThreshold"] >= 3 * interval + 300
+    notes = template["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/port"] == str(port)
+    assert notes["prometheus.io/path"] == "/metrics"
+    assert "Service" not in _manifests()  # the report shows names: it stays inside the pod
+
+
+def test_docker_image_exposes_the_status_port_of_the_kubernetes_config(tmp_path: Path) -> None:
+    http = _k8s_config(tmp_path).settings.http
+    assert http is not None
+    assert _last("EXPOSE") == str(http.address[1])

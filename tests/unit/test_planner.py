@@ -1149,3 +1149,54 @@ def test_adding_a_rep_to_any_roster_moves_nobody(
     assert [a.rep for a in of(actions, CreateSeries)] == ["new@acme.test"]
     assert of(actions, EndSeries) == []
     assert {r: world.live(r).uid for r in before} == before
+
+
+# --- gaps: deleted twice, ended early, cancelled far ahead -----------------------------------
+
+
+def test_a_series_deleted_again_later_is_restored_and_the_manager_told_again() -> None:
+    world = World(org(lee(), ana()))
+    settle(world, T0)
+    told = []
+    for later in (T0 + timedelta(days=1), T0 + timedelta(days=9)):
+        gone = world.live(LEE)
+        del world.calendars[MAYA][gone.uid]
+        settle(world, later)
+        assert world.live(LEE).uid == gone.uid
+        told = [a for _, a in world.sent(Kind.SERIES_RESTORED)]
+    assert len(told) == 2 and told[0].occurrence != told[1].occurrence
+    assert all(t.to == (MAYA,) and not t.context["ended_early"] for t in told)
+
+
+def test_a_series_ended_early_by_a_person_is_put_back_from_the_next_day_and_the_manager_told() -> (
+    None
+):
+    world, uid = lee_world(T0)  # Lee: Wednesdays 10:00 Denver
+    # "Delete this and all following" on Wed 9 Dec: the series now stops on Tue 8 Dec.
+    world.edit(uid, lambda seen: replace(seen, until=date(2026, 12, 8)))
+    later = T0 + timedelta(days=1)
+    settle(world, later)
+    (told,) = [a for _, a in world.sent(Kind.SERIES_RESTORED)]
+    assert told.to == (MAYA,) and told.context["ended_early"]
+    # Meetings every week, with neither a gap nor a second meeting in any week.
+    meetings = world.meetings(LEE, T0, T0 + timedelta(weeks=8))
+    weeks = [week_bounds(m, NY)[0] for m in meetings]
+    assert len(meetings) == 8 and len(set(weeks)) == 8
+    assert LEE_WED + timedelta(weeks=2) in meetings  # 9 Dec: the day the person cut it from
+    assert of(world.plan(later + timedelta(days=1)).actions, SendEmail) == []
+    assert_one_live_series_per_rep(world, later)
+
+
+def test_a_cancellation_two_months_ahead_is_read_and_told_when_it_is_made() -> None:
+    world, uid = lee_world(T0)
+    far = LEE_WED + timedelta(weeks=9)  # Wed 27 Jan, beyond the 28-day look-ahead
+    world.edit(uid, exdate(far))
+    plan = world.plan(T0 + timedelta(hours=1))
+    (record,) = of(plan.actions, RecordCancellation)
+    assert record.occurrence == occurrence_key(uid, far)
+    (email,) = of(plan.actions, SendEmail)
+    assert email.kind == Kind.CANCELLATION and email.occurrence == record.occurrence
+    # The suggestions are in that week, clear of Lee's other 1:1s... and of Ana's.
+    assert email.context["suggestions"]
+    week = week_bounds(far, NY)
+    assert all(week[0] <= s < week[1] for s in email.context["suggestions"])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from daemon.store import (
     CancellationRecord,
     EmailRecord,
     Ledger,
+    RescheduleRecord,
     SeriesRecord,
 )
 
@@ -516,3 +518,46 @@ def test_another_process_sees_committed_data_while_this_one_holds_the_ledger_ope
         assert led.get_flag("from_child") == "hi back"
     finally:
         led.close()
+
+
+def test_migrating_a_v2_ledger_keeps_its_cancellations_and_adds_the_rate_tables(
+    state: Path,
+) -> None:
+    """A ledger written by the release before the rates: its history is what the rates read."""
+    state.mkdir()
+    conn = sqlite3.connect(state / FILENAME)
+    conn.executescript(MIGRATIONS[0] + MIGRATIONS[1])
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO cancellations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        ("s-lee-1", "2026-11-23T17:00:00Z", LEE, MAYA, "removed from the series", 11, 1,
+         "2026-11-22T16:00:00Z"),
+    )  # fmt: skip
+    conn.commit()
+    conn.close()
+    led = Ledger.open(state)
+    try:
+        assert led.schema_version == len(MIGRATIONS) >= 3
+        (kept,) = led.cancellations()
+        assert kept.week11 and kept.rep == LEE
+        assert led.reschedules() == [] and led.rate_alerts() == {}
+        moved = RescheduleRecord(
+            uid="s-lee-1", original_start="2026-11-30T17:00:00Z", rep=LEE, manager=MAYA,
+            start="2026-12-02T17:00:00Z", detected_at="2026-11-28T16:00:00Z",
+        )  # fmt: skip
+        with led.transaction():
+            assert led.record_reschedule(moved)
+            assert not led.record_reschedule(replace(moved, start="2026-12-03T17:00:00Z"))
+            led.set_rate_alert(f"manager:{MAYA}", "warning", 1, datetime(2026, 11, 28, tzinfo=UTC))
+            led.set_rate_alert(f"manager:{MAYA}", "red_flag", 2, datetime(2026, 11, 29, tzinfo=UTC))
+        assert led.reschedules() == [moved]
+        assert led.reschedules(since=datetime(2026, 12, 1, tzinfo=UTC)) == []
+        assert led.rate_alerts() == {f"manager:{MAYA}": ("red_flag", 2)}
+    finally:
+        led.close()
+    reopened = Ledger.open(state)  # and all of it survives a restart
+    try:
+        assert reopened.rate_alerts() == {f"manager:{MAYA}": ("red_flag", 2)}
+        assert len(reopened.reschedules()) == 1
+    finally:
+        reopened.close()

@@ -1,0 +1,190 @@
+"""The reconcile planner: desired (roster + policy + clock), observed (the calendars) and last
+applied (the ledger) in, a list of actions out. No I/O: the executor performs the actions.
+
+Three states, not two, is how the daemon tells "the admin changed the roster" (the desired
+fingerprint differs from the ledger's) from "a manager moved one meeting" (the calendar differs
+from both, and the person's edit wins).
+
+The package is split by concern: ``actions`` (inputs and outputs as values), ``identity``,
+``series`` (lifecycle), ``agendas``, ``notices`` (what happened to occurrences) and ``slots``
+(reschedule suggestions). ``make_plan`` ties them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from daemon.core.model import Roster
+from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries, SeriesSpec
+from daemon.core.plan import plan
+from daemon.core.planner.actions import (
+    EMAILS_WINDOW,
+    LOOKAHEAD,
+    LOOKBACK,
+    RECAP_DEADLINE,
+    Action,
+    AgendaView,
+    Alarm,
+    CreateSeries,
+    EndSeries,
+    Kind,
+    LedgerSeries,
+    LedgerView,
+    Outcome,
+    Plan,
+    RateAlert,
+    RecordCancellation,
+    RecordCommitment,
+    RecordRateBand,
+    RecordReschedule,
+    RenderAgenda,
+    SendEmail,
+    WriteAgendas,
+)
+from daemon.core.planner.agendas import last_commitment
+from daemon.core.planner.identity import (
+    describe_schedule,
+    fingerprint,
+    person,
+    series_uid,
+    stage_view,
+)
+from daemon.core.planner.notices import occurrence_actions
+from daemon.core.planner.rates import Band, Rates, Tally, percent, rate_actions, rates_of, tally
+from daemon.core.planner.series import end_series, rep_actions, safety_valve, sticky_slots, zone_of
+from daemon.core.planner.slots import suggest_slots
+from daemon.core.schedule import zone
+
+__all__ = [
+    "Action", "AgendaView", "Alarm", "Band", "CreateSeries", "EMAILS_WINDOW", "EndSeries", "Kind",
+    "LOOKAHEAD", "LOOKBACK", "LedgerSeries", "LedgerView", "Outcome", "Plan", "RECAP_DEADLINE",
+    "RateAlert", "Rates", "RecordCancellation", "RecordCommitment", "RecordRateBand",
+    "RecordReschedule", "RenderAgenda", "SendEmail", "Tally", "WriteAgendas", "describe_schedule",
+    "fingerprint", "last_commitment", "make_plan", "percent", "person", "rates_of", "series_uid",
+    "stage_view", "sticky_slots", "suggest_slots", "tally",
+]  # fmt: skip
+
+
+def make_plan(
+    roster: Roster,
+    now: datetime,
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    ledger: LedgerView,
+    render_agenda: RenderAgenda,
+    *,
+    complete: frozenset[str] = frozenset(),
+    unreachable: frozenset[str] = frozenset(),
+    restore_missing: bool = False,
+) -> Plan:
+    """Everything to do at ``now``.
+
+    ``observed`` maps each manager to the owned series on their calendar. ``complete`` names the
+    managers whose listing is known to be whole; ``unreachable`` those whose calendar could not
+    be read this pass (nothing is planned for them).
+    """
+    sticky = sticky_slots(ledger, now)
+    desired = plan(roster, now, sticky=sticky)
+    actions: list[Action] = []
+    alarms: list[Alarm] = []
+
+    by_rep: dict[str, list[LedgerSeries]] = {}
+    for rec in ledger.series:
+        by_rep.setdefault(rec.rep, []).append(rec)
+
+    valve = safety_valve(roster, observed, ledger, complete, restore_missing)
+    alarms.extend(valve.values())
+    blocked = unreachable | frozenset(valve)
+
+    desired_by_rep = {p.rep.email: p for p in desired}
+    for p in desired:
+        if p.manager.email in blocked:
+            continue
+        records = [r for r in by_rep.get(p.rep.email, []) if r.state != "ended"]
+        actions.extend(
+            rep_actions(roster, now, p, records, observed, ledger, render_agenda, blocked)
+        )
+
+    # Reps no longer on the roster: end their series (history stays on the calendar).
+    for rep_email, records in by_rep.items():
+        if rep_email in desired_by_rep:
+            continue
+        for rec in records:
+            if rec.state == "ended" or rec.manager in blocked:
+                continue
+            tz = zone(zone_of(rec, observed))
+            until = max(rec.start.astimezone(tz).date(), now.astimezone(tz).date()) - timedelta(
+                days=1
+            )
+            actions.extend(end_series(rec, observed, until, "rep removed"))
+
+    # Occurrences are read as the calendar will be once this pass's writes are done: a series
+    # ended now sends no pre-read for a meeting its successor takes over, and one created now
+    # sends what is already due in this pass, so a second pass at the same instant sends nothing.
+    after, records = _projected(observed, ledger.series, actions)
+    actions.extend(occurrence_actions(roster, now, desired, after, records, ledger, blocked))
+    # The rates count this pass's news too, so a second pass at the same instant sends nothing.
+    counted = replace(ledger, series=tuple(records), outcomes=_outcomes(ledger, actions))
+    rates = rates_of(roster, counted, now)
+    actions.extend(rate_actions(roster, rates, ledger))
+    manager_rates = {m: t.rate for m, t in rates.managers.items() if t.rate is not None}
+    return Plan(tuple(actions), tuple(alarms), desired, manager_rates)
+
+
+def _projected(
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    records: Sequence[LedgerSeries],
+    actions: Sequence[Action],
+) -> tuple[dict[str, dict[str, ObservedSeries]], list[LedgerSeries]]:
+    after = {manager: dict(series) for manager, series in observed.items()}
+    records = list(records)
+    for action in actions:
+        if isinstance(action, EndSeries):
+            seen = after.get(action.manager, {}).get(action.uid)
+            if seen is not None and (seen.until is None or seen.until > action.until):
+                after[action.manager][action.uid] = replace(seen, until=action.until)
+        elif isinstance(action, CreateSeries):
+            spec = action.spec
+            after.setdefault(action.manager, {})[spec.uid] = _as_observed(spec)
+            records.append(
+                LedgerSeries(
+                    uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
+                    fingerprint=action.fingerprint, start=spec.start, rrule=spec.rrule,
+                    until=spec.until, state="pending",
+                )
+            )  # fmt: skip
+    return after, records
+
+
+def _outcomes(ledger: LedgerView, actions: Sequence[Action]) -> tuple[Outcome, ...]:
+    news = [
+        Outcome(a.uid, a.original_start, a.rep, a.manager, cancelled=True, week11=a.week11)
+        if isinstance(a, RecordCancellation)
+        else Outcome(a.uid, a.original_start, a.rep, a.manager, cancelled=False)
+        for a in actions
+        if isinstance(a, RecordCancellation | RecordReschedule)
+    ]
+    return (*ledger.outcomes, *news)
+
+
+def _as_observed(spec: SeriesSpec) -> ObservedSeries:
+    """The series a create puts on the calendar, as a later read would show it."""
+    rep = (Attendee(spec.rep_email, "NEEDS-ACTION", spec.rep_name),)
+    return ObservedSeries(
+        uid=spec.uid,
+        owned=True,
+        start=spec.start,
+        duration=spec.duration,
+        timezone=spec.timezone,
+        rrule=spec.rrule,
+        until=spec.until,
+        organizer=spec.manager_email,
+        attendees=rep,
+        description=spec.description,
+        summary=spec.summary,
+        overrides=tuple(
+            ObservedOverride(o, o, o + spec.duration, attendees=rep, description=text)
+            for o, text in sorted(spec.occurrence_descriptions.items())
+        ),
+    )

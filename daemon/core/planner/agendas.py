@@ -1,0 +1,66 @@
+"""The agenda blocks the planner writes into invites: one for the series, one per occurrence
+inside the horizon (career month, week-11 note, last commitment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from daemon.core.agenda import blocks_for
+from daemon.core.model import Roster
+from daemon.core.plan import Template, occurrences_between
+from daemon.core.planner.actions import AgendaView, LedgerView
+from daemon.core.planner.identity import Wanted
+from daemon.core.schedule import Pattern
+
+
+def on_rule(pattern: Pattern, start: datetime) -> bool:
+    return start.weekday() in pattern.days and start.timetz() == pattern.time.replace(
+        tzinfo=start.tzinfo
+    )
+
+
+def master_view(w: Wanted, first: datetime) -> AgendaView:
+    return AgendaView(
+        rep=w.p.rep,
+        manager=w.p.manager,
+        stage=w.stage,
+        rule=w.rule,
+        start=first,
+        duration_minutes=w.pattern.duration_minutes,
+        blocks=blocks_for(w.pattern.duration_minutes),
+        template=Template.COACHING,
+        week_of_quarter=0,
+        week11=False,
+        last_commitment=None,
+    )
+
+
+def last_commitment(ledger: LedgerView, rep: str, before: datetime) -> str | None:
+    best: tuple[datetime, str] | None = None
+    for when, text in ledger.commitments.get(rep, ()):
+        if when < before and (best is None or when > best[0]):
+            best = (when, text)
+    return best[1] if best else None
+
+
+def agenda_views(
+    roster: Roster, w: Wanted, now: datetime, horizon: datetime, ledger: LedgerView
+) -> dict[datetime, AgendaView]:
+    views = {}
+    for o in occurrences_between(roster, w.p, now, horizon):
+        if o.stage != w.stage:
+            continue
+        views[o.start] = AgendaView(
+            rep=w.p.rep,
+            manager=w.p.manager,
+            stage=w.stage,
+            rule=w.rule,
+            start=o.start,
+            duration_minutes=w.pattern.duration_minutes,
+            blocks=blocks_for(w.pattern.duration_minutes),
+            template=o.template,
+            week_of_quarter=o.week_of_quarter,
+            week11=o.week11,
+            last_commitment=last_commitment(ledger, w.p.rep.email, o.start),
+        )
+    return views

@@ -1,0 +1,279 @@
+"""What happened to occurrences: commitments read back after meetings, cancellations
+recorded and warned about, pre-reads and recaps due. Read from the calendar as it will be once
+the pass's writes are done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from daemon.core.agenda import extract_block, read_commitment
+from daemon.core.fiscal import WEEK11, week_bounds, week_of_quarter_at
+from daemon.core.model import Manager, Policy, Rep, Roster, Stage, StageRule
+from daemon.core.observed import ObservedSeries
+from daemon.core.occurrences import Instance, Status, instances, occurrence_key
+from daemon.core.plan import SeriesPlan, Template
+from daemon.core.planner.actions import (
+    LOOKAHEAD,
+    LOOKBACK,
+    RECAP_DEADLINE,
+    Action,
+    Kind,
+    LedgerSeries,
+    LedgerView,
+    RecordCancellation,
+    RecordCommitment,
+    RecordReschedule,
+    SendEmail,
+)
+from daemon.core.planner.agendas import last_commitment
+from daemon.core.planner.identity import in_zone, person, person_zone, stage_view
+from daemon.core.planner.slots import BUSY_AHEAD, manager_busy, suggest_slots
+from daemon.core.schedule import zone
+
+
+def occurrence_actions(
+    roster: Roster,
+    now: datetime,
+    desired: Sequence[SeriesPlan],
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    records: Sequence[LedgerSeries],
+    ledger: LedgerView,
+    blocked: frozenset[str],
+) -> Iterable[Action]:
+    org_zone = zone(roster.organization.timezone)
+    policy = roster.policy
+    reps = {r.email: r for r in roster.reps}
+    managers = {m.email: m for m in roster.managers}
+    by_uid = {rec.uid: rec for rec in records}
+    moved = {occurrence_key(o.uid, o.original_start) for o in ledger.outcomes if not o.cancelled}
+    busy = manager_busy(roster, desired, now)
+
+    def busy_in(
+        manager: str, start: datetime, end: datetime
+    ) -> Sequence[tuple[datetime, datetime]]:
+        if end <= now + BUSY_AHEAD:
+            return busy.get(manager, ())
+        mine = [p for p in desired if p.manager.email == manager]
+        return manager_busy(roster, mine, start, end).get(manager, ())
+
+    pair_instances: dict[str, list[Instance]] = {}
+    for manager_email, series_map in observed.items():
+        if manager_email in blocked:
+            continue
+        for uid, seen in series_map.items():
+            rec = by_uid.get(uid)
+            if rec is None or rec.rep not in reps or manager_email not in managers:
+                continue  # not ours, or the rep left: nothing more to say about it
+            rep, manager = reps[rec.rep], managers[manager_email]
+            people = {rep.email: rep.name, manager.email: manager.name}
+            end = max(now + LOOKAHEAD, _last_exception(seen))
+            found = list(instances(seen, now - LOOKBACK, end, org_zone, people))
+            pair_instances.setdefault(rep.email, []).extend(found)
+
+    for rep_email, found in pair_instances.items():
+        rep = reps[rep_email]
+        for instance in found:
+            series = by_uid[instance.uid]
+            manager = managers[series.manager]  # whose series it is, also after a manager change
+            stage = Stage(series.stage)
+            rule = policy.rule(stage)
+            yield from _commitment(instance, rep, now, ledger)
+            if instance.status is Status.RESCHEDULED and instance.key not in moved:
+                yield RecordReschedule(
+                    instance.uid, instance.key, instance.original_start, instance.start,
+                    rep.email, manager.email,
+                )  # fmt: skip
+            if instance.status is Status.CANCELLED:
+                if _replaced(instance, found, org_zone):
+                    continue
+                yield from _cancellation(
+                    roster, now, instance, rep, manager, stage, rule, ledger, busy_in
+                )
+                continue
+            yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger)
+            yield from _recap(now, instance, rep, manager, stage, rule, ledger, found, policy)
+
+
+def _last_exception(seen: ObservedSeries) -> datetime:
+    """Just past the latest occurrence a person changed or removed: a cancellation months
+    ahead is read (and warned about) when it is made, not once it comes inside LOOKAHEAD."""
+    changed = [o.recurrence_id for o in seen.overrides] + list(seen.exdates)
+    return max(changed) + timedelta(minutes=1) if changed else seen.start
+
+
+def _commitment(
+    instance: Instance, rep: Rep, now: datetime, ledger: LedgerView
+) -> Iterable[Action]:
+    if instance.status is Status.CANCELLED or instance.end > now or not instance.has_override:
+        return
+    text = read_commitment(instance.description)
+    if text and (instance.original_start, text) not in ledger.commitments.get(rep.email, ()):
+        yield RecordCommitment(instance.uid, rep.email, instance.original_start, text)
+
+
+def _replaced(instance: Instance, found: Sequence[Instance], org_zone: ZoneInfo) -> bool:
+    """A meeting of the same pair moved into this week from another one replaces it."""
+    week = week_bounds(instance.original_start, org_zone)
+    return any(
+        other is not instance
+        and other.reason == "moved out of its week"
+        and week_bounds(other.start, org_zone) == week
+        for other in found
+    )
+
+
+def _prereads(
+    roster: Roster,
+    now: datetime,
+    instance: Instance,
+    rep: Rep,
+    manager: Manager,
+    stage: Stage,
+    rule: StageRule,
+    ledger: LedgerView,
+) -> Iterable[Action]:
+    lead = roster.policy.preread_lead
+    if not instance.start - lead <= now < instance.start:
+        return
+    org = roster.organization
+    week = week_of_quarter_at(instance.original_start, zone(org.timezone), org.fiscal_year_start)
+    manager_tz = person_zone(manager, roster)
+    rep_tz = person_zone(rep, roster, manager.timezone)
+    template = _template_hint(instance)
+    for reader, tz, ledger_kind, template_kind in (
+        (rep, rep_tz, "preread:rep", "preread_rep"),
+        (manager, manager_tz, "preread:manager", "preread_manager"),
+    ):
+        if (instance.key, ledger_kind) in ledger.emails_sent:
+            continue
+        yield SendEmail(
+            kind=Kind.PREREAD,
+            ledger_kind=ledger_kind,
+            occurrence=instance.key,
+            template=template_kind,
+            to=(reader.email,),
+            cc=(),
+            context={
+                "rep": person(rep),
+                "manager": person(manager),
+                "start": in_zone(instance.start, tz),
+                "duration_minutes": int((instance.end - instance.start).total_seconds() // 60),
+                "stage": stage_view(stage, rule, 1),
+                "template": template,
+                "week11": week == WEEK11,
+                "last_commitment": last_commitment(ledger, rep.email, instance.original_start),
+            },
+            rep=rep.email,
+            manager=manager.email,
+        )
+
+
+def _template_hint(instance: Instance) -> str:
+    block = extract_block(instance.description) or ""
+    return Template.CAREER if "career conversation" in block.lower() else Template.COACHING
+
+
+def _recap(
+    now: datetime,
+    instance: Instance,
+    rep: Rep,
+    manager: Manager,
+    stage: Stage,
+    rule: StageRule,
+    ledger: LedgerView,
+    found: Sequence[Instance],
+    policy: Policy,
+) -> Iterable[Action]:
+    due = instance.end + policy.recap_delay
+    if not due <= now < instance.end + RECAP_DEADLINE:
+        return
+    if (instance.key, Kind.RECAP) in ledger.emails_sent:
+        return
+    manager_tz = manager.timezone or str(getattr(instance.start.tzinfo, "key", "UTC"))
+    rep_tz = rep.timezone or manager_tz
+    yield SendEmail(
+        kind=Kind.RECAP,
+        ledger_kind=Kind.RECAP,
+        occurrence=instance.key,
+        template="recap",
+        to=(manager.email, rep.email),
+        cc=(),
+        context={
+            "rep": person(rep),
+            "manager": person(manager),
+            "start": in_zone(instance.start, manager_tz),
+            "stage": stage_view(stage, rule, 1),
+            "template": _template_hint(instance),
+            "commitment": read_commitment(instance.description),
+            "window_ends": in_zone(instance.end + timedelta(hours=72), rep_tz),
+        },
+        rep=rep.email,
+        manager=manager.email,
+    )
+
+
+def _cancellation(
+    roster: Roster,
+    now: datetime,
+    instance: Instance,
+    rep: Rep,
+    manager: Manager,
+    stage: Stage,
+    rule: StageRule,
+    ledger: LedgerView,
+    busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
+) -> Iterable[Action]:
+    org = roster.organization
+    week = week_of_quarter_at(instance.original_start, zone(org.timezone), org.fiscal_year_start)
+    week11 = week == WEEK11
+    if instance.key not in ledger.cancellations:
+        yield RecordCancellation(
+            uid=instance.uid,
+            occurrence=instance.key,
+            original_start=instance.original_start,
+            rep=rep.email,
+            manager=manager.email,
+            reason=instance.reason,
+            week_of_quarter=week,
+            week11=week11,
+        )
+    kind = Kind.WEEK11_SKIP if week11 else Kind.CANCELLATION
+    if (instance.key, kind) in ledger.emails_sent:
+        return
+    _, week_end = week_bounds(instance.original_start, zone(org.timezone))
+    if week_end <= now:
+        return  # the week is over: recorded for the rates, too late to reschedule by email
+    manager_tz = person_zone(manager, roster)
+    duration = int((instance.end - instance.start).total_seconds() // 60) or rule.duration_minutes
+    slots = suggest_slots(
+        roster,
+        rep,
+        manager,
+        instance,
+        now,
+        duration,
+        busy_in(manager.email, *week_bounds(instance.original_start, zone(org.timezone))),
+    )
+    cc = (manager.escalate_to,) if week11 and manager.escalate_to else ()
+    yield SendEmail(
+        kind=kind,
+        ledger_kind=kind,
+        occurrence=instance.key,
+        template=kind,
+        to=(manager.email,),
+        cc=cc,
+        context={
+            "manager": person(manager),
+            "rep": person(rep),
+            "original_start": in_zone(instance.original_start, manager_tz),
+            "reason": instance.reason,
+            "week_of_quarter": week,
+            "suggestions": [in_zone(s, manager_tz) for s in slots],
+            "duration_minutes": duration,
+            **({"escalate_to": manager.escalate_to} if week11 else {}),
+        },
+        rep=rep.email,
+        manager=manager.email,
+    )

@@ -1,0 +1,332 @@
+"""Cancellation rates (SPEC "Cancellations"; seed 000's headline number): per manager and per rep,
+cancelled ÷ scheduled occurrences that have started, over the trailing 13 weeks; and the
+``rate_warning`` email a manager gets once per crossing into warning or red flag.
+
+Everything is read from the ledger, never from the calendar: the series cadence wrote (their
+rule, start and ``UNTIL``) say what was scheduled, and the cancellations and reschedules it
+recorded say what happened. So the history survives restarts, roster edits, stage changes and
+calendars that no longer show old series.
+
+The rules, decided where the seed is silent:
+
+- The window is the 13 Monday-to-Sunday weeks (organisation zone) ending with the current one;
+  an occurrence counts once its original start has passed (a cancellation recorded ahead counts
+  when its day comes).
+- An occurrence belongs to the series' manager at the time: a rep who changed manager counts
+  in the old manager's rate for the weeks before and in the new one's after. The rep's own rate
+  covers both.
+- A week-11 skip is a cancellation (it is in the rate) and is also counted apart.
+- Bands, with ``t`` the policy thresholds (0.10 / 0.15 / 0.25): ``healthy`` when the rate is
+  below ``t.healthy_below``; ``watch`` from there up to and including ``t.warning_above``
+  (between healthy and warning the seed names nothing, so no email goes); ``warning`` above
+  that up to and including ``t.red_flag_above``; ``red_flag`` above. Exactly 10% is watch,
+  exactly 15% is watch, exactly 25% is warning. No started occurrence: ``none``, no rate.
+  Rates are compared as exact fractions, so 3 of 20 is exactly 15%.
+- Crossing up into warning or red flag sends one email to the manager (the rep's current
+  manager for a rep's rate), copied to ``escalate_to`` for red flag. Falling back to a lower
+  band re-arms that band: the next rise into it sends again.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from fractions import Fraction
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from daemon.core.fiscal import week_bounds
+from daemon.core.model import Roster, Thresholds
+from daemon.core.planner.actions import (
+    Action,
+    Kind,
+    LedgerSeries,
+    LedgerView,
+    Outcome,
+    RateAlert,
+    RecordRateBand,
+    SendEmail,
+)
+from daemon.core.planner.identity import person
+from daemon.core.schedule import Pattern, parse_weekly, zone
+
+WINDOW_WEEKS = 13
+
+
+class Band(StrEnum):
+    NONE = "none"
+    HEALTHY = "healthy"
+    WATCH = "watch"
+    WARNING = "warning"
+    RED_FLAG = "red_flag"
+
+    @property
+    def level(self) -> int:
+        """0 below warning, 1 warning, 2 red flag: what a crossing is measured in."""
+        return {Band.WARNING: 1, Band.RED_FLAG: 2}.get(self, 0)
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+
+@lru_cache(maxsize=64)
+def _fraction(threshold: float) -> tuple[int, int]:
+    """0.15 as 3/20 exactly, not the nearest binary float: (numerator, denominator)."""
+    exact = Fraction(repr(threshold))
+    return exact.numerator, exact.denominator
+
+
+def _above(cancelled: int, scheduled: int, threshold: float) -> bool:
+    num, den = _fraction(threshold)
+    return cancelled * den > num * scheduled
+
+
+def band_of(cancelled: int, scheduled: int, thresholds: Thresholds) -> Band:
+    if scheduled == 0:
+        return Band.NONE
+    if _above(cancelled, scheduled, thresholds.red_flag_above):
+        return Band.RED_FLAG
+    if _above(cancelled, scheduled, thresholds.warning_above):
+        return Band.WARNING
+    num, den = _fraction(thresholds.healthy_below)
+    if cancelled * den < num * scheduled:
+        return Band.HEALTHY
+    return Band.WATCH
+
+
+def percent(cancelled: int, scheduled: int) -> str:
+    """``18`` or ``15.4``: one decimal where it matters, so 15.4% never reads as 15%."""
+    value = round(Fraction(1000 * cancelled, scheduled)) / 10
+    return f"{value:.1f}".removesuffix(".0")
+
+
+@dataclass(frozen=True)
+class Week:
+    start: date  # Monday, organisation zone
+    scheduled: int
+    cancelled: int
+    rescheduled: int
+    week11_skips: int
+
+    @property
+    def held(self) -> int:
+        return self.scheduled - self.cancelled
+
+
+@dataclass(frozen=True)
+class Tally:
+    first_week: date | None  # the Monday the window starts on; None for an empty tally
+    # per week, oldest first: (scheduled, cancelled, rescheduled, week-11 skips)
+    counts: tuple[tuple[int, int, int, int], ...]
+    band: Band
+    scheduled: int = 0
+    cancelled: int = 0
+    rescheduled: int = 0
+    week11_skips: int = 0
+
+    @property
+    def weeks(self) -> tuple[Week, ...]:
+        if self.first_week is None:
+            return ()
+        start = self.first_week
+        return tuple(Week(start + timedelta(weeks=i), *c) for i, c in enumerate(self.counts))
+
+    @property
+    def held(self) -> int:
+        return self.scheduled - self.cancelled
+
+    @property
+    def rate(self) -> float | None:
+        return self.cancelled / self.scheduled if self.scheduled else None
+
+
+@dataclass(frozen=True)
+class Rates:
+    window_start: datetime
+    now: datetime
+    managers: Mapping[str, Tally]  # by the series' manager
+    reps: Mapping[str, Tally]
+    rep_managers: Mapping[str, tuple[str, ...]]  # each rep's managers in the window, in order
+
+
+def window_start(now: datetime, org_zone: ZoneInfo) -> datetime:
+    monday, _ = week_bounds(now, org_zone)
+    start = (monday.date() - timedelta(weeks=WINDOW_WEEKS - 1)).isoformat()
+    return datetime.fromisoformat(start).replace(tzinfo=org_zone)
+
+
+def _zone_name(rec: LedgerSeries) -> str:
+    if rec.timezone:
+        return rec.timezone
+    name = getattr(rec.start.tzinfo, "key", None)
+    return name if isinstance(name, str) else "UTC"
+
+
+def scheduled_starts(rec: LedgerSeries, since: datetime, now: datetime) -> Iterable[datetime]:
+    """The original starts of ``rec`` in [since, now]: its rule from its start to its UNTIL."""
+    weekly = parse_weekly(rec.rrule)
+    if weekly is None:
+        return
+    days, interval = weekly
+    tz_name = _zone_name(rec)
+    local = rec.start.astimezone(zone(tz_name))
+    pattern = Pattern(
+        days=days, time=local.time().replace(tzinfo=None), interval_weeks=interval,
+        duration_minutes=0, zone_name=tz_name, anchor=local.date(),
+    )  # fmt: skip
+    first = max(local.date(), since.astimezone(local.tzinfo).date())
+    last = now.astimezone(local.tzinfo).date()
+    if rec.until is not None:
+        last = min(last, rec.until)
+    if last < first:
+        return
+    for start in pattern.occurrences(first, last + timedelta(days=1)):
+        if rec.start <= start and since <= start <= now:
+            yield start
+
+
+class _Counter:
+    __slots__ = ("cancelled", "rescheduled", "scheduled", "week11")
+
+    def __init__(self, weeks: int) -> None:
+        self.scheduled = [0] * weeks
+        self.cancelled = [0] * weeks
+        self.rescheduled = [0] * weeks
+        self.week11 = [0] * weeks
+
+
+def tally(
+    series: Sequence[LedgerSeries],
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    org_zone: ZoneInfo,
+    thresholds: Thresholds,
+) -> Rates:
+    since = window_start(now, org_zone)
+    first_monday = since.date()
+    # Week boundaries as timestamps: an occurrence's week is a bisection, not a zone lookup.
+    bounds = [
+        datetime.combine(first_monday + timedelta(weeks=i), time(), org_zone).timestamp()
+        for i in range(1, WINDOW_WEEKS)
+    ]
+
+    # occurrence (uid, timestamp) -> (rep, manager, week index)
+    occurrences: dict[tuple[str, float], tuple[str, str, int]] = {}
+    for rec in series:
+        for start in scheduled_starts(rec, since, now):
+            ts = start.timestamp()
+            occurrences[(rec.uid, ts)] = (rec.rep, rec.manager, bisect_right(bounds, ts))
+    cancelled: dict[tuple[str, float], Outcome] = {}
+    rescheduled: set[tuple[str, float]] = set()
+    for o in outcomes:
+        if not since <= o.original_start <= now:
+            continue
+        ts = o.original_start.timestamp()
+        key = (o.uid, ts)
+        if o.cancelled:
+            cancelled[key] = o
+            # A cancelled occurrence was scheduled, even if the ledger lost its series' rule.
+            occurrences.setdefault(key, (o.rep, o.manager, bisect_right(bounds, ts)))
+        else:
+            rescheduled.add(key)
+
+    by_rep: dict[str, _Counter] = {}
+    by_manager: dict[str, _Counter] = {}
+    rep_managers: dict[str, dict[str, float]] = {}
+    for key, (rep, manager, week) in occurrences.items():
+        firsts = rep_managers.setdefault(rep, {})
+        if manager not in firsts or key[1] < firsts[manager]:
+            firsts[manager] = key[1]
+        gone = cancelled.get(key)
+        moved = gone is None and key in rescheduled
+        for counter in (
+            by_rep.get(rep) or by_rep.setdefault(rep, _Counter(WINDOW_WEEKS)),
+            by_manager.get(manager) or by_manager.setdefault(manager, _Counter(WINDOW_WEEKS)),
+        ):
+            counter.scheduled[week] += 1
+            if gone is not None:
+                counter.cancelled[week] += 1
+                counter.week11[week] += gone.week11
+            elif moved:
+                counter.rescheduled[week] += 1
+
+    def finish(counter: _Counter) -> Tally:
+        total, gone = sum(counter.scheduled), sum(counter.cancelled)
+        return Tally(
+            first_monday,
+            tuple(zip(counter.scheduled, counter.cancelled, counter.rescheduled, counter.week11,
+                      strict=True)),
+            band_of(gone, total, thresholds), total, gone, sum(counter.rescheduled),
+            sum(counter.week11),
+        )  # fmt: skip
+
+    return Rates(
+        window_start=since,
+        now=now,
+        managers={m: finish(c) for m, c in sorted(by_manager.items())},
+        reps={r: finish(c) for r, c in sorted(by_rep.items())},
+        rep_managers={
+            r: tuple(sorted(ms, key=lambda m: ms[m])) for r, ms in sorted(rep_managers.items())
+        },
+    )
+
+
+def rates_of(roster: Roster, ledger: LedgerView, now: datetime) -> Rates:
+    return tally(
+        ledger.series, ledger.outcomes, now, zone(roster.organization.timezone),
+        roster.policy.thresholds,
+    )  # fmt: skip
+
+
+def rate_actions(roster: Roster, rates: Rates, ledger: LedgerView) -> Iterable[Action]:
+    """The ``rate_warning`` emails due and the bands to remember, for everyone on the roster."""
+    managers = {m.email: m for m in roster.managers}
+    subjects: list[tuple[str, Tally, str, str, str]] = []  # subject, tally, manager, rep, scope
+    for m in roster.managers:
+        if m.email in rates.managers:
+            subjects.append(
+                (f"manager:{m.email}", rates.managers[m.email], m.email, "", "your team")
+            )
+    for r in roster.reps:
+        if r.email in rates.reps and r.manager in managers:
+            subjects.append((f"rep:{r.email}", rates.reps[r.email], r.manager, r.email, r.name))
+    for subject, t, manager_email, rep_email, scope in subjects:
+        told = ledger.rate_alerts.get(subject, RateAlert(Band.HEALTHY.value, 0))
+        before = Band(told.band)
+        if t.band.level == before.level:
+            continue
+        if t.band.level < before.level:  # fallen back: re-arm the band(s) above
+            yield RecordRateBand(subject, t.band.value, told.crossings, rep_email, manager_email)
+            continue
+        crossings = told.crossings + 1
+        manager = managers[manager_email]
+        red = t.band is Band.RED_FLAG
+        occurrence = f"rate {subject} {crossings}"
+        ledger_kind = Kind.RATE_WARNING
+        if (occurrence, ledger_kind) not in ledger.emails_sent:
+            yield SendEmail(
+                kind=Kind.RATE_WARNING,
+                ledger_kind=ledger_kind,
+                occurrence=occurrence,
+                template=Kind.RATE_WARNING,
+                to=(manager.email,),
+                cc=(manager.escalate_to,) if red and manager.escalate_to else (),
+                context={
+                    "manager": person(manager),
+                    "level": t.band.label,
+                    "rate_percent": percent(t.cancelled, t.scheduled),
+                    "cancelled": t.cancelled,
+                    "scheduled": t.scheduled,
+                    "week11_skips": t.week11_skips,
+                    "scope": scope,
+                },
+                rep=rep_email,
+                manager=manager.email,
+            )
+        yield RecordRateBand(
+            subject, t.band.value, crossings, rep_email, manager.email, (occurrence, ledger_kind)
+        )

@@ -1,0 +1,264 @@
+"""``cadence report``: the cancellation rates a VP of Sales and a RevOps admin open this tool for.
+
+Per manager and per rep: held, rescheduled, cancelled, week-11 skips, the rate and its band, and
+the last 13 weeks as a small chart. The figures come from the pure core (``planner.rates``) over
+the ledger opened read-only, so the report is the same numbers the daemon warns on, and running
+it next to the daemon touches nothing. Three faces: text for a terminal, JSON for other tools
+(schema in README), and one self-contained HTML file (inline CSS and SVG, autoescaped).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from daemon.config import Config
+from daemon.core.planner.actions import LedgerView
+from daemon.core.planner.rates import Band, Rates, Tally, percent, rates_of
+from daemon.render import BUILTIN_DIR
+from daemon.store import Ledger
+
+SCHEMA_VERSION = 1
+BAND_LABELS = {
+    Band.NONE: "no meetings yet",
+    Band.HEALTHY: "healthy",
+    Band.WATCH: "watch",
+    Band.WARNING: "warning",
+    Band.RED_FLAG: "red flag",
+}
+
+
+def read_view(config: Config, at: datetime) -> LedgerView:
+    """The ledger as the rates read it, opened read-only; empty when there is none yet."""
+    from daemon.reconcile import read_ledger
+
+    ledger = Ledger.open_readonly(config.settings.state_dir)
+    if ledger is None:
+        return LedgerView()
+    try:
+        ledger.require_latest("the report")
+        return read_ledger(ledger, at, config.roster.organization.timezone)
+    finally:
+        ledger.close()
+
+
+def _tally_json(t: Tally) -> dict[str, Any]:
+    return {
+        "scheduled": t.scheduled,
+        "held": t.held,
+        "rescheduled": t.rescheduled,
+        "cancelled": t.cancelled,
+        "week11_skips": t.week11_skips,
+        "rate": round(t.rate, 4) if t.rate is not None else None,
+        "band": t.band.value,
+        "weeks": [
+            {
+                "start": (first + timedelta(weeks=i)).isoformat(), "scheduled": sched,
+                "held": sched - gone, "rescheduled": moved, "cancelled": gone,
+                "week11_skips": skips,
+            }
+            for i, (sched, gone, moved, skips) in enumerate(t.counts)
+        ] if (first := t.first_week) is not None else [],
+    }  # fmt: skip
+
+
+def build(config: Config, at: datetime, view: LedgerView | None = None) -> dict[str, Any]:
+    """The report as one JSON-able object (the ``--format json`` output)."""
+    roster = config.roster
+    if view is None:
+        view = read_view(config, at)
+    rates = rates_of(roster, view, at)
+    return to_json(config, at, rates)
+
+
+def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
+    roster = config.roster
+    names = {m.email: m.name for m in roster.managers} | {r.email: r.name for r in roster.reps}
+    current = {r.email: r.manager for r in roster.reps}
+    managers = [m.email for m in roster.managers]
+    managers += [m for m in rates.managers if m not in managers]
+    reps_of: dict[str, list[str]] = {m: [] for m in managers}
+    for rep in rates.reps:
+        home = current.get(rep) or rates.rep_managers[rep][-1]
+        reps_of.setdefault(home, []).append(rep)
+    for r in roster.reps:  # on the roster, nothing started yet: shown as such
+        if r.email not in rates.reps:
+            reps_of.setdefault(r.manager, []).append(r.email)
+
+    empty = Tally(first_week=None, counts=(), band=Band.NONE)
+    thresholds = roster.policy.thresholds
+    return {
+        "schema": SCHEMA_VERSION,
+        "organization": roster.organization.name,
+        "at": at.isoformat(),
+        "window": {
+            "start": rates.window_start.date().isoformat(),
+            "weeks": 13,
+            "timezone": roster.organization.timezone,
+        },
+        "thresholds": {
+            "healthy_below": thresholds.healthy_below,
+            "warning_above": thresholds.warning_above,
+            "red_flag_above": thresholds.red_flag_above,
+        },
+        "managers": [
+            {
+                "email": m,
+                "name": names.get(m, m),
+                "on_roster": m in names,
+                **_tally_json(rates.managers.get(m, empty)),
+                "reps": [
+                    {
+                        "email": r,
+                        "name": names.get(r, r),
+                        "on_roster": r in current,
+                        "managers": list(rates.rep_managers.get(r, ())),
+                        **_tally_json(rates.reps.get(r, empty)),
+                    }
+                    for r in sorted(reps_of.get(m, []))
+                ],
+            }
+            for m in managers
+        ],
+    }
+
+
+# --- text -----------------------------------------------------------------------------------
+
+
+def _chart(weeks: list[dict[str, Any]]) -> str:
+    """One character a week, oldest first: ``.`` no 1:1, ``o`` all held, ``x`` some cancelled,
+    ``!`` a week-11 skip."""
+    out = []
+    for w in weeks:
+        if w["week11_skips"]:
+            out.append("!")
+        elif w["cancelled"]:
+            out.append("x")
+        elif w["scheduled"]:
+            out.append("o")
+        else:
+            out.append(".")
+    return "".join(out) or "-"
+
+
+def _rate_text(row: dict[str, Any]) -> str:
+    if row["rate"] is None:
+        return "-"
+    return f"{percent(row['cancelled'], row['scheduled'])}%"
+
+
+def render_text(data: dict[str, Any]) -> str:
+    header = ("", "HELD", "MOVED", "CANCELLED", "WK11", "RATE", "BAND", "LAST 13 WEEKS")
+    rows: list[tuple[str, ...]] = [header]
+    for m in data["managers"]:
+        rows.append(_text_row(f"{m['name']} <{m['email']}>", m))
+        for r in m["reps"]:
+            rows.append(_text_row(f"  {r['name']} <{r['email']}>", r))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        f"Cancellation rates, {data['organization']}: the 13 weeks from "
+        f"{data['window']['start']} to {data['at'][:10]}",
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(
+        "Chart, oldest week first: o held, x cancelled, ! week-11 skip, . no 1:1. Healthy under "
+        f"{_pct(data['thresholds']['healthy_below'])}, warning above "
+        f"{_pct(data['thresholds']['warning_above'])}, red flag above "
+        f"{_pct(data['thresholds']['red_flag_above'])}."
+    )
+    return "\n".join(lines)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:g}%"
+
+
+def _text_row(label: str, row: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        label, str(row["held"]), str(row["rescheduled"]), str(row["cancelled"]),
+        str(row["week11_skips"]), _rate_text(row), BAND_LABELS[Band(row["band"])],
+        _chart(row["weeks"]),
+    )  # fmt: skip
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+
+_BAR, _STEP, _HEIGHT = 9, 12, 28
+_COLOURS = (("held", "#4c8c6a"), ("cancelled", "#d1242f"), ("skip", "#8b0000"), ("none", "#d0d7de"))
+
+
+def chart_svg(row: dict[str, Any]) -> Markup:
+    """The 13 weeks as bars, oldest on the left: green held, red cancelled (dark red for a
+    week-11 skip), a grey tick for a week without a 1:1. One path per colour keeps a page for
+    thousands of reps small. Only numbers go into it, so it is safe markup by construction."""
+    weeks = row["weeks"]
+    peak = max([w["scheduled"] for w in weeks] + [1])
+    paths: dict[str, list[str]] = {name: [] for name, _ in _COLOURS}
+    for i, w in enumerate(weeks):
+        x = i * _STEP + 1
+        if not w["scheduled"]:
+            paths["none"].append(f"M{x} 30h{_BAR}v2h-{_BAR}z")
+            continue
+        total = round(_HEIGHT * w["scheduled"] / peak, 1)
+        lost = round(_HEIGHT * w["cancelled"] / peak, 1)
+        if total > lost:
+            paths["held"].append(f"M{x} {32 - total}h{_BAR}v{round(total - lost, 1)}h-{_BAR}z")
+        if lost:
+            kind = "skip" if w["week11_skips"] else "cancelled"
+            paths[kind].append(f"M{x} {32 - lost}h{_BAR}v{lost}h-{_BAR}z")
+    label = (
+        f"1:1s each week for the last 13 weeks: {int(row['held'])} held, "
+        f"{int(row['cancelled'])} cancelled"
+    )
+    body = "".join(
+        f'<path fill="{colour}" d="{"".join(paths[name])}"></path>'
+        for name, colour in _COLOURS
+        if paths[name]
+    )
+    return Markup(  # noqa: S704 - numbers only, see above
+        f'<svg class="chart" viewBox="0 0 {13 * _STEP} 32" width="{13 * _STEP}" height="32"'
+        f' role="img" aria-label="{label}"><title>{label}</title>{body}</svg>'
+    )
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(BUILTIN_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["band_label"] = lambda band: BAND_LABELS[Band(band)]
+    env.filters["rate"] = _rate_text
+    env.filters["pct"] = _pct
+    env.filters["chart_svg"] = chart_svg
+    return env
+
+
+def render_html(data: dict[str, Any]) -> str:
+    template = _environment().get_template("report.html.j2")
+    return template.render(data=data, max_per_week=_max_per_week(data))
+
+
+def _max_per_week(data: dict[str, Any]) -> int:
+    peak = 1
+    for m in data["managers"]:
+        for r in m["reps"]:
+            for w in r["weeks"]:
+                peak = max(peak, w["scheduled"])
+    return peak
+
+
+def render(data: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if fmt == "html":
+        return render_html(data)
+    return render_text(data)
