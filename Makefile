@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/reconcile_scale.py
 	$(BIN)/python benchmarks/cli_scale.py
+	$(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/google_scale.py
 	$(BIN)/python benchmarks/report_scale.py
 	$(BIN)/python benchmarks/metrics_scale.py

@@ -131,6 +131,17 @@ class PassResult:
         return EXIT_UNREACHABLE if self.errors else EXIT_OK
 
 
+class PassClock:
+    """The time of the pass in progress (the simulated ``--now`` included), for providers whose
+    change feed covers a window of time around it (Graph's calendarView)."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -144,13 +155,20 @@ class Runtime:
     metrics: MetricsSource | None = None
     metrics_refused: str | None = None  # the version of a source read and found unusable
     metrics_view: tuple[Any, Weekly] | None = None
+    clock: PassClock = field(default_factory=PassClock)
 
 
 # --- building the parts from the config ---------------------------------------------------------
 
 
-def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
+def open_calendar(
+    config: Config, stack: ExitStack, clock: Callable[[], datetime] | None = None
+) -> CalendarProvider:
     settings = config.settings
+    if settings.calendar.provider == "outlook":
+        from daemon.providers.graph import open_outlook
+
+        return open_outlook(config, clock)
     if settings.calendar.provider == "google":
         from daemon.providers.google import open_google
 
@@ -158,7 +176,7 @@ def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
     if settings.calendar.provider != "caldav":
         raise ConfigError(
             [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
-             " in this version yet; use caldav or google"]
+             " in this version yet; use caldav, google or outlook"]
         )  # fmt: skip
     from daemon.providers.caldav import CalDAVProvider
 
@@ -194,13 +212,18 @@ def open_mailer(config: Config) -> Mailer:
             smtp.host, smtp.port, security=smtp.security, username=smtp.username,
             password=password,
         )  # fmt: skip
+    if mail.transport == "graph":
+        from daemon.graph_http import client_for
+        from daemon.mail.graph import GraphMailer
+
+        return GraphMailer(client_for(config), mail.sender)  # the calendar's app registration
     if mail.transport == "gmail":
         from daemon.mail.gmail import open_gmail
 
         return open_gmail(config.path, config.settings)
     raise ConfigError(
         [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
-         " yet; use maildir, smtp or gmail"]
+         " yet; use maildir, smtp, gmail or graph"]
     )  # fmt: skip
 
 
@@ -216,10 +239,11 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
         ledger = Ledger.open(config.settings.state_dir)
         stack.callback(ledger.close)
         mailer = open_mailer(config)
-        provider = open_calendar(config, stack)
+        clock = PassClock()
+        provider = open_calendar(config, stack, clock)
         yield Runtime(
             config, provider, mailer, ledger, renderer, restore_missing,
-            metrics=metrics_cache.open_source(config),
+            metrics=metrics_cache.open_source(config), clock=clock,
         )  # fmt: skip
 
 
@@ -415,6 +439,7 @@ def _with(rec: SeriesRecord, **changes: Any) -> SeriesRecord:
 
 
 def run_pass(rt: Runtime, now: datetime) -> PassResult:
+    rt.clock.now = now
     result = PassResult()
     plan = plan_pass(rt, now, result)
     log = logs.get()
