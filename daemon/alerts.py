@@ -29,6 +29,7 @@ from daemon.mail.message import build_message
 
 if TYPE_CHECKING:
     from daemon.reconcile import Runtime
+    from daemon.store import Ledger
 
 FLAG = "admin_alerts"  # JSON: {key: {"opened": ISO instant, "summary": text}}
 KIND = "admin_alert"
@@ -43,6 +44,15 @@ class Problem:
     details: tuple[str, ...] = ()
     advice: str = ""
     lasting: bool = True  # False: an event, alerted once and never cleared
+
+
+def open_alerts(ledger: Ledger) -> list[dict[str, str]]:
+    """The lasting problems open now, for the status endpoint: problem, summary, since."""
+    opened: dict[str, dict[str, str]] = json.loads(ledger.get_flag(FLAG) or "{}")
+    return [
+        {"problem": key, "summary": value["summary"], "since": value["opened"]}
+        for key, value in sorted(opened.items())
+    ]
 
 
 def _occurrence(key: str, opened: str) -> str:

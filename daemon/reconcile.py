@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from daemon import faults, logs, observed_cache
-from daemon.alerts import Alerts, Problem
+from daemon.alerts import Alerts, Problem, open_alerts
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
 from daemon.core.metrics import Weekly
@@ -884,7 +884,11 @@ def run_forever(
                 health, instruments = status
                 ok = result is not None and not result.unavailable
                 instruments.record(result, time.monotonic() - started, ok, now)
-                health.passed(now, ok, problem)
+                try:
+                    alerts = open_alerts(rt.ledger)
+                except CadenceError:  # the ledger is unreadable: the pass said so already
+                    alerts = None
+                health.passed(now, ok, problem, alerts)
             pause = max(backoff(failures, interval), retry_after or 0.0)
             if failures:
                 log.info("backing off", seconds=pause, failures=failures)

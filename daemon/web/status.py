@@ -98,11 +98,20 @@ class Health:
         self.last_success: datetime | None = None
         self.last_pass: datetime | None = None
         self.last_problem: str | None = None
+        self.alerts: list[dict[str, str]] = []  # the open admin alerts (daemon.alerts)
         self._lock = threading.Lock()
 
-    def passed(self, at: datetime, ok: bool, problem: str | None) -> None:
+    def passed(
+        self,
+        at: datetime,
+        ok: bool,
+        problem: str | None,
+        alerts: list[dict[str, str]] | None = None,
+    ) -> None:
         with self._lock:
             self.last_pass = at
+            if alerts is not None:
+                self.alerts = alerts
             if ok:
                 self.last_success = at
                 self.last_problem = None
@@ -121,6 +130,9 @@ class Health:
                 "last_success": self.last_success.isoformat() if self.last_success else None,
                 "last_pass": self.last_pass.isoformat() if self.last_pass else None,
                 "interval_seconds": self.interval,
+                # Operational problems for an admin (an invalid roster edit, the safety valve...):
+                # the daemon itself is fine, so they do not make it unhealthy.
+                "alerts": list(self.alerts),
             }
             if self.last_problem:
                 body["last_problem"] = self.last_problem

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ import structlog
 
 from daemon.config import load
 from daemon.reconcile import run_forever
+from tests.fixtures.smtp import free_port
 from tests.system.harness import Deployment, text_of
 from tests.system.test_daemon_loop import Daemon, daemon  # noqa: F401 - the fixture
 
@@ -35,7 +37,9 @@ def _restore_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def write(d: Deployment, *, zone: str = "America/Chicago", interval: int = 60) -> None:
+def write(
+    d: Deployment, *, zone: str = "America/Chicago", interval: int = 60, extra: str = ""
+) -> None:
     maya, raj = d.managers
     d.config_path.write_text(
         textwrap.dedent(f"""\
@@ -50,6 +54,7 @@ def write(d: Deployment, *, zone: str = "America/Chicago", interval: int = 60) -
         calendar: {d.calendar_config()}
         mail: {{from: 'cadence <cadence@acme.test>', maildir: {d.root / "outbox"}}}
         """)
+        + extra
     )
 
 
@@ -74,7 +79,9 @@ def test_run_follows_roster_edits_and_tells_the_admins_about_a_broken_one(
 ) -> None:
     d = deployment
     maya = d.managers[0]
-    write(d)
+    status = f"http://127.0.0.1:{free_port()}"
+    http = f"http: {{listen: '{status.removeprefix('http://')}'}}\n"
+    write(d, extra=http)
     roster(d, lee(d))
     now = [T0]
     passes: list[list[dict[str, Any]]] = []
@@ -92,21 +99,26 @@ def test_run_follows_roster_edits_and_tells_the_admins_about_a_broken_one(
     def prereads_went() -> None:
         to_zoe = [m for m in d.mail_of("preread") if m["To"] == "zoe@acme.test"]
         assert len(to_zoe) == 1
-        write(d, zone="Mars/Base")  # a broken edit
+        write(d, zone="Mars/Base", extra=http)  # a broken edit
 
     def still_broken() -> None:
         now[0] += timedelta(minutes=1)
 
     def fixed() -> None:
-        write(d)
+        write(d, extra=http)
         now[0] += timedelta(minutes=1)
 
     steps = [added_zoe, zoe_is_there, prereads_went, still_broken, fixed]
     waits: list[float] = []
+    open_alerts: list[list[str]] = []  # the status endpoint's alerts after each pass
 
     def wait(seconds: float) -> bool:
         waits.append(seconds)
         passes.append(log_events(capsys.readouterr().err))
+        with urllib.request.urlopen(f"{status}/healthz", timeout=10) as answer:
+            health = json.loads(answer.read())
+        assert health["status"] == "ok"  # an admin's problem, not the daemon's
+        open_alerts.append([a["problem"] for a in health["alerts"]])
         if len(waits) > len(steps):
             return True
         steps[len(waits) - 1]()
@@ -132,6 +144,8 @@ def test_run_follows_roster_edits_and_tells_the_admins_about_a_broken_one(
     assert opened["To"] == "ops@acme.test" and "needs you" in str(opened["Subject"])
     assert "Mars/Base" in text_of(opened) and str(d.config_path) in text_of(opened)
     assert "resolved" in str(cleared["Subject"])
+    # The status endpoint carried the open problem while it lasted.
+    assert open_alerts == [[], [], [], ["roster"], ["roster"], []]
     # While broken, the daemon ran on the last good roster: Zoe and Lee kept their series.
     assert len(d.rep_series(maya, "zoe@acme.test")) == 1
 
