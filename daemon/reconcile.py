@@ -64,6 +64,7 @@ from daemon.errors import (
     TokenExpired,
     Transient,
 )
+from daemon.lock import state_lock
 from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
 from daemon.providers.base import CalendarProvider
@@ -678,7 +679,7 @@ def run_once(config: Config, now: datetime | None, restore_missing: bool = False
     # What the pass did is its output (stdout); stderr carries only the one-line verdict.
     logs.configure(stream=sys.stdout)
     now = now or datetime.now(UTC)
-    with runtime(config, restore_missing) as rt:
+    with state_lock(config.settings.state_dir), runtime(config, restore_missing) as rt:
         result = run_pass(rt, now)
     for alarm in result.alarms:
         print(f"cadence: {alarm}", file=sys.stderr)
@@ -779,11 +780,28 @@ def run_forever(
     *,
     clock: Callable[[], datetime] | None = None,
     wait: Callable[[float], bool] | None = None,
+    wait_for_lock: bool = False,
 ) -> int:
     """The daemon loop. ``clock`` and ``wait`` (sleep ``seconds``; True = stop now) stand in for
-    the wall clock and the signal-aware sleep in tests; by default SIGTERM / SIGINT stop it."""
+    the wall clock and the signal-aware sleep in tests; by default SIGTERM / SIGINT stop it.
+    ``wait_for_lock`` waits for another daemon on the same state dir to stop (a rolling
+    restart) instead of exiting; while it waits, a signal stops it at once."""
     logs.configure()
     log = logs.get()
+    with state_lock(
+        config.settings.state_dir,
+        wait=wait_for_lock,
+        waiting=lambda pid: log.info("waiting for the state dir lock", pid=pid),
+    ):
+        return _loop(config, log, clock, wait)
+
+
+def _loop(
+    config: Config,
+    log: Any,
+    clock: Callable[[], datetime] | None,
+    wait: Callable[[float], bool] | None,
+) -> int:
     if wait is None:
         stopper = Stopper()
         stopper.install()
