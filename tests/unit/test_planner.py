@@ -998,12 +998,13 @@ def test_a_written_commitment_opens_the_next_agenda_and_the_recap() -> None:
     (recap,) = [a for a in of(plan.actions, SendEmail) if a.kind == Kind.RECAP]
     assert recap.to == (MAYA, LEE) and recap.context["commitment"] == commitment.text
 
-    settle_at = after + timedelta(hours=1)
-    actions = world.step(settle_at).actions
-    # The next meeting's agenda opens with it; what people wrote stays.
+    # The next meeting's agenda opens with it in the same pass, not one pass later (a pre-read
+    # going out in that pass would otherwise carry the old one); what people wrote stays.
     next_wed = LEE_WED + timedelta(days=7)
-    (write,) = of(actions, WriteAgendas)
+    (write,) = of(plan.actions, WriteAgendas)
     assert "last commitment: multi-thread Globex by Fri" in write.blocks[next_wed]
+    settle_at = after + timedelta(hours=1)
+    assert of(world.step(settle_at).actions, WriteAgendas) == []
     kept = {o.recurrence_id: o.description for o in world.calendars[MAYA][uid].overrides}
     assert "last commitment: multi-thread Globex by Fri" in kept[next_wed]
     assert "Commitment: multi-thread Globex by Fri" in kept[LEE_WED]

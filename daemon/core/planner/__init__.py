@@ -51,7 +51,7 @@ from daemon.core.planner.identity import (
     series_uid,
     stage_view,
 )
-from daemon.core.planner.notices import occurrence_actions
+from daemon.core.planner.notices import new_commitments, occurrence_actions, with_commitments
 from daemon.core.planner.rates import Band, Rates, Tally, percent, rate_actions, rates_of, tally
 from daemon.core.planner.series import end_series, rep_actions, safety_valve, sticky_slots, zone_of
 from daemon.core.planner.slots import suggest_slots
@@ -96,6 +96,12 @@ def make_plan(
     valve = safety_valve(roster, observed, ledger, complete, restore_missing)
     alarms.extend(valve.values())
     blocked = unreachable | frozenset(valve)
+
+    # A commitment people wrote into a meeting that just ended is recorded in this pass; the
+    # agendas and pre-reads planned in this pass already open with it (not one pass later).
+    commitments = new_commitments(roster, now, observed, ledger, blocked)
+    ledger = with_commitments(ledger, commitments)
+    actions.extend(commitments)
 
     desired_by_rep = {p.rep.email: p for p in desired}
     for p in desired:
