@@ -235,7 +235,8 @@ def _first_meeting(
         met = any(_met(observed.get(r.manager, {}).get(r.uid), week_start, now) for r in replaced)
         if met or first >= week_end:
             replaced_until = week_end.date() - timedelta(days=1)  # this Sunday
-            first = next(s for s in w.pattern.occurrences(week_end.date()) if s >= week_end)
+            start = max(week_end.date(), w.span.start)  # never before its stage begins
+            first = next(s for s in w.pattern.occurrences(start) if s >= week_end)
     if w.span.end is not None and first.date() >= w.span.end:
         # No meeting left in this stage (the next stage's series, made ahead, takes over);
         # a series this one would replace keeps its meetings to the end of the stage.
