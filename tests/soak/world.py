@@ -21,6 +21,7 @@ from icalendar import Calendar
 from daemon.embedded import EmbeddedRadicale
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
+from tests.fixtures.radicale import radicale_server
 from tests.soak.proxy import KINDS, FaultProxy
 
 
@@ -68,7 +69,7 @@ class CalDAVCalendars:
     @contextmanager
     def started(cls, storage: Path, timeout: float) -> Iterator[CalDAVCalendars]:
         with ExitStack() as stack:
-            server = stack.enter_context(EmbeddedRadicale(storage, port=0))
+            server = stack.enter_context(radicale_server(storage))
             proxy = stack.enter_context(FaultProxy(server.url, hold_seconds=timeout * 4))
             yield cls(server, proxy)
 
