@@ -788,12 +788,20 @@ def run_forever(
     restart) instead of exiting; while it waits, a signal stops it at once."""
     logs.configure()
     log = logs.get()
+    if wait is None:
+        # Nothing is in flight while waiting for the lock: SIGTERM stops it as Ctrl-C does
+        # (exit 0); the loop installs its own finish-the-pass handler once the lock is held.
+        signal.signal(signal.SIGTERM, _interrupt)
     with state_lock(
         config.settings.state_dir,
         wait=wait_for_lock,
         waiting=lambda pid: log.info("waiting for the state dir lock", pid=pid),
     ):
         return _loop(config, log, clock, wait)
+
+
+def _interrupt(signum: int, _: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _loop(

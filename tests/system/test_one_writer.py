@@ -132,3 +132,28 @@ def test_run_wait_for_lock_starts_when_the_holder_lets_go(deployment: Deployment
         if run.poll() is None:
             run.kill()
             run.wait()
+
+
+def test_run_waiting_for_the_lock_stops_cleanly_on_sigterm(deployment: Deployment) -> None:
+    setup(deployment, extra="interval_seconds: 3600\n")
+    with state_lock(deployment.root / "state"):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "run", "--wait-for-lock",
+             "--config", str(deployment.config_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, cwd=REPO,
+        )  # fmt: skip
+        watchdog = threading.Timer(90, run.kill)
+        watchdog.start()
+        try:
+            assert run.stderr is not None
+            first = json.loads(run.stderr.readline())
+            assert first["event"] == "waiting for the state dir lock"
+            run.send_signal(signal.SIGTERM)  # systemd stopping a daemon still in line
+            assert run.wait(timeout=60) == 0
+            assert run.stderr.read() == ""
+        finally:
+            watchdog.cancel()
+            if run.poll() is None:
+                run.kill()
+                run.wait()
