@@ -447,6 +447,9 @@ class Executor:
             except Transient as exc:
                 self._count_error(exc)
                 self.down_managers.add(str(manager))
+                # Nothing more for this rep this pass either: after a failed end on the old
+                # manager's calendar, a create on the new one would give the rep two series.
+                self.failed_reps.add(rep)
                 self.result.server_down(exc)
                 self.log.warning("calendar unavailable", manager=manager, error=str(exc))
             except ProviderError as exc:

@@ -32,6 +32,7 @@ class FaultProxy:
         self._after = 0
         self._kind: str | None = None
         self._count = 0
+        self._match: str | None = None
         self._release = threading.Event()
         proxy = self
 
@@ -55,7 +56,7 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy._next_fault()
+                fault = proxy._next_fault(f"{self.command} {self.path}")
                 if fault in ("drop_before", "timeout"):
                     if fault == "timeout":
                         proxy._release.wait(proxy.hold_seconds)
@@ -110,9 +111,12 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def arm(self, after: int, kind: str, count: int = 1) -> None:
+    def arm(self, after: int, kind: str, count: int = 1, match: str | None = None) -> None:
+        """Fail ``count`` requests after ``after``, counting only those whose ``METHOD path``
+        contains ``match`` when given."""
         with self._lock:
             self._after, self._kind, self._count = after, kind, count
+            self._match = match
             self._release.clear()
 
     def disarm(self) -> None:
@@ -121,9 +125,11 @@ class FaultProxy:
             self._kind, self._count = None, 0
         self._release.set()
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self, request: str) -> str | None:
         with self._lock:
             if self._kind is None or self._count <= 0:
+                return None
+            if self._match is not None and self._match not in request:
                 return None
             if self._after > 0:
                 self._after -= 1

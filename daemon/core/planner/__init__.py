@@ -108,8 +108,14 @@ def make_plan(
         if p.manager.email in blocked:
             continue
         records = [r for r in by_rep.get(p.rep.email, []) if r.state != "ended"]
+        # Ended by a handover but still meeting this week: the new series must not take it.
+        ending = [
+            r for r in by_rep.get(p.rep.email, [])
+            if r.state == "ended" and r.until is not None
+            and r.until >= (now - timedelta(days=7)).date()
+        ]  # fmt: skip
         actions.extend(
-            rep_actions(roster, now, p, records, observed, ledger, render_agenda, blocked)
+            rep_actions(roster, now, p, records, observed, ledger, render_agenda, blocked, ending)
         )
 
     # Reps no longer on the roster: end their series (history stays on the calendar).

@@ -131,6 +131,7 @@ def rep_actions(
     ledger: LedgerView,
     render_agenda: RenderAgenda,
     blocked: frozenset[str],
+    ending: Sequence[LedgerSeries] = (),
 ) -> Iterable[Action]:
     tz = zone(p.timezone)
     today = now.astimezone(tz).date()
@@ -166,7 +167,7 @@ def rep_actions(
             if w.span.end is None or resumed.date() < w.span.end:
                 firsts[w.fingerprint] = resumed
             continue
-        replaced = [r for r in others if r.stage == w.stage.value]
+        replaced = [r for r in [*others, *ending] if r.stage == w.stage.value]
         first, handovers[w.stage.value] = _first_meeting(w, now, replaced, observed)
         if first is not None:
             firsts[w.fingerprint] = first
