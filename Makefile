@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CONFIG ?= config/cadence.yaml
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
-.PHONY: run test test-future test-browser lint types layers unit venv plan validate examples bench clean
+.PHONY: run test test-future test-browser lint types layers unit venv plan validate examples bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ test-future: $(STAMP)
 
 examples: $(STAMP)
 	$(BIN)/python docs/generate_examples.py
+
+# A year of simulated days on 20 seeds under faults (tests/soak/); `make test` runs a quarter.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --days 365 --seeds 20
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py

@@ -20,11 +20,12 @@ from daemon.config import DEFAULT_CONFIG, Config, load
 from daemon.core.metrics import Weekly
 from daemon.core.model import DAY_NAMES, Roster
 from daemon.core.plan import SeriesPlan, series_json, to_json
-from daemon.errors import CadenceError, ConfigError
+from daemon.errors import CadenceError, ConfigError, Locked
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_LOCKED = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recreate series even when a whole calendar lost them (overrides the safety valve)",
     )
-    with_config(sub.add_parser("run", help="the daemon: a pass every interval_seconds"))
+    p = with_config(sub.add_parser("run", help="the daemon: a pass every interval_seconds"))
+    p.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        help="wait for another cadence on the same state_dir to stop instead of exiting 4",
+    )
     with_config(
         sub.add_parser("doctor", help="check credentials, calendars and mail; write nothing")
     )
@@ -219,7 +225,7 @@ def _once(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from daemon.reconcile import run_forever
 
-    code: int = run_forever(load(args.config))
+    code: int = run_forever(load(args.config), wait_for_lock=args.wait_for_lock)
     return code
 
 
@@ -261,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Locked as exc:
+        print(f"cadence: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except CadenceError as exc:
         print(f"cadence: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -11,10 +11,13 @@ import csv
 import os
 import re
 import stat
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -285,12 +288,17 @@ def _validate(
     lines: Mapping[tuple[Any, ...], int],
     base: tuple[Any, ...],
     label: str,
+    reported: frozenset[str] = frozenset(),
 ) -> Any:
+    """``data`` as a ``model``; its problems are added, except for the fields in ``reported``
+    (already explained by the checks on people's text)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(error["loc"])
+            if loc and str(loc[0]) in reported:
+                continue
             fields = ".".join(str(p) for p in loc)
             where = _where(path, lines, base + loc, label)
             prefix = f"{fields}: " if fields else ""
@@ -305,7 +313,94 @@ def _by_place(problem: str) -> tuple[str, int]:
 
 def _entry_label(section: str, index: int, item: Any) -> str:
     email = item.get("email") if isinstance(item, dict) else None
-    return f"{section}[{index}] ({email})" if email else f"{section}[{index}]"
+    if not isinstance(email, str) or not email or _control(email) or len(email) > MAX_EMAIL:
+        return f"{section}[{index}]"  # the label itself must stay one short line
+    return f"{section}[{index}] ({email})"
+
+
+# --- people's text ------------------------------------------------------------------------------
+
+# Names end up in email subjects and headers and in invites' attendee names; an address ends up
+# in To/Cc and in ATTENDEE lines. A control character there folds a header or splits a line.
+MAX_NAME = 200
+MAX_EMAIL = 254  # RFC 5321's limit for a path
+NAME_FIELDS = ("name",)
+EMAIL_FIELDS = ("email", "manager", "escalate_to")
+_BIDI_CONTROLS = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
+_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]*[^\W_])?\.)+[^\W\d_]{2,}")  # host.example.tld
+
+
+def _control(text: str) -> str | None:
+    """The first character that has no place in a one-line field, as ``U+XXXX``."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or ord(char) in _BIDI_CONTROLS:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _name_problem(value: str) -> str | None:
+    char = _control(value)
+    if char is not None:
+        return (
+            f"contains a control character ({char}); names go into email subjects and "
+            "invites, so keep them to one plain line"
+        )
+    if len(value) > MAX_NAME:
+        return f"{len(value)} characters, more than {MAX_NAME}"
+    return None
+
+
+def _email_problem(value: str) -> str | None:
+    char = _control(value)
+    if char is not None:
+        return f"contains a control character ({char})"
+    text = value.strip()
+    if len(text) > MAX_EMAIL:
+        return f"{len(text)} characters, more than {MAX_EMAIL} (the longest address mail allows)"
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    try:
+        address: Address | None = Address(addr_spec=text)
+    except (HeaderParseError, ValueError, IndexError):
+        address = None
+    if (
+        address is None
+        or address.addr_spec != text  # comments, spaces, a second address
+        or '"' in text
+        or not _DOMAIN.fullmatch(address.domain.lower())
+    ):
+        return f"{shown!r} is not an email address (one address, name@domain.tld)"
+    return None
+
+
+def _text_problems(item: Any, fields: tuple[str, ...]) -> dict[str, str]:
+    """Problems with the people's text of one entry, by field."""
+    found: dict[str, str] = {}
+    if not isinstance(item, dict):
+        return found
+    for key in fields:
+        value = item.get(key)
+        if not isinstance(value, str):
+            continue
+        problem = _name_problem(value) if key in NAME_FIELDS else _email_problem(value)
+        if problem is not None:
+            found[key] = problem
+    return found
+
+
+def _check_text(
+    item: Any,
+    fields: tuple[str, ...],
+    problems: _Problems,
+    path: Path,
+    lines: Mapping[tuple[Any, ...], int],
+    base: tuple[Any, ...],
+    label: str,
+) -> frozenset[str]:
+    """Report the entry's text problems, one line each; return the fields reported."""
+    found = _text_problems(item, fields)
+    for key, problem in found.items():
+        problems.add(_where(path, lines, (*base, key), label), f"{key}: {problem}")
+    return frozenset(found)
 
 
 # --- the CSV roster -----------------------------------------------------------------------------
@@ -367,9 +462,13 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the config must be a mapping of keys to values"])
 
+    org_data = data.get("organization")
+    org_reported = _check_text(
+        org_data, NAME_FIELDS, problems, path, lines, ("organization",), "organization"
+    )
     org = _validate(
-        Organization, data.get("organization"), problems, path, lines, ("organization",),
-        "organization",
+        Organization, org_data, problems, path, lines, ("organization",), "organization",
+        org_reported,
     )  # fmt: skip
     policy = _validate(Policy, data.get("policy") or {}, problems, path, lines, ("policy",),
                        "policy")  # fmt: skip
@@ -383,7 +482,9 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
         raw_managers = []
     for i, item in enumerate(raw_managers):
         label = _entry_label("managers", i, item)
-        manager = _validate(Manager, item, problems, path, lines, ("managers", i), label)
+        base = ("managers", i)
+        reported = _check_text(item, NAME_FIELDS + EMAIL_FIELDS, problems, path, lines, base, label)
+        manager = _validate(Manager, item, problems, path, lines, base, label, reported)
         if manager is not None:
             managers.append(manager)
 
@@ -429,7 +530,10 @@ def _load_reps(
         here = lines if line is None else {("reps", i): line}
         entry = _Entry(_key(item, "email"), _key(item, "manager"), source, here, i, label)
         entries.append(entry)
-        rep = _validate(Rep, item, problems, source, here, ("reps", i), label)
+        reported = _check_text(
+            item, NAME_FIELDS + EMAIL_FIELDS, problems, source, here, ("reps", i), label
+        )
+        rep = _validate(Rep, item, problems, source, here, ("reps", i), label, reported)
         if rep is not None:
             reps.append(rep)
             rep_entry.setdefault(rep.email, entry)
@@ -476,7 +580,7 @@ def _cross_check(
             continue
         if manager == email:
             problems.add(entry.where(), f"manager: {email!r} is listed as their own manager")
-        elif manager not in manager_emails:
+        elif manager not in manager_emails and _email_problem(manager) is None:
             problems.add(entry.where(), f"manager: unknown manager {manager!r}")
 
 

@@ -64,6 +64,10 @@ class MailRejected(MailError):
     """The server refused this message for good (bad recipient); retrying will not help."""
 
 
+class Locked(CadenceError):
+    """Another process holds the state dir's lock (one writer per state dir)."""
+
+
 class TemplateProblem(CadenceError):
     """A template cannot be loaded or rendered; the message names the template and line."""
 

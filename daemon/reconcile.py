@@ -65,6 +65,7 @@ from daemon.errors import (
     TokenExpired,
     Transient,
 )
+from daemon.lock import state_lock
 from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
 from daemon.metrics import cache as metrics_cache
@@ -514,6 +515,9 @@ class Executor:
             except Transient as exc:
                 self._count_error(exc)
                 self.down_managers.add(str(manager))
+                # Nothing more for this rep this pass either: after a failed end on the old
+                # manager's calendar, a create on the new one would give the rep two series.
+                self.failed_reps.add(rep)
                 self.result.server_down(exc)
                 self.log.warning("calendar unavailable", manager=manager, error=str(exc))
             except ProviderError as exc:
@@ -746,7 +750,7 @@ def run_once(config: Config, now: datetime | None, restore_missing: bool = False
     # What the pass did is its output (stdout); stderr carries only the one-line verdict.
     logs.configure(stream=sys.stdout)
     now = now or datetime.now(UTC)
-    with runtime(config, restore_missing) as rt:
+    with state_lock(config.settings.state_dir), runtime(config, restore_missing) as rt:
         result = run_pass(rt, now)
     for alarm in result.alarms:
         print(f"cadence: {alarm}", file=sys.stderr)
@@ -847,11 +851,36 @@ def run_forever(
     *,
     clock: Callable[[], datetime] | None = None,
     wait: Callable[[float], bool] | None = None,
+    wait_for_lock: bool = False,
 ) -> int:
     """The daemon loop. ``clock`` and ``wait`` (sleep ``seconds``; True = stop now) stand in for
-    the wall clock and the signal-aware sleep in tests; by default SIGTERM / SIGINT stop it."""
+    the wall clock and the signal-aware sleep in tests; by default SIGTERM / SIGINT stop it.
+    ``wait_for_lock`` waits for another daemon on the same state dir to stop (a rolling
+    restart) instead of exiting; while it waits, a signal stops it at once."""
     logs.configure()
     log = logs.get()
+    if wait is None:
+        # Nothing is in flight while waiting for the lock: SIGTERM stops it as Ctrl-C does
+        # (exit 0); the loop installs its own finish-the-pass handler once the lock is held.
+        signal.signal(signal.SIGTERM, _interrupt)
+    with state_lock(
+        config.settings.state_dir,
+        wait=wait_for_lock,
+        waiting=lambda pid: log.info("waiting for the state dir lock", pid=pid),
+    ):
+        return _loop(config, log, clock, wait)
+
+
+def _interrupt(signum: int, _: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _loop(
+    config: Config,
+    log: Any,
+    clock: Callable[[], datetime] | None,
+    wait: Callable[[float], bool] | None,
+) -> int:
     if wait is None:
         stopper = Stopper()
         stopper.install()

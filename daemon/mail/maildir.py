@@ -1,16 +1,22 @@
 """Deliver emails into a local Maildir: the default outbox, readable by any mail client.
 
-Standard Maildir delivery: write the message to ``tmp/``, flush it to disk, then rename it into
+Standard Maildir delivery: write the message to ``tmp/``, flush it to disk, then link it into
 ``new/``, so a reader never sees half a message. The file name carries a hash of the Message-ID,
 and a message whose hash is already in ``new/`` or ``cur/`` (where a mail client moves what it
 has seen, adding ``:2,<flags>``) is not written again: a send retried after a crash leaves one
 file.
+
+Race-free against another writer on the same Maildir (a second process, a mail client creating
+the folders): folders are made with ``exist_ok``, each writer's ``tmp/`` file carries its pid
+and thread so no two writers share one, and the link into ``new/`` fails rather than replaces
+when the same message got there first, which counts as delivered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -64,14 +70,20 @@ class MaildirMailer:
         return False
 
     def _deliver(self, name: str, data: bytes) -> None:
-        tmp, new = self.path / "tmp" / name, self.path / "new" / name
-        # O_TRUNC, not O_EXCL: a file of this name in tmp/ is our own leftover from a crash.
+        writer = f"{os.getpid()}_{threading.get_native_id()}"
+        tmp, new = self.path / "tmp" / f"{name}.{writer}", self.path / "new" / name
+        # O_TRUNC, not O_EXCL: a file of this name in tmp/ is this thread's leftover from a crash.
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             os.fchmod(out.fileno(), 0o600)  # in case a leftover had looser permissions
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.rename(tmp, new)
+        try:
+            os.link(tmp, new)
+        except FileExistsError:
+            pass  # another writer delivered this very message first
+        finally:
+            tmp.unlink(missing_ok=True)
         dir_fd = os.open(self.path / "new", os.O_RDONLY)
         try:
             os.fsync(dir_fd)

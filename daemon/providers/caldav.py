@@ -181,14 +181,24 @@ class CalDAVProvider:
 
     def ensure_calendar(self, manager: str) -> None:
         url = self._calendar_url(manager)
-        if self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404}).status == 207:
+        if self._calendar_exists(url):
             return
+        # Someone (a second daemon, an admin, a calendar app) may create it between the look
+        # and the MKCALENDAR: a refusal is checked against the calendar itself, and a calendar
+        # that is there now is used, whoever made it.
         made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405, 409})
-        if made.status == 409:  # the parent (the manager's home) is missing too
-            self._request("MKCOL", urljoin(url, ".."), "", None, ok={201, 405})
-            made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405})
+        if made.status == 409 and not self._calendar_exists(url):
+            # The parent (the manager's home) is missing too.
+            self._request("MKCOL", urljoin(url, ".."), "", None, ok={201, 405, 409})
+            made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405, 409})
+            if made.status == 409 and not self._calendar_exists(url):
+                self._fail("MKCALENDAR", url, made)
         if made.status == 201:
             log.info("created calendar %s", _public(url))
+
+    def _calendar_exists(self, url: str) -> bool:
+        found = self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404})
+        return found.status == 207
 
     def changes(self, manager: str, token: str | None) -> Changes:
         url = self._calendar_url(manager)

@@ -464,3 +464,26 @@ def test_uids_that_are_not_url_safe_round_trip(
     [href] = [h for h in _hrefs(radicale, manager_email) if h.endswith(".ics")]
     assert _http("DELETE", radicale.url + href.lstrip("/"))[0] in (200, 204)
     assert calendar.changes(manager_email, listing.token).removed == (uid,)
+
+
+@pytest.mark.parametrize("home_exists", [True, False])
+def test_a_calendar_made_by_someone_else_between_the_look_and_the_mkcalendar_is_used(
+    caldav_provider: CalDAVProvider, radicale: EmbeddedRadicale, manager_email: str,
+    home_exists: bool,
+) -> None:  # fmt: skip
+    # A second client (another daemon, an admin) creates the calendar just before ours asks.
+    other = CalDAVProvider(radicale.url, timeout=5.0)
+    if home_exists:
+        assert _http("MKCOL", f"{radicale.url}{manager_email}/")[0] == 201
+    request = caldav_provider._request
+
+    def racing(method: str, url: str, *args: object, **kwargs: object) -> object:
+        if method == "MKCALENDAR":
+            other.ensure_calendar(manager_email)
+        return request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+
+    caldav_provider._request = racing  # type: ignore[method-assign,assignment]
+    caldav_provider.ensure_calendar(manager_email)
+    caldav_provider._request = request  # type: ignore[method-assign]
+    caldav_provider.create_series(manager_email, series_spec(manager_email, "ics-raced"))
+    assert any(h.endswith("/ics-raced.ics") for h in _hrefs(radicale, manager_email))

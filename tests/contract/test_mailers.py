@@ -556,3 +556,26 @@ def test_gmail_without_delegation_is_unavailable_and_says_what_to_grant(
     mailer = GmailMailer(google_server.key_info(), "noreply@acme.test", root=google_server.url)
     with pytest.raises(MailUnavailable, match="gmail.send"):
         mailer.send(make_message())
+
+
+def test_maildir_writers_racing_on_a_new_outbox_deliver_one_copy_without_error(
+    tmp_path: Path,
+) -> None:
+    # Two daemons (or a daemon and a mail client) make the folders and deliver the same message
+    # at the same moment: neither fails, one file lands, tmp/ is left empty.
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    for attempt in range(10):
+        box = tmp_path / f"outbox{attempt}"
+        start = Barrier(6)
+
+        def deliver(box: Path = box, start: Barrier = start) -> None:
+            start.wait()
+            MaildirMailer(box).send(make_message())
+
+        with ThreadPoolExecutor(6) as pool:
+            for done in [pool.submit(deliver) for _ in range(6)]:
+                done.result()
+        assert len(list((box / "new").iterdir())) == 1
+        assert list((box / "tmp").iterdir()) == []

@@ -250,3 +250,89 @@ def test_quarterly_quota_is_an_optional_positive_roster_field(tmp_path: Path) ->
     with pytest.raises(ConfigError) as caught:
         load(bad)
     assert any("quarterly_quota" in p for p in caught.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "expected"),
+    [
+        ('name: "Sam\\nOrtiz"', "name", "contains a control character (U+000A)"),
+        ('name: "Sam\\tOrtiz"', "name", "contains a control character (U+0009)"),
+        ('name: "Sam\\u202eztrO"', "name", "contains a control character (U+202E)"),
+        ("name: " + "S" * 201, "name", "201 characters, more than 200"),
+        ('manager: "maya@acme.test, bob@acme.test"', "manager", "is not an email address"),
+        ('manager: "maya@acme"', "manager", "is not an email address"),
+        ('manager: "(x)maya@acme.test"', "manager", "is not an email address"),
+        ('manager: "maya@acme.test\\r\\nBcc: all@acme.test"', "manager",
+         "contains a control character (U+000D)"),
+        ("manager: " + "m" * 250 + "@acme.test", "manager", "260 characters, more than 254"),
+    ],
+)  # fmt: skip
+def test_peoples_text_that_would_break_an_email_or_invite_is_one_clear_line(
+    tmp_path: Path, entry: str, field: str, expected: str
+) -> None:
+    fields = {"name": "name: Sam", "manager": "manager: maya@acme.test"}
+    fields[field] = entry
+    path = write(
+        tmp_path,
+        f"  - {{email: sam@acme.test, {fields['name']}, role: sdr, start_date: 2026-01-01,\n"
+        f"     {fields['manager']}}}\n",
+    )
+    (line,) = problems(path)  # one line, not one per rule it breaks
+    at = 5 if field == "name" else 6  # the field's own line
+    assert line.startswith(f"{path}:{at}: reps[0] (sam@acme.test): {field}: ")
+    assert expected in line
+    assert "\n" not in line and "\r" not in line
+
+
+def test_an_email_with_a_line_break_is_named_without_it(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: "sam@acme.test\\nX: y", name: Sam, role: sdr, start_date: 2026-01-01,
+         manager: maya@acme.test}
+    """)  # fmt: skip
+    assert problems(path) == [f"{path}:5: reps[0]: email: contains a control character (U+000A)"]
+
+
+def test_a_control_character_in_a_csv_roster_names_the_csv_line(tmp_path: Path) -> None:
+    roster = tmp_path / "reps.csv"
+    roster.write_text(
+        "email,name,role,start_date,manager\n"
+        "sam@acme.test,Sam,sdr,2026-01-01,maya@acme.test\n"
+        'lee@acme.test,"Lee\x1bPark",ae,2026-01-01,maya@acme.test\n'
+    )
+    path = write(tmp_path, "", head=HEAD.replace("reps:\n", "reps: reps.csv\n"))
+    assert problems(path) == [
+        f"{roster}:3: reps[1] (lee@acme.test): name: contains a control character (U+001B);"
+        " names go into email subjects and invites, so keep them to one plain line"
+    ]
+
+
+def test_organisation_and_manager_names_are_checked_too(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "  - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-01-01,"
+        " manager: maya@acme.test}\n",
+        head='organization: {name: "Acme\\u0000", timezone: UTC}\nmanagers:\n'
+        '  - {email: maya@acme.test, name: "Maya\\u2028Chen", escalate_to: "vp at acme"}\n'
+        "reps:\n",
+    )
+    found = problems(path)
+    assert [p.split(": ", 2)[1:] for p in found] == [
+        ["organization", found[0].split(": ", 2)[2]],
+        ["managers[0] (maya@acme.test)", found[1].split(": ", 2)[2]],
+        ["managers[0] (maya@acme.test)", found[2].split(": ", 2)[2]],
+    ]
+    assert "name: contains a control character (U+0000)" in found[0]
+    assert "name: contains a control character (U+2028)" in found[1]
+    assert "escalate_to: 'vp at acme' is not an email address" in found[2]
+
+
+def test_names_people_really_have_are_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: jo@acme.test, name: "Jo Ñúñez-O'Brien", role: ae, start_date: 2026-01-01,
+         manager: maya@acme.test}
+      - {email: priya@acme.test, name: "प्रिया शर्मा", role: sdr, start_date: 2026-01-01,
+         manager: maya@acme.test}
+      - {email: kai.tanaka+1on1@sub.acme.co.uk, name: 田中 快, role: ae, start_date: 2026-01-01,
+         manager: maya@acme.test}
+    """)  # fmt: skip
+    assert [r.name for r in load(path).roster.reps][0] == "Jo Ñúñez-O'Brien"

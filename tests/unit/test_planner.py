@@ -714,6 +714,27 @@ def test_a_changed_slot_hands_over_at_a_week_boundary(edit: datetime, old_kept: 
     assert [m.weekday() for m in this_week] == ([2] if old_kept else [3])
 
 
+def test_a_manager_change_just_before_a_ramp_starts_the_next_stage_on_its_own_day() -> None:
+    # Found by the soak: both stages' series (the next one made ahead) hand over at the week
+    # boundary, and the next stage's new series started at the boundary instead of at the ramp,
+    # so Lee met twice a week until the ramp.
+    ramp = {"start_date": "2026-06-08"}  # an AE ramped on Sat 5 Dec 2026
+    world = World(org(lee(**ramp)))
+    settle(world, T0)
+    assert {rec.stage for rec in world.series.values()} == {"new_ae", "ramped_ae"}
+    world.roster = org(lee(manager=RAJ, **ramp))
+    moved = datetime(2026, 11, 25, 14, tzinfo=NY)  # Wednesday, after the 10:00 Denver meeting
+    settle(world, moved)
+    assert_one_live_series_per_rep(world, moved)
+    meetings = world.meetings(LEE, T0, T0 + timedelta(weeks=5))
+    weeks = [week_bounds(m, NY)[0] for m in meetings]
+    assert len(weeks) == len(set(weeks)), [m.astimezone(DENVER).isoformat() for m in meetings]
+    assert all(b - a == timedelta(weeks=1) for a, b in itertools.pairwise(weeks))
+    ramped = [rec for rec in world.series.values() if rec.stage == "ramped_ae"]
+    live = [rec for rec in ramped if rec.manager == RAJ and rec.state != "ended"]
+    assert [rec.start.astimezone(DENVER).date() for rec in live] == [date(2026, 12, 9)]
+
+
 # --- cancellations ----------------------------------------------------------------------------
 
 WEEK4_MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=NY)
@@ -1002,12 +1023,13 @@ def test_a_written_commitment_opens_the_next_agenda_and_the_recap() -> None:
     (recap,) = [a for a in of(plan.actions, SendEmail) if a.kind == Kind.RECAP]
     assert recap.to == (MAYA, LEE) and recap.context["commitment"] == commitment.text
 
-    settle_at = after + timedelta(hours=1)
-    actions = world.step(settle_at).actions
-    # The next meeting's agenda opens with it; what people wrote stays.
+    # The next meeting's agenda opens with it in the same pass, not one pass later (a pre-read
+    # going out in that pass would otherwise carry the old one); what people wrote stays.
     next_wed = LEE_WED + timedelta(days=7)
-    (write,) = of(actions, WriteAgendas)
+    (write,) = of(plan.actions, WriteAgendas)
     assert "last commitment: multi-thread Globex by Fri" in write.blocks[next_wed]
+    settle_at = after + timedelta(hours=1)
+    assert of(world.step(settle_at).actions, WriteAgendas) == []
     kept = {o.recurrence_id: o.description for o in world.calendars[MAYA][uid].overrides}
     assert "last commitment: multi-thread Globex by Fri" in kept[next_wed]
     assert "Commitment: multi-thread Globex by Fri" in kept[LEE_WED]

@@ -51,7 +51,7 @@ from daemon.core.planner.identity import (
     series_uid,
     stage_view,
 )
-from daemon.core.planner.notices import occurrence_actions
+from daemon.core.planner.notices import new_commitments, occurrence_actions, with_commitments
 from daemon.core.planner.rates import Band, Rates, Tally, percent, rate_actions, rates_of, tally
 from daemon.core.planner.series import end_series, rep_actions, safety_valve, sticky_slots, zone_of
 from daemon.core.planner.slots import suggest_slots
@@ -97,13 +97,25 @@ def make_plan(
     alarms.extend(valve.values())
     blocked = unreachable | frozenset(valve)
 
+    # A commitment people wrote into a meeting that just ended is recorded in this pass; the
+    # agendas and pre-reads planned in this pass already open with it (not one pass later).
+    commitments = new_commitments(roster, now, observed, ledger, blocked)
+    ledger = with_commitments(ledger, commitments)
+    actions.extend(commitments)
+
     desired_by_rep = {p.rep.email: p for p in desired}
     for p in desired:
         if p.manager.email in blocked:
             continue
         records = [r for r in by_rep.get(p.rep.email, []) if r.state != "ended"]
+        # Ended by a handover but still meeting this week: the new series must not take it.
+        ending = [
+            r for r in by_rep.get(p.rep.email, [])
+            if r.state == "ended" and r.until is not None
+            and r.until >= (now - timedelta(days=7)).date()
+        ]  # fmt: skip
         actions.extend(
-            rep_actions(roster, now, p, records, observed, ledger, render_agenda, blocked)
+            rep_actions(roster, now, p, records, observed, ledger, render_agenda, blocked, ending)
         )
 
     # Reps no longer on the roster: end their series (history stays on the calendar).

@@ -5,6 +5,7 @@ the pass's writes are done."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,21 +59,7 @@ def occurrence_actions(
         mine = [p for p in desired if p.manager.email == manager]
         return manager_busy(roster, mine, start, end).get(manager, ())
 
-    pair_instances: dict[str, list[Instance]] = {}
-    for manager_email, series_map in observed.items():
-        if manager_email in blocked:
-            continue
-        for uid, seen in series_map.items():
-            rec = by_uid.get(uid)
-            if rec is None or rec.rep not in reps or manager_email not in managers:
-                continue  # not ours, or the rep left: nothing more to say about it
-            rep, manager = reps[rec.rep], managers[manager_email]
-            people = {rep.email: rep.name, manager.email: manager.name}
-            end = max(now + LOOKAHEAD, _last_exception(seen))
-            found = list(instances(seen, now - LOOKBACK, end, org_zone, people))
-            pair_instances.setdefault(rep.email, []).extend(found)
-
-    for rep_email, found in pair_instances.items():
+    for rep_email, found in pair_instances(roster, now, observed, records, blocked).items():
         rep = reps[rep_email]
         for instance in found:
             series = by_uid[instance.uid]
@@ -96,6 +83,62 @@ def occurrence_actions(
             yield from _recap(roster, now, instance, rep, manager, stage, rule, ledger)
 
 
+def pair_instances(
+    roster: Roster,
+    now: datetime,
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    records: Sequence[LedgerSeries],
+    blocked: frozenset[str],
+) -> dict[str, list[Instance]]:
+    """Each rostered rep's occurrences around ``now`` on the calendars, from every series of
+    theirs cadence made (also the old manager's, after a manager change)."""
+    org_zone = zone(roster.organization.timezone)
+    reps = {r.email: r for r in roster.reps}
+    managers = {m.email: m for m in roster.managers}
+    by_uid = {rec.uid: rec for rec in records}
+    found_by_rep: dict[str, list[Instance]] = {}
+    for manager_email, series_map in observed.items():
+        if manager_email in blocked:
+            continue
+        for uid, seen in series_map.items():
+            rec = by_uid.get(uid)
+            if rec is None or rec.rep not in reps or manager_email not in managers:
+                continue  # not ours, or the rep left: nothing more to say about it
+            rep, manager = reps[rec.rep], managers[manager_email]
+            people = {rep.email: rep.name, manager.email: manager.name}
+            end = max(now + LOOKAHEAD, _last_exception(seen))
+            found = list(instances(seen, now - LOOKBACK, end, org_zone, people))
+            found_by_rep.setdefault(rep.email, []).extend(found)
+    return found_by_rep
+
+
+def new_commitments(
+    roster: Roster,
+    now: datetime,
+    observed: Mapping[str, Mapping[str, ObservedSeries]],
+    ledger: LedgerView,
+    blocked: frozenset[str],
+) -> list[RecordCommitment]:
+    """Commitments people wrote into meetings that have ended and the ledger lacks."""
+    reps = {r.email: r for r in roster.reps}
+    found = pair_instances(roster, now, observed, ledger.series, blocked)
+    return [
+        action
+        for rep_email, rep_instances in found.items()
+        for instance in rep_instances
+        for action in _commitment(instance, reps[rep_email], now, ledger)
+    ]
+
+
+def with_commitments(ledger: LedgerView, new: Sequence[RecordCommitment]) -> LedgerView:
+    if not new:
+        return ledger
+    merged = {rep: list(items) for rep, items in ledger.commitments.items()}
+    for c in new:
+        merged.setdefault(c.rep, []).append((c.original_start, c.text))
+    return replace(ledger, commitments={rep: tuple(items) for rep, items in merged.items()})
+
+
 def _last_exception(seen: ObservedSeries) -> datetime:
     """Just past the latest occurrence a person changed or removed: a cancellation months
     ahead is read (and warned about) when it is made, not once it comes inside LOOKAHEAD."""
@@ -105,7 +148,7 @@ def _last_exception(seen: ObservedSeries) -> datetime:
 
 def _commitment(
     instance: Instance, rep: Rep, now: datetime, ledger: LedgerView
-) -> Iterable[Action]:
+) -> Iterable[RecordCommitment]:
     if instance.status is Status.CANCELLED or instance.end > now or not instance.has_override:
         return
     text = read_commitment(instance.description)

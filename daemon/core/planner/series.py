@@ -131,6 +131,7 @@ def rep_actions(
     ledger: LedgerView,
     render_agenda: RenderAgenda,
     blocked: frozenset[str],
+    ending: Sequence[LedgerSeries] = (),
 ) -> Iterable[Action]:
     tz = zone(p.timezone)
     today = now.astimezone(tz).date()
@@ -166,7 +167,7 @@ def rep_actions(
             if w.span.end is None or resumed.date() < w.span.end:
                 firsts[w.fingerprint] = resumed
             continue
-        replaced = [r for r in others if r.stage == w.stage.value]
+        replaced = [r for r in [*others, *ending] if r.stage == w.stage.value]
         first, handovers[w.stage.value] = _first_meeting(w, now, replaced, observed)
         if first is not None:
             firsts[w.fingerprint] = first
@@ -235,7 +236,8 @@ def _first_meeting(
         met = any(_met(observed.get(r.manager, {}).get(r.uid), week_start, now) for r in replaced)
         if met or first >= week_end:
             replaced_until = week_end.date() - timedelta(days=1)  # this Sunday
-            first = next(s for s in w.pattern.occurrences(week_end.date()) if s >= week_end)
+            start = max(week_end.date(), w.span.start)  # never before its stage begins
+            first = next(s for s in w.pattern.occurrences(start) if s >= week_end)
     if w.span.end is not None and first.date() >= w.span.end:
         # No meeting left in this stage (the next stage's series, made ahead, takes over);
         # a series this one would replace keeps its meetings to the end of the stage.

@@ -1,0 +1,32 @@
+"""The short soak in ``make test``: a quarter of simulated days on a few seeds, every invariant
+checked after every day (see ``tests/soak/sim.py``). ``make soak`` runs a year on 20 seeds.
+
+``CADENCE_SOAK_SEEDS`` (e.g. ``1,2``) and ``CADENCE_SOAK_DAYS`` change what runs here; a failure
+prints the seed and the command that replays it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.soak.__main__ import describe
+from tests.soak.sim import soak
+
+SEEDS = [int(s) for s in os.environ.get("CADENCE_SOAK_SEEDS", "1").split(",") if s]
+DAYS = int(os.environ.get("CADENCE_SOAK_DAYS", "91"))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_quarter_of_people_and_faults_breaks_no_invariant(seed: int, tmp_path: Path) -> None:
+    figures = soak(seed, DAYS, tmp_path / f"seed{seed}")
+    print(describe(figures, f"seed {seed}"))
+    replay = f"replay: python -m tests.soak --seed {seed} --days {DAYS} --keep /tmp/soak"
+    assert figures.violations == [], "\n".join([*figures.violations[:10], replay])
+    assert figures.days == DAYS
+    # It really was a soak: people acted, faults fired, and the checks had things to check.
+    assert sum(figures.edits.values()) > DAYS // 4
+    assert sum(figures.faults.values()) > 0 and figures.sigkills > 0
+    assert figures.checks["occurrences"] > 0 and figures.checks["cancellations"] > 0
