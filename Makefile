@@ -35,8 +35,9 @@ types: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+# The tests on up to four cores (pytest-xdist); each worker starts its own servers.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4
 
 # The HTML report in a real headless chromium; `make test` runs it where chromium is installed.
 test-browser: $(STAMP)
