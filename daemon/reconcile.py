@@ -17,12 +17,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from daemon import faults, logs, observed_cache
+from daemon import faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
@@ -51,6 +51,7 @@ from daemon.core.planner import (
     Outcome as Happened,
 )
 from daemon.core.planner.rates import window_start
+from daemon.core.prep import PrepPolicy, Role, labelled
 from daemon.errors import (
     AuthError,
     CadenceError,
@@ -287,6 +288,7 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
             subject: RateAlert(band, crossings)
             for subject, (band, crossings) in ledger.rate_alerts().items()
         },
+        prereads=preread.read_filed(ledger, now - LOOKBACK),
     )
 
 
@@ -319,7 +321,16 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
         "week_of_quarter": view.week_of_quarter,
         "week11": view.week11,
         "last_commitment": view.last_commitment,
+        "preread": {
+            "rep": labelled(Role.REP, view.preread_rep),
+            "manager": labelled(Role.MANAGER, view.preread_manager),
+        },
     }
+
+
+def prep_policy(config: Config) -> PrepPolicy | None:
+    prep = config.settings.prep
+    return None if prep is None else PrepPolicy(check=timedelta(hours=prep.check_hours))
 
 
 def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
@@ -357,6 +368,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         complete=frozenset(observed),  # every calendar read this pass: its cache is whole
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
+        prep=prep_policy(rt.config),
     )
 
 
@@ -639,7 +651,15 @@ class Executor:
         ledger = self.rt.ledger
         if ledger.email_sent(action.occurrence, action.ledger_kind):
             return
-        rendered = self.rt.renderer.email(action.template, action.context)
+        context = action.context
+        prep = self.rt.config.settings.prep
+        if action.grant is not None and prep is not None:
+            # A fresh link on every try: one made for a try that never went is harmless, and
+            # one that went stays valid even if its email is retried after a crash.
+            with ledger.transaction():
+                token = preread.issue(ledger, action.grant, action.occurrence, self.now)
+            context = {**context, "prep_url": prep.link(token)}
+        rendered = self.rt.renderer.email(action.template, context)
         message = build_message(
             sender=self.rt.config.settings.mail.sender, to=action.to, cc=action.cc,
             subject=rendered.subject, text=rendered.text, html=rendered.html, kind=action.kind,

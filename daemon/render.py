@@ -37,6 +37,7 @@ BUILTIN_DIR = Path(__file__).resolve().parents[1] / "templates"
 EMAIL_KINDS = (
     "preread_rep",
     "preread_manager",
+    "preread_missing",
     "recap",
     "cancellation",
     "week11_skip",
@@ -47,6 +48,7 @@ EMAIL_KINDS = (
 AGENDA_TEMPLATES = ("coaching", "career")
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -69,6 +71,11 @@ def day(value: object) -> str:
     return f"{_DAYS[dt.weekday()]} {dt.day} {_MONTHS[dt.month - 1]}"
 
 
+def weekday(value: object) -> str:
+    """``Thursday``, independent of the process locale."""
+    return _WEEKDAYS[_aware(value).weekday()]
+
+
 def when(value: object) -> str:
     """``Tue 24 Nov, 10:00 MST``: the datetime is already in the reader's zone."""
     dt = _aware(value)
@@ -87,6 +94,7 @@ def _environment(loader: BaseLoader, autoescape: bool) -> Environment:
     )
     env.filters["when"] = when
     env.filters["day"] = day
+    env.filters["weekday"] = weekday
     return env
 
 
@@ -257,6 +265,30 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 4,
         "week11": False,
         "last_commitment": _LAST,
+        "preread": {"rep": [], "manager": []},
+    },
+    "agenda_prep": {
+        "rep": _SAM,
+        "manager": _MAYA,
+        "stage": _NEW_SDR,
+        "start": _SAM_TUE,
+        "duration_minutes": 25,
+        "blocks": _blocks(25),
+        "template": "coaching",
+        "week_of_quarter": 4,
+        "week11": False,
+        "last_commitment": _LAST,
+        "preread": {
+            "rep": [
+                ("The deal I'm stuck on", "Initech: the champion went dark after the demo"),
+                ("The skill I want to sharpen", "Voicemails that get a call back"),
+                ("My question for my manager", "Should I go around the champion to the CFO?"),
+            ],
+            "manager": [
+                ("One observation from a call or email", "Tuesday's Globex call: great opener"),
+                ("One question", "What would make you pick up a voicemail like yours?"),
+            ],
+        },
     },
     "agenda_career": {
         "rep": _LEE,
@@ -269,6 +301,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 5,
         "week11": False,
         "last_commitment": "Get the Globex CFO on the second call by asking the champion for her",
+        "preread": {"rep": [], "manager": []},
     },
     "agenda_week11": {
         "rep": _SAM,
@@ -281,6 +314,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 11,
         "week11": True,
         "last_commitment": None,
+        "preread": {"rep": [], "manager": []},
     },
     "preread_rep": {
         "rep": _SAM,
@@ -291,6 +325,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "template": "coaching",
         "week11": False,
         "last_commitment": _LAST,
+        "prep_url": "https://cadence.acme.test/prep/4q3Xb9vJ0mKc2tTz8wYp1LrNn6sHd5Ge7AaUuFiQo0k",
     },
     "preread_manager": {
         "rep": _SAM,
@@ -301,6 +336,17 @@ SAMPLES: dict[str, dict[str, object]] = {
         "template": "coaching",
         "week11": False,
         "last_commitment": _LAST,
+        "prep_url": "https://cadence.acme.test/prep/Zr8Kd1pQ3vWm6yTb0nLs9HcE2fXa7JgU5oRiNk4tYq",
+    },
+    "preread_missing": {
+        "manager": _MAYA,
+        "rep": _SAM,
+        "start": _SAM_TUE.astimezone(_CHICAGO),
+        "duration_minutes": 25,
+        "suggestions": [
+            datetime(2026, 11, 26, 10, 0, tzinfo=_CHICAGO),
+            datetime(2026, 11, 27, 11, 30, tzinfo=_CHICAGO),
+        ],
     },
     "recap": {
         "rep": _SAM,
@@ -373,15 +419,21 @@ SAMPLES: dict[str, dict[str, object]] = {
 # Branches the samples above do not reach; check() renders these too.
 _VARIANTS: dict[str, list[dict[str, object]]] = {
     "agenda_coaching": [{"last_commitment": None}],
-    "agenda_career": [{"last_commitment": None, "week11": True}],
+    "agenda_career": [
+        {"last_commitment": None, "week11": True},
+        {"preread": SAMPLES["agenda_prep"]["preread"]},
+    ],
     "preread_rep": [
         {"template": "career", "last_commitment": None, "week11": True},
-        {"last_commitment": None},
+        {"last_commitment": None, "prep_url": None},
+        {"template": "career", "prep_url": None},
     ],
     "preread_manager": [
         {"template": "career", "last_commitment": None, "week11": True},
-        {"last_commitment": None},
+        {"last_commitment": None, "prep_url": None},
+        {"template": "career", "prep_url": None},
     ],
+    "preread_missing": [{"suggestions": []}],
     "recap": [
         {"commitment": None},
         {"template": "career"},

@@ -20,6 +20,7 @@ OUT = ROOT / "docs" / "examples"
 ABOUT = {
     "preread_rep": ("rep", "24 hours before each 1:1: the three lines to file"),
     "preread_manager": ("manager", "24 hours before each 1:1: observation, context, question"),
+    "preread_missing": ("manager", "2 hours before: the rep filed no pre-read (with `prep`)"),
     "recap": ("manager and rep", "30 minutes after the 1:1: the commitment and its 72 hours"),
     "cancellation": ("manager", "a 1:1 was cancelled: reschedule it, with open times"),
     "week11_skip": ("manager (copy to escalate_to)", "a week-11 1:1 was cancelled"),
@@ -29,6 +30,7 @@ ABOUT = {
 }
 AGENDAS = {
     "agenda_coaching": "a coaching 1:1 (the 30-60-30 frame)",
+    "agenda_prep": "a coaching 1:1 with the rep's and the manager's pre-read filed",
     "agenda_career": "the last 1:1 of the month: the career conversation",
     "agenda_week11": "a coaching 1:1 in week 11 of the quarter",
 }

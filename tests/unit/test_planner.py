@@ -97,6 +97,8 @@ def render(view: AgendaView) -> str:
         f"week of quarter: {view.week_of_quarter}",
         f"week11: {view.week11}",
         f"last commitment: {view.last_commitment or '-'}",
+        *(f"rep filed: {line}" for line in view.preread_rep),
+        *(f"manager filed: {line}" for line in view.preread_manager),
     ]
     if view.template == "career":
         lines.append("This is the career conversation.")
@@ -120,6 +122,7 @@ class World:
     emails_sent: set[tuple[str, str]] = field(default_factory=set)
     cancellations: set[str] = field(default_factory=set)
     planned: list[tuple[datetime, Action]] = field(default_factory=list)
+    prereads: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def ledger(self) -> LedgerView:
         return LedgerView(
@@ -127,6 +130,7 @@ class World:
             commitments={k: tuple(v.items()) for k, v in self.commitments.items()},
             emails_sent=frozenset(self.emails_sent),
             cancellations=frozenset(self.cancellations),
+            prereads=self.prereads,
         )
 
     def managers(self) -> set[str]:
