@@ -46,6 +46,7 @@ EMAIL_KINDS = (
     "admin_alert",
 )
 AGENDA_TEMPLATES = ("coaching", "career")
+PAGES = ("prep_form", "prep_gone")  # the pre-read form's pages
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -118,7 +119,9 @@ class Renderer:
             problems.append(f"template folder '{self.override_dir}' does not exist")
         for key, ctx in _check_contexts():
             try:
-                if key.startswith("agenda"):
+                if key in PAGES:
+                    self.page(key, ctx)
+                elif key.startswith("agenda"):
                     self._check_agenda(ctx)
                 else:
                     self.email(key, ctx)
@@ -149,6 +152,12 @@ class Renderer:
         text = self._render(self._text, f"{kind}.txt.j2", ctx)
         html = self._render(self._html, f"{kind}.html.j2", {**ctx, "subject": subject})
         return RenderedEmail(subject=subject, text=text, html=html)
+
+    def page(self, name: str, ctx: Mapping[str, object]) -> str:
+        """One HTML page of the pre-read form, values autoescaped."""
+        if name not in PAGES:
+            raise TemplateProblem(f"no page template {name!r}; expected one of {', '.join(PAGES)}")
+        return self._render(self._html, f"{name}.html.j2", ctx)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -392,6 +401,28 @@ SAMPLES: dict[str, dict[str, object]] = {
         "schedule": "Tue and Thu at 10:00 America/Denver, every week, 25 minutes",
         "ended_early": False,
     },
+    "prep_form": {
+        "role": "rep",
+        "person": "Sam Ortiz",
+        "other": "Maya Chen",
+        "organization": "Acme",
+        "start": _SAM_TUE,
+        "duration_minutes": 25,
+        "fields": [
+            {
+                "name": "stuck_deal",
+                "label": "The deal I'm stuck on",
+                "value": "Initech: the champion went dark after the demo",
+            },
+            {"name": "skill", "label": "The skill I want to sharpen", "value": ""},
+            {"name": "question", "label": "My question for my manager", "value": ""},
+        ],
+        "max_chars": 500,
+        "csrf": "0" * 64,
+        "saved": False,
+        "problem": None,
+    },
+    "prep_gone": {"message": "This link has expired: the 1:1 is over."},
     "rate_warning": {
         "manager": _MAYA,
         "level": "warning",
@@ -434,6 +465,10 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
         {"template": "career", "prep_url": None},
     ],
     "preread_missing": [{"suggestions": []}],
+    "prep_form": [
+        {"role": "manager", "saved": True},
+        {"problem": "\u201cThe skill I want to sharpen\u201d is 612 characters long."},
+    ],
     "recap": [
         {"commitment": None},
         {"template": "career"},
@@ -450,7 +485,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
 def _check_contexts() -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = []
     for key, ctx in SAMPLES.items():
-        kind = key if key in EMAIL_KINDS else "agenda"
+        kind = key if key in EMAIL_KINDS or key in PAGES else "agenda"
         out.append((kind, ctx))
         out.extend((kind, {**ctx, **v}) for v in _VARIANTS.get(key, ()))
     return out
