@@ -38,8 +38,14 @@ layers: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-# The HTML report in a real headless chromium; `make test` runs it where chromium is installed.
-test-browser: $(STAMP)
+# Pages in a real headless chromium: the HTML report, and the pre-read form filled and saved
+# (playwright driving the system's chromium; no browser is downloaded). `make test` runs them
+# where chromium is installed. Screenshots land in var/.
+$(VENV)/.browser: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,browser]'
+	touch $@
+
+test-browser: $(VENV)/.browser
 	$(BIN)/pytest -m browser
 
 test: lint types layers unit $(if $(CHROMIUM),test-browser)
