@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_scale.py
 	$(BIN)/python benchmarks/google_scale.py
 	$(BIN)/python benchmarks/report_scale.py
+	$(BIN)/python benchmarks/prep_form.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis

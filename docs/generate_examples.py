@@ -35,13 +35,18 @@ AGENDAS = {
     "agenda_week11": "a coaching 1:1 in week 11 of the quarter",
 }
 
+PAGES_ABOUT = {
+    "prep_form": "a person's link from their pre-read email: the meeting and the three fields",
+    "prep_gone": "a link that expired (410) or was never made (404)",
+}
+
 
 def render() -> dict[str, str]:
     """File name -> content for everything in docs/examples/."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from daemon.core.agenda import wrap
-    from daemon.render import EMAIL_KINDS, SAMPLES, Renderer
+    from daemon.render import EMAIL_KINDS, PAGES, SAMPLES, Renderer
 
     renderer = Renderer()
     files: dict[str, str] = {}
@@ -51,6 +56,8 @@ def render() -> dict[str, str]:
             files[f"{key}.subject.txt"] = email.subject + "\n"
             files[f"{key}.txt"] = email.text
             files[f"{key}.html"] = email.html
+        elif key in PAGES:
+            files[f"{key}.html"] = renderer.page(key, ctx)
         else:
             files[f"{key}.txt"] = wrap(renderer.agenda(ctx)) + "\n"
     files["README.md"] = _index(files)
@@ -87,6 +94,14 @@ def _index(files: dict[str, str]) -> str:
             f"| `{kind}` | {to} | {when} | {subject} | [{kind}.txt]({kind}.txt) "
             f"| [{kind}.html]({kind}.html) |"
         )
+    lines += [
+        "",
+        "## The pre-read form (with `prep`)",
+        "",
+        "| page | when |",
+        "|---|---|",
+    ]
+    lines += [f"| [{k}.html]({k}.html) | {about} |" for k, about in PAGES_ABOUT.items()]
     return "\n".join(lines) + "\n"
 
 
