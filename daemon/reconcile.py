@@ -274,12 +274,11 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
         Happened(r.uid, _instant(r.original_start), r.rep, r.manager, False)
         for r in ledger.reschedules(since=since)
     ]
+    emails = ledger.emails(since=now - EMAILS_WINDOW)
     return LedgerView(
         series=tuple(series),
         commitments={k: tuple(v) for k, v in commitments.items()},
-        emails_sent=frozenset(
-            (e.occurrence, e.kind) for e in ledger.emails(since=now - EMAILS_WINDOW)
-        ),
+        emails_sent=frozenset((e.occurrence, e.kind) for e in emails),
         cancellations=frozenset(
             f"{c.uid} {c.original_start}" for c in ledger.cancellations(since=now - LOOKBACK)
         ),
@@ -289,6 +288,9 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
             for subject, (band, crossings) in ledger.rate_alerts().items()
         },
         prereads=preread.read_filed(ledger, now - LOOKBACK),
+        prereads_asked={
+            e.occurrence: _instant(e.sent_at) for e in emails if e.kind == "preread:rep"
+        },  # fmt: skip
     )
 
 

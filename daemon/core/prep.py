@@ -107,14 +107,15 @@ def missing_due(
     start: datetime,
     policy: PrepPolicy | None,
     *,
-    asked: bool,
+    asked_at: datetime | None,
     rep_lines: Sequence[str] | None,
     warned: bool,
 ) -> bool:
     """Whether the manager is warned now that the rep's pre-read is missing: ``prep`` is
     configured, the meeting starts within ``check`` and has not started, the rep was sent
-    their form link on an earlier pass (so they had the chance), filed nothing, and the manager
-    was not warned about this occurrence before."""
-    if policy is None or warned or not asked or filed(rep_lines):
+    their form link before that window opened (a rep asked an hour before has not had their
+    chance), filed nothing, and the manager was not warned about this occurrence before."""
+    if policy is None or warned or asked_at is None or filed(rep_lines):
         return False
-    return start - policy.check <= now < start
+    opens = start - policy.check
+    return asked_at < opens <= now < start

@@ -131,6 +131,11 @@ class World:
             emails_sent=frozenset(self.emails_sent),
             cancellations=frozenset(self.cancellations),
             prereads=self.prereads,
+            prereads_asked={
+                a.occurrence: at
+                for at, a in self.planned
+                if isinstance(a, SendEmail) and a.ledger_kind == "preread:rep"
+            },
         )
 
     def managers(self) -> set[str]:

@@ -72,28 +72,33 @@ def test_a_field_over_500_characters_is_refused_and_500_is_kept() -> None:
 # --- the decision for preread_missing -----------------------------------------------------------
 
 
+ASKED = MEETING - timedelta(hours=24)
+
+
 @pytest.mark.parametrize(
     ("now", "asked", "lines", "warned", "policy", "due"),
     [
-        (MEETING - timedelta(hours=2), True, None, False, PREP, True),
-        (MEETING - timedelta(minutes=1), True, ("", "", ""), False, PREP, True),
-        (MEETING - timedelta(hours=2, seconds=1), True, None, False, PREP, False),  # too early
-        (MEETING, True, None, False, PREP, False),  # started
-        (MEETING - timedelta(hours=1), True, ("Initech", "", ""), False, PREP, False),  # filed
-        (MEETING - timedelta(hours=1), True, None, True, PREP, False),  # already warned
-        (MEETING - timedelta(hours=1), False, None, False, PREP, False),  # never asked
-        (MEETING - timedelta(hours=1), True, None, False, None, False),  # no prep configured
+        (MEETING - timedelta(hours=2), ASKED, None, False, PREP, True),
+        (MEETING - timedelta(minutes=1), ASKED, ("", "", ""), False, PREP, True),
+        (MEETING - timedelta(hours=2, seconds=1), ASKED, None, False, PREP, False),  # too early
+        (MEETING, ASKED, None, False, PREP, False),  # started
+        (MEETING - timedelta(hours=1), ASKED, ("Initech", "", ""), False, PREP, False),  # filed
+        (MEETING - timedelta(hours=1), ASKED, None, True, PREP, False),  # already warned
+        (MEETING - timedelta(hours=1), None, None, False, PREP, False),  # never asked
+        # asked only once the window was open (the daemon was down): no chance to file
+        (MEETING - timedelta(hours=1), MEETING - timedelta(hours=2), None, False, PREP, False),
+        (MEETING - timedelta(hours=1), ASKED, None, False, None, False),  # no prep configured
     ],
 )
 def test_the_manager_is_warned_once_in_the_window_when_the_asked_rep_filed_nothing(
     now: datetime,
-    asked: bool,
+    asked: datetime | None,
     lines: tuple[str, ...] | None,
     warned: bool,
     policy: PrepPolicy | None,
     due: bool,
 ) -> None:
-    assert missing_due(now, MEETING, policy, asked=asked, rep_lines=lines, warned=warned) is due
+    assert missing_due(now, MEETING, policy, asked_at=asked, rep_lines=lines, warned=warned) is due
 
 
 # --- through the planner ------------------------------------------------------------------------

@@ -90,6 +90,8 @@ class LedgerView:
     # occurrence key -> role ("rep" | "manager") -> the lines filed through the pre-read form,
     # for occurrences from LOOKBACK on
     prereads: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    # occurrence key -> when the rep's pre-read email (with their form link) went
+    prereads_asked: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

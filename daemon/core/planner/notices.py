@@ -192,7 +192,7 @@ def _preread_missing(
     the week rather than being winged; the manager hears it ``check`` before the start."""
     due = missing_due(
         now, instance.start, prep,
-        asked=(instance.key, f"preread:{Role.REP}") in ledger.emails_sent,
+        asked_at=ledger.prereads_asked.get(instance.key),
         rep_lines=ledger.prereads.get(instance.key, {}).get(Role.REP),
         warned=(instance.key, Kind.PREREAD_MISSING) in ledger.emails_sent,
     )  # fmt: skip
