@@ -122,7 +122,9 @@ def main() -> int:
         config_path, tokens, expired = setup(Path(tmp), args.clients)
         config = load(config_path)
         assert config.settings.prep is not None
-        with PrepServer(config, config.settings.prep.address, Renderer(), lambda: NOW) as server:
+        with PrepServer(
+            lambda: config, config.settings.prep.address, Renderer(), lambda: NOW
+        ) as server:
             host, port = server.sock.getsockname()[:2]
             # Warm up: the ledger connection and the templates.
             timed(host, port, f"/prep/{tokens[0]}", 200, n=5)

@@ -796,15 +796,20 @@ def _status(
     return health, instruments
 
 
-def _prep_form(config: Config, renderer: Renderer, clock: Callable[[], datetime],
-               stack: ExitStack) -> None:  # fmt: skip
+def _prep_form(
+    config: Config,
+    current: Callable[[], Config],
+    renderer: Renderer,
+    clock: Callable[[], datetime],
+    stack: ExitStack,
+) -> None:
     """Start the pre-read form when the config asks for one."""
     prep = config.settings.prep
     if prep is None:
         return
     from daemon.web.prep import PrepServer
 
-    stack.enter_context(PrepServer(config, prep.address, renderer, clock))
+    stack.enter_context(PrepServer(current, prep.address, renderer, clock))
 
 
 def run_forever(
@@ -827,7 +832,7 @@ def run_forever(
     watch = RosterWatch(config)
     with runtime(config) as rt, ExitStack() as web:
         status = _status(config, lambda: rt.config, clock, web)
-        _prep_form(config, rt.renderer, clock, web)
+        _prep_form(config, lambda: rt.config, rt.renderer, clock, web)
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
         while True:

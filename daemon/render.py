@@ -405,7 +405,6 @@ SAMPLES: dict[str, dict[str, object]] = {
         "role": "rep",
         "person": "Sam Ortiz",
         "other": "Maya Chen",
-        "organization": "Acme",
         "start": _SAM_TUE,
         "duration_minutes": 25,
         "fields": [

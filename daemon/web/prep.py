@@ -90,22 +90,34 @@ class SecurityHeaders:
 
 
 class PrepForm:
-    """The app's state: config, templates, and the ledger connection of the server's thread."""
+    """The app's state: the config in force (the daemon follows roster edits), templates, and
+    the ledger connection of the server's thread."""
 
-    def __init__(self, config: Config, renderer: Renderer, clock: Callable[[], datetime]) -> None:
-        self.config = config
+    def __init__(
+        self, current: Callable[[], Config], renderer: Renderer, clock: Callable[[], datetime]
+    ) -> None:
+        self.current = current
+        self.state_dir = current().settings.state_dir  # fixed for the daemon's life
         self.renderer = renderer
         self.clock = clock
         self._ledger: Ledger | None = None
         self._key: bytes | None = None
-        self.names = {m.email: m.name for m in config.roster.managers} | {
-            r.email: r.name for r in config.roster.reps
-        }
+        self._names: tuple[Config, dict[str, str]] | None = None
+
+    def names(self) -> dict[str, str]:
+        """Email -> name of everyone on the roster in force, rebuilt when it changes."""
+        config = self.current()
+        if self._names is None or self._names[0] is not config:
+            roster = config.roster
+            names = {m.email: m.name for m in roster.managers}
+            names |= {r.email: r.name for r in roster.reps}
+            self._names = (config, names)
+        return self._names[1]
 
     def ledger(self) -> Ledger:
         # Opened on first use, in the server's own thread (SQLite connections stay in theirs).
         if self._ledger is None:
-            self._ledger = Ledger.open(self.config.settings.state_dir)
+            self._ledger = Ledger.open(self.state_dir)
             self._key = preread.csrf_key(self._ledger)
         return self._ledger
 
@@ -147,10 +159,11 @@ class PrepForm:
         tz = ZoneInfo(record.timezone)
         start = _instant(record.start).astimezone(tz)
         minutes = int((_instant(record.expires_at) - _instant(record.start)).total_seconds() // 60)
+        names = self.names()
         ctx = {
             "role": role.value,
-            "person": self.names.get(record.person, record.person),
-            "other": self.names.get(other, other),
+            "person": names.get(record.person, record.person),
+            "other": names.get(other, other),
             "start": start,
             "duration_minutes": minutes,
             "fields": [
@@ -163,7 +176,6 @@ class PrepForm:
             "csrf": preread.csrf_token(self.key, record),
             "saved": saved,
             "problem": problem,
-            "organization": self.config.roster.organization.name,
         }
         return self.page("prep_form", ctx, status)
 
@@ -262,7 +274,7 @@ class PrepServer:
 
     def __init__(
         self,
-        config: Config,
+        current: Callable[[], Config],
         address: tuple[str, int],
         renderer: Renderer,
         clock: Callable[[], datetime],
@@ -280,7 +292,7 @@ class PrepServer:
             raise CadenceError(
                 f"prep.listen {host}:{port}: cannot listen: {exc.strerror or exc}"
             ) from exc
-        self.form = PrepForm(config, renderer, clock)
+        self.form = PrepForm(current, renderer, clock)
         self.server = uvicorn.Server(
             uvicorn.Config(
                 make_app(self.form), log_config=None, log_level="warning", access_log=False,
