@@ -66,9 +66,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/reconcile_scale.py
 	$(BIN)/python benchmarks/cli_scale.py
+	$(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/google_scale.py
 	$(BIN)/python benchmarks/report_scale.py
 	$(BIN)/python benchmarks/prep_form.py
+	$(BIN)/python benchmarks/metrics_scale.py
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis

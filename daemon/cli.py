@@ -17,7 +17,8 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from daemon.config import DEFAULT_CONFIG, Config, load
-from daemon.core.model import DAY_NAMES
+from daemon.core.metrics import Weekly
+from daemon.core.model import DAY_NAMES, Roster
 from daemon.core.plan import SeriesPlan, series_json, to_json
 from daemon.errors import CadenceError, ConfigError
 
@@ -78,15 +79,58 @@ def _instant(text: str | None, config: Config) -> datetime:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    config = load(args.config, now=datetime.now(UTC))
-    for warning in config.warnings:
+    now = datetime.now(UTC)
+    config = load(args.config, now=now)
+    _check_metrics(config)
+    warnings = list(config.warnings) + _metrics_warnings(config, now)
+    for warning in warnings:
         print(warning, file=sys.stderr)
     roster = config.roster
     print(
         f"{args.config}: valid: {len(roster.managers)} managers, {len(roster.reps)} reps"
-        + (f", {len(config.warnings)} warnings" if config.warnings else "")
+        + (f", {len(warnings)} warnings" if warnings else "")
     )
     return EXIT_OK
+
+
+def _check_metrics(config: Config) -> None:
+    """The metrics file is part of what ``validate`` checks: every row, named by line."""
+    from daemon.metrics.base import MetricsUnusable
+    from daemon.metrics.cache import open_source
+
+    source = open_source(config)
+    if source is None:
+        return
+    try:
+        for _ in source.rows(frozenset()):
+            pass
+    except MetricsUnusable as exc:
+        raise ConfigError(exc.problems) from None
+
+
+def _metrics_warnings(config: Config, now: datetime) -> list[str]:
+    """Metrics the roster's stages inspect today that the source has no figures for."""
+    from daemon.metrics.check import check
+
+    today = now.astimezone(ZoneInfo(config.roster.organization.timezone)).date()
+    return [f"warning: metrics: {subject}: {detail}" for subject, ok, detail in
+            check(config, today) if not ok]  # fmt: skip
+
+
+def _plan_metrics(config: Config) -> Weekly | None:
+    """What the daemon would read from the metrics source, read now; None without one."""
+    from daemon.metrics.base import MetricsUnavailable, MetricsUnusable
+    from daemon.metrics.cache import open_source, read_now
+
+    source = open_source(config)
+    if source is None:
+        return None
+    try:
+        return read_now(source, config)
+    except MetricsUnusable as exc:
+        raise ConfigError(exc.problems) from None
+    except MetricsUnavailable as exc:
+        raise ConfigError([f"metrics: {exc}"]) from None
 
 
 def _cadence_text(p: SeriesPlan) -> str:
@@ -138,20 +182,28 @@ def _plan(args: argparse.Namespace) -> int:
         return EXIT_FAILED if problems else EXIT_OK
     plans = dryrun.stateful_plan(config, at)
     if args.pretty:
-        print(json.dumps(to_json(at, plans), indent=2))
+        metrics = _plan_metrics(config)
+        print(json.dumps(to_json(at, plans, config.roster, metrics), indent=2))
     elif args.json:
-        write_json(sys.stdout, at, plans)
+        write_json(sys.stdout, at, plans, config.roster, _plan_metrics(config))
     else:
         print(render_table(at, plans))
     return EXIT_OK
 
 
-def write_json(out: TextIO, at: datetime, plans: Sequence[SeriesPlan]) -> None:
+def write_json(
+    out: TextIO,
+    at: datetime,
+    plans: Sequence[SeriesPlan],
+    roster: Roster | None = None,
+    metrics: Weekly | None = None,
+) -> None:
     """The plan as compact JSON, written a series at a time: a big roster's plan is never one
     string in memory."""
     out.write(f'{{"at":{json.dumps(at.isoformat())},"series":[')
     for i, p in enumerate(plans):
-        out.write(("," if i else "") + json.dumps(series_json(p), separators=(",", ":")))
+        item = series_json(p, roster, metrics)
+        out.write(("," if i else "") + json.dumps(item, separators=(",", ":")))
     out.write("]}\n")
 
 

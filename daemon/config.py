@@ -16,10 +16,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from daemon.core.model import Manager, Organization, Policy, Rep, Roster
 from daemon.errors import ConfigError
@@ -40,6 +48,28 @@ class CalDAVSettings(_Settings):
     embedded_port: int = Field(default=5232, ge=0, le=65535)
 
 
+def _https(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"must be an https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https)]
+
+
+class OutlookSettings(_Settings):
+    """Microsoft 365 through Graph: an app registration with application permissions."""
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = "CADENCE_GRAPH_SECRET"  # noqa: S105 - an env var's name
+    certificate_file: Path | None = None  # PEM: private key and certificate; wins over a secret
+    authority_host: HttpsUrl = "https://login.microsoftonline.com"
+    graph_endpoint: HttpsUrl = "https://graph.microsoft.com"
+    calendar: str = Field(default="primary", min_length=1)  # or a calendar cadence creates
+
+
 class GoogleSettings(_Settings):
     credentials_file: Path  # a service-account key with domain-wide delegation (0600)
     calendar_id: str = "primary"  # which calendar of each manager holds the series
@@ -50,6 +80,13 @@ class CalendarSettings(_Settings):
     provider: Literal["caldav", "google", "outlook"] = "caldav"
     caldav: CalDAVSettings = CalDAVSettings()
     google: GoogleSettings | None = None
+    outlook: OutlookSettings | None = None
+
+    @model_validator(mode="after")
+    def _outlook_needs_its_section(self) -> CalendarSettings:
+        if self.provider == "outlook" and self.outlook is None:
+            raise ValueError("provider outlook needs calendar.outlook: {tenant_id, client_id, ...}")
+        return self
 
 
 class SmtpSettings(_Settings):
@@ -106,6 +143,18 @@ class TemplateSettings(_Settings):
     dir: Path | None = None  # an admin's folder; a file there replaces the built-in of that name
 
 
+class CsvMetricsSettings(_Settings):
+    path: Path = Path("metrics.csv")  # relative to the config file
+
+
+class MetricsSettings(_Settings):
+    """Where the number in each agenda comes from (SPEC "The number in the agenda")."""
+
+    source: Literal["csv"] = "csv"  # salesforce and hubspot: not yet
+    csv: CsvMetricsSettings = CsvMetricsSettings()
+    refresh_hours: float = Field(default=6, gt=0, le=24 * 7)
+
+
 class Settings(_Settings):
     state_dir: Path = Path("var")
     interval_seconds: int = Field(default=60, ge=1)
@@ -116,6 +165,7 @@ class Settings(_Settings):
     templates: TemplateSettings = TemplateSettings()
     http: HttpSettings | None = None  # opt-in: no listener unless configured
     prep: PrepSettings | None = None  # opt-in: without it, pre-reads ask people to bring lines
+    metrics: MetricsSettings | None = None  # None: the agenda asks the manager to pull it
 
 
 @dataclass(frozen=True)

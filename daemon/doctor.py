@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from datetime import datetime
 from functools import partial
+from zoneinfo import ZoneInfo
 
 from daemon.checks import Check
 from daemon.config import Config
@@ -43,7 +45,16 @@ def diagnose(config: Config) -> list[Check]:
             ]
         else:
             rows += _guarded(mailer.diagnose, settings.mail.transport)
+    rows += _metrics(config)
     return rows
+
+
+def _metrics(config: Config) -> list[Check]:
+    """The metrics source readable, and a figure for each metric the stages inspect today."""
+    from daemon.metrics.check import check
+
+    today = datetime.now(ZoneInfo(config.roster.organization.timezone)).date()
+    return [Check("metrics", subject, ok, detail) for subject, ok, detail in check(config, today)]
 
 
 def _credentials(config: Config) -> str:

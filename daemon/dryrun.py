@@ -12,6 +12,7 @@ ledger, and prints the actions instead of performing them. Nothing is written an
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,8 @@ from daemon.core.planner import (
     sticky_slots,
 )
 from daemon.errors import ConfigError, NotFound, ProviderError, TemplateProblem
+from daemon.metrics.base import MetricsUnusable
+from daemon.metrics.cache import open_source, read_now
 from daemon.render import Renderer
 from daemon.report import read_view
 from daemon.store import Ledger
@@ -66,6 +69,12 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
     except TemplateProblem as exc:
         raise ConfigError(str(exc).splitlines()) from None
     view = read_view(config, at)
+    source = open_source(config)
+    if source is not None:
+        try:
+            view = replace(view, metrics=read_now(source, config))
+        except MetricsUnusable as exc:
+            raise ConfigError(exc.problems) from None
     problems: list[str] = []
     observed: dict[str, dict[str, ObservedSeries]] = {}
     unreachable: set[str] = set()

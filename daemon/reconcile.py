@@ -26,6 +26,7 @@ from daemon import faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
+from daemon.core.metrics import Weekly
 from daemon.core.observed import ObservedSeries
 from daemon.core.planner import (
     EMAILS_WINDOW,
@@ -67,6 +68,8 @@ from daemon.errors import (
 )
 from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
+from daemon.metrics import cache as metrics_cache
+from daemon.metrics.base import MetricsSource, MetricsUnavailable, MetricsUnusable
 from daemon.providers.base import CalendarProvider
 from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
@@ -129,6 +132,17 @@ class PassResult:
         return EXIT_UNREACHABLE if self.errors else EXIT_OK
 
 
+class PassClock:
+    """The time of the pass in progress (the simulated ``--now`` included), for providers whose
+    change feed covers a window of time around it (Graph's calendarView)."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -139,13 +153,23 @@ class Runtime:
     restore_missing: bool = False
     # Set by `run` while the roster files hold an invalid edit (the last good roster is used).
     roster_problems: tuple[str, ...] = ()
+    metrics: MetricsSource | None = None
+    metrics_refused: str | None = None  # the version of a source read and found unusable
+    metrics_view: tuple[Any, Weekly] | None = None
+    clock: PassClock = field(default_factory=PassClock)
 
 
 # --- building the parts from the config ---------------------------------------------------------
 
 
-def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
+def open_calendar(
+    config: Config, stack: ExitStack, clock: Callable[[], datetime] | None = None
+) -> CalendarProvider:
     settings = config.settings
+    if settings.calendar.provider == "outlook":
+        from daemon.providers.graph import open_outlook
+
+        return open_outlook(config, clock)
     if settings.calendar.provider == "google":
         from daemon.providers.google import open_google
 
@@ -153,7 +177,7 @@ def open_calendar(config: Config, stack: ExitStack) -> CalendarProvider:
     if settings.calendar.provider != "caldav":
         raise ConfigError(
             [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
-             " in this version yet; use caldav or google"]
+             " in this version yet; use caldav, google or outlook"]
         )  # fmt: skip
     from daemon.providers.caldav import CalDAVProvider
 
@@ -189,13 +213,18 @@ def open_mailer(config: Config) -> Mailer:
             smtp.host, smtp.port, security=smtp.security, username=smtp.username,
             password=password,
         )  # fmt: skip
+    if mail.transport == "graph":
+        from daemon.graph_http import client_for
+        from daemon.mail.graph import GraphMailer
+
+        return GraphMailer(client_for(config), mail.sender)  # the calendar's app registration
     if mail.transport == "gmail":
         from daemon.mail.gmail import open_gmail
 
         return open_gmail(config.path, config.settings)
     raise ConfigError(
         [f"{config.path}: mail.transport: {mail.transport!r} is not available in this version"
-         " yet; use maildir, smtp or gmail"]
+         " yet; use maildir, smtp, gmail or graph"]
     )  # fmt: skip
 
 
@@ -211,8 +240,12 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
         ledger = Ledger.open(config.settings.state_dir)
         stack.callback(ledger.close)
         mailer = open_mailer(config)
-        provider = open_calendar(config, stack)
-        yield Runtime(config, provider, mailer, ledger, renderer, restore_missing)
+        clock = PassClock()
+        provider = open_calendar(config, stack, clock)
+        yield Runtime(
+            config, provider, mailer, ledger, renderer, restore_missing,
+            metrics=metrics_cache.open_source(config), clock=clock,
+        )  # fmt: skip
 
 
 # --- one pass -----------------------------------------------------------------------------------
@@ -327,6 +360,8 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
             "rep": labelled(Role.REP, view.preread_rep),
             "manager": labelled(Role.MANAGER, view.preread_manager),
         },
+        "number": view.number.line() if view.number is not None else None,
+        "metrics_on": view.metrics_on,
     }
 
 
@@ -361,17 +396,49 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     def render(view: AgendaView) -> str:
         return rt.renderer.agenda(agenda_context(view))
 
+    view = _ledger_view(rt, now)
+    if rt.metrics is not None:
+        view = replace(view, metrics=_metrics(rt, rt.metrics, now))
     return make_plan(
         rt.config.roster,
         now,
         observed,
-        _ledger_view(rt, now),
+        view,
         render,
         complete=frozenset(observed),  # every calendar read this pass: its cache is whole
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
         prep=prep_policy(rt.config),
     )
+
+
+def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
+    """Refresh the cache when the source changed or is due, then read it. A source that cannot
+    be used leaves the last good numbers, and is said once per version in the log."""
+    log = logs.get()
+    version: str | None = None
+    try:
+        version = source.version()
+        if version is None or version != rt.metrics_refused:
+            if metrics_cache.refresh(rt.config, rt.ledger, source, now):
+                log.info("metrics read", source=source.label)
+            rt.metrics_refused = None
+    except MetricsUnusable as exc:
+        rt.metrics_refused = version
+        log.error(
+            "metrics unusable; keeping the last good numbers", source=source.label,
+            problems=exc.problems[:5], count=len(exc.problems),
+        )  # fmt: skip
+    except MetricsUnavailable as exc:
+        log.warning("metrics unavailable; keeping the last numbers", source=source.label,
+                    error=str(exc))  # fmt: skip
+    today = now.astimezone(ZoneInfo(rt.config.roster.organization.timezone)).date()
+    read = rt.ledger.metrics_read()
+    # The same read in the same week: the values already read (a big org's are many rows).
+    key = (read, today - timedelta(days=today.weekday()))
+    if rt.metrics_view is None or rt.metrics_view[0] != key:
+        rt.metrics_view = (key, metrics_cache.weekly(rt.ledger, source, today))
+    return rt.metrics_view[1]
 
 
 def _confirm_pending(rt: Runtime, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> None:
@@ -386,6 +453,7 @@ def _with(rec: SeriesRecord, **changes: Any) -> SeriesRecord:
 
 
 def run_pass(rt: Runtime, now: datetime) -> PassResult:
+    rt.clock.now = now
     result = PassResult()
     plan = plan_pass(rt, now, result)
     log = logs.get()

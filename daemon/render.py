@@ -257,6 +257,13 @@ _SAM_WEEK11 = datetime(2027, 1, 12, 10, 0, tzinfo=_DENVER)
 _LEE_MON = datetime(2026, 11, 30, 9, 0, tzinfo=_CHICAGO)
 
 
+_NUMBER = "Activities, week of 16 Nov: 41 (your 4-week baseline 52.5, -22%)."
+_PENDING = (
+    "Activities, week of 4 Jan: not in yet; cadence fills it in once metrics.csv has that week "
+    "(after Sun 10 Jan)."
+)
+
+
 def _blocks(minutes: int) -> dict[str, int]:
     b = blocks_for(minutes)
     return {"number": b.number, "skill": b.skill, "commitment": b.commitment}
@@ -275,6 +282,8 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week11": False,
         "last_commitment": _LAST,
         "preread": {"rep": [], "manager": []},
+        "number": _NUMBER,
+        "metrics_on": True,
     },
     "agenda_prep": {
         "rep": _SAM,
@@ -298,6 +307,8 @@ SAMPLES: dict[str, dict[str, object]] = {
                 ("One question", "What would make you pick up a voicemail like yours?"),
             ],
         },
+        "number": _NUMBER,
+        "metrics_on": True,
     },
     "agenda_career": {
         "rep": _LEE,
@@ -311,6 +322,8 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week11": False,
         "last_commitment": "Get the Globex CFO on the second call by asking the champion for her",
         "preread": {"rep": [], "manager": []},
+        "number": None,
+        "metrics_on": True,
     },
     "agenda_week11": {
         "rep": _SAM,
@@ -324,6 +337,8 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week11": True,
         "last_commitment": None,
         "preread": {"rep": [], "manager": []},
+        "number": _PENDING,
+        "metrics_on": True,
     },
     "preread_rep": {
         "rep": _SAM,
@@ -335,6 +350,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week11": False,
         "last_commitment": _LAST,
         "prep_url": "https://cadence.acme.test/prep/4q3Xb9vJ0mKc2tTz8wYp1LrNn6sHd5Ge7AaUuFiQo0k",
+        "number": _NUMBER,
     },
     "preread_manager": {
         "rep": _SAM,
@@ -346,6 +362,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week11": False,
         "last_commitment": _LAST,
         "prep_url": "https://cadence.acme.test/prep/Zr8Kd1pQ3vWm6yTb0nLs9HcE2fXa7JgU5oRiNk4tYq",
+        "number": _NUMBER,
     },
     "preread_missing": {
         "manager": _MAYA,
@@ -367,6 +384,7 @@ SAMPLES: dict[str, dict[str, object]] = {
             "Ask every Initech prospect what a missed quarter costs them, on Thursday's calls"
         ),
         "window_ends": _SAM_TUE + timedelta(minutes=25, hours=72),
+        "number": _NUMBER,
     },
     "cancellation": {
         "manager": _MAYA,
@@ -448,7 +466,11 @@ SAMPLES: dict[str, dict[str, object]] = {
 
 # Branches the samples above do not reach; check() renders these too.
 _VARIANTS: dict[str, list[dict[str, object]]] = {
-    "agenda_coaching": [{"last_commitment": None}],
+    "agenda_coaching": [
+        {"last_commitment": None},
+        {"number": None, "metrics_on": False},
+        {"number": None},
+    ],
     "agenda_career": [
         {"last_commitment": None, "week11": True},
         {"preread": SAMPLES["agenda_prep"]["preread"]},
@@ -460,6 +482,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
     ],
     "preread_manager": [
         {"template": "career", "last_commitment": None, "week11": True},
+        {"last_commitment": None, "number": None},
         {"last_commitment": None, "prep_url": None},
         {"template": "career", "prep_url": None},
     ],
@@ -469,7 +492,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
         {"problem": "\u201cThe skill I want to sharpen\u201d is 612 characters long."},
     ],
     "recap": [
-        {"commitment": None},
+        {"commitment": None, "number": None},
         {"template": "career"},
         {"template": "career", "commitment": None},
     ],

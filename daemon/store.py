@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -113,7 +113,25 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
-    # v4: the pre-read form. A token is kept only as its SHA-256 (the link in the email is the
+    # v4: the metrics source's weekly values, cached so a pass never calls a CRM and an outage
+    # leaves the last numbers; one row per source with what was last read and when.
+    """
+    CREATE TABLE metric_values (
+        rep TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        week TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (rep, metric, week)
+    );
+    CREATE INDEX metric_values_by_week ON metric_values (week);
+    CREATE TABLE metric_reads (
+        source TEXT PRIMARY KEY,
+        version TEXT,
+        through TEXT,
+        read_at TEXT NOT NULL
+    );
+    """,
+    # v5: the pre-read form. A token is kept only as its SHA-256 (the link in the email is the
     # only copy), with what its page shows and when it stops working; what people filed is
     # kept per occurrence and role, a later save replacing the earlier one.
     """
@@ -140,6 +158,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX prereads_by_start ON prereads (original_start);
     """,
 ]
+
+
+@dataclass(frozen=True)
+class MetricsRead:
+    """What the metrics source last gave: ``version`` tells a changed file from the same one,
+    ``through`` is the last week it had, ``read_at`` when (UTC ISO)."""
+
+    source: str
+    version: str | None
+    through: str | None
+    read_at: str
 
 
 @dataclass(frozen=True)
@@ -736,3 +765,34 @@ class Ledger:
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    # --- metrics cache ---------------------------------------------------------------------------
+
+    def metrics_read(self) -> MetricsRead | None:
+        rows = self._rows("reading the metrics cache", "SELECT * FROM metric_reads")
+        return MetricsRead(**dict(rows[0])) if rows else None
+
+    def replace_metrics(
+        self, read: MetricsRead, values: Iterable[tuple[str, str, str, float]]
+    ) -> None:
+        """Swap the whole cache for a new read, in one transaction: a read that fails half way
+        leaves the last good numbers."""
+        with self.transaction(), self._translate("saving metrics"):
+            self._conn.execute("DELETE FROM metric_values")
+            self._conn.execute("DELETE FROM metric_reads")
+            self._conn.executemany(
+                "INSERT INTO metric_values (rep, metric, week, value) VALUES (?, ?, ?, ?)", values
+            )
+            self._conn.execute(
+                "INSERT INTO metric_reads (source, version, through, read_at) VALUES (?, ?, ?, ?)",
+                (read.source, read.version, read.through, read.read_at),
+            )
+
+    def metric_values(self, since_week: str) -> list[tuple[str, str, str, float]]:
+        """(rep, metric, week Monday ISO, value) of the weeks from ``since_week`` on."""
+        rows = self._rows(
+            "reading metrics",
+            "SELECT rep, metric, week, value FROM metric_values WHERE week >= ?",
+            (since_week,),
+        )
+        return [(r["rep"], r["metric"], r["week"], float(r["value"])) for r in rows]

@@ -1,3 +1,8 @@
 """Shared fixtures: real servers on loopback, started and stopped per test session or test."""
 
-pytest_plugins = ["tests.fixtures.radicale", "tests.fixtures.smtp", "tests.fixtures.google"]
+pytest_plugins = [
+    "tests.fixtures.radicale",
+    "tests.fixtures.smtp",
+    "tests.fixtures.google",
+    "tests.fixtures.graph",
+]

@@ -33,6 +33,16 @@ class Stage(StrEnum):
     SENIOR_AE = "senior_ae"
 
 
+class Metric(StrEnum):
+    """The number a 1:1 inspects (SPEC "The number in the agenda")."""
+
+    ACTIVITIES = "activities"
+    MEETINGS_BOOKED = "meetings_booked"
+    PIPELINE_COVERAGE = "pipeline_coverage"
+    WIN_RATE = "win_rate"
+    FORECAST_ACCURACY = "forecast_accuracy"
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -164,6 +174,7 @@ class Rep(Frozen):
     slot: Slot | None = None
     forecast_within_5pct: bool = False
     working_hours: WorkingHours | None = None
+    quarterly_quota: float | None = Field(default=None, gt=0)  # for pipeline_coverage
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -189,6 +200,7 @@ class StageRule(Frozen):
     skill_focus: str
     # senior_ae only: the interval when the rep's forecast is within 5% (default biweekly).
     interval_weeks_if_forecast_within_5pct: int | None = Field(default=None, ge=1, le=4)
+    metric: Metric  # the number the 1:1 opens with
 
 
 def default_cadence() -> dict[Stage, StageRule]:
@@ -200,6 +212,7 @@ def default_cadence() -> dict[Stage, StageRule]:
             duration_minutes=25,
             inspection_focus="activity volume + script delivery",
             skill_focus="discovery openers, voicemail scripts",
+            metric=Metric.ACTIVITIES,
         ),
         Stage.RAMPED_SDR: StageRule(
             label="Ramped SDR",
@@ -208,6 +221,7 @@ def default_cadence() -> dict[Stage, StageRule]:
             duration_minutes=30,
             inspection_focus="meetings booked + conversion",
             skill_focus="objection handling, multi-thread DMs",
+            metric=Metric.MEETINGS_BOOKED,
         ),
         Stage.NEW_AE: StageRule(
             label="New AE",
@@ -216,6 +230,7 @@ def default_cadence() -> dict[Stage, StageRule]:
             duration_minutes=45,
             inspection_focus="pipeline coverage + stage progression",
             skill_focus="demo storytelling, discovery depth",
+            metric=Metric.PIPELINE_COVERAGE,
         ),
         Stage.RAMPED_AE: StageRule(
             label="Ramped AE",
@@ -224,6 +239,7 @@ def default_cadence() -> dict[Stage, StageRule]:
             duration_minutes=30,
             inspection_focus="win rate + cycle length",
             skill_focus="multi-thread, executive presence",
+            metric=Metric.WIN_RATE,
         ),
         Stage.SENIOR_AE: StageRule(
             label="Senior AE",
@@ -232,6 +248,7 @@ def default_cadence() -> dict[Stage, StageRule]:
             duration_minutes=30,
             inspection_focus="account plan + forecast confidence",
             skill_focus="negotiation, board-level outreach",
+            metric=Metric.FORECAST_ACCURACY,
             interval_weeks_if_forecast_within_5pct=2,
         ),
     }

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from daemon.core.fiscal import WEEK11
 from daemon.core.fiscal import week_of_quarter as _week
+from daemon.core.metrics import Weekly, number_for
 from daemon.core.model import DAY_NAMES, Manager, Rep, Roster, Stage, StageRule, WorkingHours
 from daemon.core.policy import StageSpan, interval_weeks, spans_on
 from daemon.core.schedule import (
@@ -248,13 +249,31 @@ def occurrences_between(
     return tuple(out)
 
 
-def to_json(at: datetime, plans: tuple[SeriesPlan, ...]) -> dict[str, Any]:
-    """The SPEC's ``cadence plan --json`` object."""
-    return {"at": at.isoformat(), "series": [series_json(p) for p in plans]}
+def to_json(
+    at: datetime,
+    plans: tuple[SeriesPlan, ...],
+    roster: Roster | None = None,
+    metrics: Weekly | None = None,
+) -> dict[str, Any]:
+    """The SPEC's ``cadence plan --json`` object. Each upcoming meeting's ``number`` is null
+    without a metrics source (``metrics`` None)."""
+    return {"at": at.isoformat(), "series": [series_json(p, roster, metrics) for p in plans]}
 
 
-def series_json(p: SeriesPlan) -> dict[str, Any]:
+def series_json(
+    p: SeriesPlan, roster: Roster | None = None, metrics: Weekly | None = None
+) -> dict[str, Any]:
     """One item of the plan's ``series`` (the CLI writes them one by one for big rosters)."""
+
+    def number(o: Occurrence) -> dict[str, Any] | None:
+        if metrics is None or roster is None:
+            return None
+        metric = roster.policy.rule(o.stage).metric
+        org_zone = zone(roster.organization.timezone)
+        return number_for(
+            metrics, p.rep.email, metric, o.start, org_zone, p.rep.start_date
+        ).as_json()
+
     return {
         "rep": p.rep.email,
         "manager": p.manager.email,
@@ -279,6 +298,7 @@ def series_json(p: SeriesPlan) -> dict[str, Any]:
                 "week_of_quarter": o.week_of_quarter,
                 "week11": o.week11,
                 "template": o.template,
+                "number": number(o),
             }
             for o in p.upcoming
         ],

@@ -30,10 +30,12 @@ import pytest
 from daemon.errors import MailRejected, MailUnavailable
 from daemon.mail.base import Mailer
 from daemon.mail.gmail import GmailMailer
+from daemon.mail.graph import GraphMailer
 from daemon.mail.maildir import MaildirMailer
 from daemon.mail.message import build_message
 from daemon.mail.smtp import SmtpMailer
 from tests.fixtures.google import FakeGoogle, Fault
+from tests.fixtures.graph import FakeGraph, graph_client
 from tests.fixtures.smtp import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -95,7 +97,7 @@ def maildir_deliveries(box: Path) -> list[Delivery]:
     return found
 
 
-@pytest.fixture(params=["maildir", "smtp", "gmail"])
+@pytest.fixture(params=["maildir", "smtp", "gmail", "graph"])
 def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transport]:
     if request.param == "maildir":
         box = tmp_path / "outbox"
@@ -103,6 +105,17 @@ def transport(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Transp
         return
     if request.param == "gmail":
         yield gmail_transport(request.getfixturevalue("google_server"))
+        return
+    if request.param == "graph":
+        graph: FakeGraph = request.getfixturevalue("graph")
+        graph.add_mailbox("cadence@acme.test")
+        sent = graph.sent
+        yield Transport(
+            "graph",
+            GraphMailer(graph_client(graph)),
+            lambda: [Delivery(s.message, frozenset(addresses(s.message, "To", "Cc", "Bcc")))
+                     for s in sent],
+        )  # fmt: skip
         return
     server: SmtpServer = request.getfixturevalue("smtp_server")
     mailer = SmtpMailer(server.host, server.port, security="none", timeout=5.0)
@@ -440,6 +453,60 @@ def test_smtp_bcc_goes_in_the_envelope_not_the_headers(smtp_server: SmtpServer) 
     assert set(received.rcpt_tos) == {"maya@acme.test", "audit@acme.test"}
     assert received.message["Bcc"] is None
     assert b"audit@acme.test" not in received.raw
+
+
+# --- Graph ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def graph_mailer(graph: FakeGraph) -> GraphMailer:
+    graph.add_mailbox("cadence@acme.test")
+    return GraphMailer(graph_client(graph))
+
+
+def test_graph_a_throttled_send_is_retried_after_retry_after(
+    graph: FakeGraph, graph_mailer: GraphMailer
+) -> None:
+    graph.throttle("sendMail", retry_after=2)
+    graph_mailer.send(make_message())
+    assert len(graph.sent) == 1
+
+
+def test_graph_504_may_have_sent_and_is_not_resent_by_the_mailer(
+    graph: FakeGraph, graph_mailer: GraphMailer
+) -> None:
+    graph.fail_next_send(504)
+    with pytest.raises(MailUnavailable, match="may have been sent"):
+        graph_mailer.send(make_message())
+    assert len(graph.sent) == 1  # Exchange took it; the mailer did not try again
+
+
+def test_graph_permanent_refusal_is_rejected(graph: FakeGraph, graph_mailer: GraphMailer) -> None:
+    graph.fail_next_send(400)
+    with pytest.raises(MailRejected, match="ErrorInvalidRecipients"):
+        graph_mailer.send(make_message())
+    assert graph.sent == []
+
+
+def test_graph_without_mail_send_is_unavailable_and_says_what_to_grant(
+    graph: FakeGraph, graph_mailer: GraphMailer
+) -> None:
+    graph.mailboxes["cadence@acme.test"].mail_send = False
+    with pytest.raises(MailUnavailable, match="Mail.Send"):
+        graph_mailer.send(make_message())
+
+
+def test_graph_diagnose_checks_mail_send_and_the_sender_without_sending(
+    graph: FakeGraph,
+) -> None:
+    graph.add_mailbox("cadence@acme.test")
+    graph.roles = ["Calendars.ReadWrite"]
+    rows = GraphMailer(graph_client(graph), "cadence <cadence@acme.test>").diagnose()
+    assert [(r.check, r.subject, r.ok) for r in rows] == [
+        ("permissions", "Mail.Send", False),
+        ("sender mailbox", "cadence@acme.test", True),
+    ]
+    assert graph.sent == []
 
 
 # --- Gmail ----------------------------------------------------------------------------------------

@@ -7,15 +7,28 @@ import pytest
 
 from daemon.embedded import EmbeddedRadicale
 from tests.fixtures.google import FakeGoogle
-from tests.system.harness import Deployment, GoogleDeployment
+from tests.fixtures.graph import FakeGraph
+from tests.system.harness import Deployment, GoogleDeployment, OutlookDeployment
 
 _ids = itertools.count(1)
 
 
-@pytest.fixture(params=["caldav", "google"])
-def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Deployment:
-    """A fresh deployment with its own managers' calendars, on the shared Radicale or on the
-    local Google Calendar server; every system test using it runs on both."""
+@pytest.fixture(params=["caldav", "google", "outlook"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Deployment:
+    """A fresh deployment with its own managers' calendars, on the shared Radicale, on the
+    local Google Calendar server or on Microsoft 365 played by the local Graph (whose CA and
+    client secret the daemon, in-process or as a subprocess, gets from the environment, as an
+    admin would give them); every system test using it runs on all three."""
+    if request.param == "outlook":
+        n = next(_ids)
+        graph: FakeGraph = request.getfixturevalue("graph")
+        graph.open_domain = "acme.test"
+        monkeypatch.setenv("CADENCE_GRAPH_SECRET", graph.client_secret)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_file))
+        return OutlookDeployment(tmp_path, graph.url, [f"omaya{n}@acme.test",
+                                 f"oraj{n}@acme.test"], graph=graph)  # fmt: skip
     if request.param == "google":
         n = next(_ids)
         google: FakeGoogle = request.getfixturevalue("google_server")

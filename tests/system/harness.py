@@ -9,6 +9,7 @@ system tests speak only the provider-neutral verbs (``cancel``, ``decline``, ``m
 
 from __future__ import annotations
 
+import json
 import mailbox
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,15 @@ from icalendar import Calendar, vCalAddress
 
 from daemon.config import Config, load
 from daemon.core.observed import ObservedSeries
+from daemon.graph_http import GraphClient, GraphSettings
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
 from daemon.providers.google import GoogleCalendarProvider, event_id
+from daemon.providers.graph import GraphCalendarProvider, text_html
 from daemon.reconcile import PassResult, run_pass, runtime
 from tests.fixtures.google import FakeGoogle
+from tests.fixtures.graph import FakeGraph, html_to_text
+from tests.fixtures.graph import zone_of as graph_zone_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -321,3 +326,131 @@ class GoogleDeployment(Deployment):
             stamp = until.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
             ended = [f"{r};UNTIL={stamp}" if r.startswith("RRULE:") else r for r in rules]
             self.fake.edit(manager, master, recurrence=ended)
+
+
+@dataclass
+class OutlookDeployment(Deployment):
+    """The same deployment on Microsoft 365: the local Graph plays the tenant and ``url`` is its
+    address (the identity platform's too). Each manager's series go to a calendar cadence makes
+    in the mailbox. People's hands act through Graph as Outlook's would: an occurrence deleted
+    (which delta never mentions), an answer arriving in the organiser's copy, an instance
+    PATCHed."""
+
+    graph: FakeGraph | None = None
+    first_now: datetime | None = None  # the simulated time of the first pass
+
+    kind = "outlook"
+    CALENDAR = "1:1s (cadence)"
+
+    @property
+    def fake(self) -> FakeGraph:
+        assert self.graph is not None
+        return self.graph
+
+    def calendar_config(self) -> str:
+        return (
+            "{provider: outlook, outlook: {"
+            f"tenant_id: {self.fake.tenant}, client_id: {self.fake.client_id}, "
+            f"authority_host: '{self.url}', graph_endpoint: '{self.url}', "
+            f"calendar: '{self.CALENDAR}'}}}}"
+        )
+
+    def break_calendar(self, port: int) -> None:
+        self.url = f"https://127.0.0.1:{port}/"
+
+    def once(self, now: datetime, restore_missing: bool = False) -> PassResult:
+        self.first_now = self.first_now or now
+        return super().once(now, restore_missing)
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if "--now" in args and self.first_now is None:
+            self.first_now = datetime.fromisoformat(args[args.index("--now") + 1])
+        return super().cli(*args, env=env)
+
+    def provider(self) -> CalendarProvider:
+        # The test's view reaches back to the first pass: Graph lists through a window of time,
+        # and a series that ended months ago is still there to be counted.
+        now = self.first_now or datetime.now(UTC)
+        client = GraphClient(
+            GraphSettings(
+                tenant_id=self.fake.tenant, client_id=self.fake.client_id,
+                client_secret=self.fake.client_secret, authority_host=self.fake.url,
+                graph_endpoint=self.fake.url, ca_bundle=str(self.fake.ca_file),
+            )
+        )  # fmt: skip
+        return GraphCalendarProvider(client, self.CALENDAR, clock=lambda: now)
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.fake.issue_token()}",
+                   "Prefer": 'outlook.timezone="UTC"'}  # fmt: skip
+        raw = json.dumps(body).encode() if body is not None else b""
+        status, _, answer = self.fake.handle(method, f"/v1.0{path}", headers, raw)
+        assert status < 300, (status, answer)
+        return json.loads(answer) if answer else None
+
+    def _instance(self, manager: str, uid: str, original: datetime) -> dict[str, Any]:
+        master = self.fake.master(manager, uid).id
+        start = (original - timedelta(days=8)).astimezone(UTC)
+        end = (original + timedelta(days=8)).astimezone(UTC)
+        window = f"startDateTime={start:%Y-%m-%dT%H:%MZ}&endDateTime={end:%Y-%m-%dT%H:%MZ}"
+        instances = self._call("GET", f"/users/{manager}/events/{master}/instances?{window}")
+        wanted = original.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        [found] = [i for i in instances["value"] if i["originalStart"] == wanted]
+        return dict(found)
+
+    def _retype(self, manager: str, graph_id: str, change: Callable[[str], str]) -> None:
+        body = self._call("GET", f"/users/{manager}/events/{graph_id}")["body"]["content"]
+        html = text_html(change(html_to_text(body)))
+        self._call("PATCH", f"/users/{manager}/events/{graph_id}",
+                   {"body": {"contentType": "html", "content": html}})  # fmt: skip
+
+    def delete(self, manager: str, uid: str) -> None:
+        self._call("DELETE", f"/users/{manager}/events/{self.fake.master(manager, uid).id}")
+
+    def edit_texts(self, manager: str, uid: str, change: Callable[[str], str]) -> None:
+        master = self.fake.master(manager, uid)
+        originals = [
+            datetime.fromisoformat(e["originalStart"].replace("Z", "+00:00"))
+            for e in master.exceptions.values()
+        ]
+        ids = [master.id] + [self._instance(manager, uid, o)["id"] for o in originals]
+        for graph_id in ids:
+            self._retype(manager, graph_id, change)
+
+    def edit_occurrence_text(
+        self, manager: str, uid: str, original: datetime, change: Callable[[str], str]
+    ) -> None:
+        self._retype(manager, self._instance(manager, uid, original)["id"], change)
+
+    def remove_occurrence(self, manager: str, uid: str, original: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        self._call("DELETE", f"/users/{manager}/events/{instance['id']}")
+
+    cancel = remove_occurrence  # in Outlook, both are the organiser deleting the occurrence
+
+    def decline(self, manager: str, uid: str, original: datetime, email: str, name: str) -> None:
+        master = self.fake.master(manager, uid).id
+        self.fake.respond(manager, master, email, "declined", original=original)
+
+    def move(self, manager: str, uid: str, original: datetime, start: datetime) -> None:
+        instance = self._instance(manager, uid, original)
+        begin = datetime.fromisoformat(instance["start"]["dateTime"][:19])
+        length = datetime.fromisoformat(instance["end"]["dateTime"][:19]) - begin
+        utc = start.astimezone(UTC)
+        self._call("PATCH", f"/users/{manager}/events/{instance['id']}", {
+            "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+            "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+        })  # fmt: skip
+
+    def end_early(self, manager: str, uid: str, until: datetime) -> None:
+        """Outlook's "delete this and all following": the range ends on ``until``'s date."""
+        master = self.fake.master(manager, uid)
+        recurrence = json.loads(json.dumps(master.data["recurrence"]))
+        zone = graph_zone_of(master.data["start"]["timeZone"])
+        assert zone is not None
+        recurrence["range"].update(
+            {"type": "endDate", "endDate": until.astimezone(zone).date().isoformat()}
+        )
+        self._call("PATCH", f"/users/{manager}/events/{master.id}", {"recurrence": recurrence})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.system.harness import Deployment, GoogleDeployment
+from tests.system.harness import Deployment, GoogleDeployment, OutlookDeployment
 from tests.system.test_series_lifecycle import T0, setup
 
 
@@ -27,6 +27,8 @@ def test_doctor_on_a_good_setup_is_all_ok_and_writes_nothing(deployment: Deploym
     assert deployment.series(maya) == {} and deployment.series(raj) == {}
     if isinstance(deployment, GoogleDeployment):
         assert deployment.fake.events(maya) == {}
+    elif isinstance(deployment, OutlookDeployment):
+        assert deployment.fake.live_events(maya) == [] and deployment.fake.sent == []
     else:
         with pytest.raises(Exception, match="404"):
             deployment.get_raw(maya, "cadence-doctor-probe")

@@ -4,11 +4,14 @@ recaps with the commitment read back from the invite, and every way of cancellin
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from daemon.core.agenda import extract_block
-from tests.system.harness import Deployment, html_of, text_of
+from tests.system.harness import Deployment, OutlookDeployment, html_of, text_of
 from tests.system.test_series_lifecycle import setup
 
 NY = ZoneInfo("America/New_York")
@@ -172,3 +175,21 @@ def test_a_series_created_after_todays_slot_starts_next_time_and_sends_no_recap(
     assert lee.start == LEE_MON + timedelta(days=7)
     assert deployment.once(evening + timedelta(minutes=5)).errors == []
     assert deployment.mail_of("recap") == []  # no recap for a meeting that was never on it
+
+
+@pytest.mark.parametrize("deployment", ["outlook"], indirect=True)
+def test_on_microsoft_365_the_emails_go_through_graph_once(deployment: Deployment) -> None:
+    assert isinstance(deployment, OutlookDeployment)
+    maya, _ = setup(deployment, mail="transport: graph")
+    deployment.fake.fail_next_send(504)  # Exchange took the first one but timed out answering
+    first = deployment.once(T0)
+    sent = deployment.fake.sent
+    assert all(s.sender == "cadence@acme.test" for s in sent)
+    assert all(s.message["X-Cadence-Kind"] == "preread" for s in sent)
+    assert all("may have been sent" in e for e in first.errors)
+    deployment.once(T0 + timedelta(hours=2))
+    deployment.once(T0 + timedelta(hours=3))
+    # Both sides got their pre-read; the one that met the 504 may be there twice, never more.
+    recipients = Counter(str(s.message["To"]) for s in sent)
+    assert set(recipients) == {"lee@acme.test", maya}
+    assert sum(recipients.values()) <= 3

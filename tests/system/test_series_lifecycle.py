@@ -15,7 +15,7 @@ import pytest
 from icalendar import Calendar, Event
 
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, extract_block
-from tests.system.harness import Deployment
+from tests.system.harness import Deployment, OutlookDeployment
 
 NY = ZoneInfo("America/New_York")
 DENVER = ZoneInfo("America/Denver")
@@ -309,6 +309,20 @@ def test_once_with_the_calendar_server_down_exits_non_zero_with_one_line(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("cadence: ") and f"127.0.0.1:{port}" in line
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("deployment", ["outlook"], indirect=True)
+def test_on_outlook_a_mailbox_the_app_may_not_use_is_reported_and_the_others_go_on(
+    deployment: Deployment,
+) -> None:
+    assert isinstance(deployment, OutlookDeployment)
+    maya, raj = setup(deployment)
+    deployment.fake.add_mailbox(raj).denied = True  # outside the app's access policy
+    result = deployment.once(T0)
+    [error] = result.errors
+    assert raj in error and "Calendars.ReadWrite" in error and "\n" not in error
+    assert len(deployment.series(maya)) == 4  # Maya's reps are not held up
+    assert [p.key for p in result.problems] == [f"calendar-access {raj}"]
 
 
 def test_a_series_ended_early_in_a_calendar_app_is_put_back_and_the_manager_told(

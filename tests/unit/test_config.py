@@ -99,6 +99,7 @@ def test_csv_roster_errors_name_the_csv_line(tmp_path: Path) -> None:
 
 def test_the_csv_roster_gives_the_same_plan_as_the_yaml_list(tmp_path: Path) -> None:
     shutil.copy(REPO / "config" / "roster.csv", tmp_path / "roster.csv")
+    shutil.copy(REPO / "config" / "metrics.csv", tmp_path / "metrics.csv")
     text = EXAMPLE.read_text()
     head, _, tail = text.partition("\nreps:\n")
     body = tail[tail.index("\n# policy") :]
@@ -154,6 +155,15 @@ def test_plan_json_matches_the_spec_example() -> None:
     first = sam["upcoming"][0]
     assert first["start"] == "2026-11-24T10:00:00-07:00"
     assert (first["week_of_quarter"], first["week11"], first["template"]) == (4, False, "coaching")
+    # The example's metrics.csv: Sam's activities in the week of 16 Nov against the 4 before.
+    rows = [line.split(",") for line in (REPO / "config" / "metrics.csv").read_text().splitlines()]
+    mine = {r[1]: float(r[3]) for r in rows if r[0] == "sam@acme.test" and r[2] == "activities"}
+    before = [mine[w] for w in ("2026-10-19", "2026-10-26", "2026-11-02", "2026-11-09")]
+    baseline = sum(before) / 4
+    assert first["number"] == {
+        "metric": "activities", "week": "2026-11-16", "value": mine["2026-11-16"],
+        "baseline": baseline, "change": round((mine["2026-11-16"] - baseline) / baseline, 3),
+    }  # fmt: skip
     assert all(len(s["upcoming"]) >= 8 for s in data["series"])
 
 
@@ -209,3 +219,53 @@ def test_prep_needs_a_listen_address_and_a_public_url_and_defaults_its_check(
     )
     fields = [p.split(":6: ", 1)[1].split(":", 1)[0] for p in found]
     assert fields == ["prep.listen", "prep.public_url", "prep.check_hours"], found
+
+
+def test_without_a_metrics_source_plan_json_has_a_null_number(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    head, _, tail = text.partition("\nmetrics:")
+    rest = tail[tail.index("\n# templates") :]
+    (tmp_path / "cadence.yaml").write_text(head + rest)
+    result = cli("plan", "--config", str(tmp_path / "cadence.yaml"), "--at",
+                 "2026-11-22T09:00:00-05:00", "--json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    upcoming = [u for s in json.loads(result.stdout)["series"] for u in s["upcoming"]]
+    assert upcoming and all(u["number"] is None for u in upcoming)
+
+
+def test_validate_names_each_bad_metrics_row_by_file_line_and_field(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLE, tmp_path / "cadence.yaml")
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(
+        "rep,week,metric,value\n"
+        "sam@acme.test,2026-11-16,activities,40\n"
+        "sam@acme.test,2026-11-17,activities,41\n"  # a Tuesday
+        "sam@acme.test,2026-11-09,calls,3\n"
+        "sam@acme.test,2026-11-09,activities,lots\n"
+        "sam@acme.test,2026-11-16,activities,40\n"  # a second row for the same week
+        "someone.else@acme.test,2026-11-16,activities,7\n"  # not on the roster: ignored
+    )
+    result = cli("validate", "--config", str(tmp_path / "cadence.yaml"))
+    assert result.returncode == 2, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"{metrics}:3: sam@acme.test: week: 2026-11-17 is a Tuesday, a week is named by its Monday",
+        f"{metrics}:4: sam@acme.test: metric: unknown metric 'calls', expected one of activities, "
+        "meetings_booked, pipeline_coverage, win_rate, forecast_accuracy",
+        f"{metrics}:5: sam@acme.test: value: not a number: 'lots'",
+        f"{metrics}:6: sam@acme.test: a second row for activities in the week of 2026-11-16",
+    ]
+    plan = cli("plan", "--config", str(tmp_path / "cadence.yaml"), "--json")
+    assert plan.returncode == 2 and f"{metrics}:3:" in plan.stderr
+
+
+def test_quarterly_quota_is_an_optional_positive_roster_field(tmp_path: Path) -> None:
+    ok = write(tmp_path, "  - {email: lee@acme.test, name: Lee, role: ae, start_date: 2026-07-01, "
+                         "manager: maya@acme.test, quarterly_quota: 240000}\n")  # fmt: skip
+    (lee,) = load(ok).roster.reps
+    assert lee.quarterly_quota == 240000
+    bad = write(tmp_path, "  - {email: lee@acme.test, name: Lee, role: ae, start_date: 2026-07-01, "
+                          "manager: maya@acme.test, quarterly_quota: -5}\n")  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load(bad)
+    assert any("quarterly_quota" in p for p in caught.value.problems)

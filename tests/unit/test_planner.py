@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
 from daemon.core.fiscal import week_bounds
-from daemon.core.model import Roster
+from daemon.core.metrics import Weekly
+from daemon.core.model import Metric, Roster
 from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries
 from daemon.core.occurrences import Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, occurrences_between
@@ -99,6 +100,7 @@ def render(view: AgendaView) -> str:
         f"last commitment: {view.last_commitment or '-'}",
         *(f"rep filed: {line}" for line in view.preread_rep),
         *(f"manager filed: {line}" for line in view.preread_manager),
+        f"number: {view.number.line() if view.number else '-'}",
     ]
     if view.template == "career":
         lines.append("This is the career conversation.")
@@ -123,9 +125,11 @@ class World:
     cancellations: set[str] = field(default_factory=set)
     planned: list[tuple[datetime, Action]] = field(default_factory=list)
     prereads: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    metrics: Weekly | None = None
 
     def ledger(self) -> LedgerView:
         return LedgerView(
+            metrics=self.metrics,
             series=tuple(self.series.values()),
             commitments={k: tuple(v.items()) for k, v in self.commitments.items()},
             emails_sent=frozenset(self.emails_sent),
@@ -1209,3 +1213,56 @@ def test_a_cancellation_two_months_ahead_is_read_and_told_when_it_is_made() -> N
     assert email.context["suggestions"]
     week = week_bounds(far, NY)
     assert all(week[0] <= s < week[1] for s in email.context["suggestions"])
+
+
+def _win_rates(**by_week: float) -> Weekly:
+    values = {date.fromisoformat(w[1:].replace("_", "-")): v for w, v in by_week.items()}
+    return Weekly("metrics.csv", {(LEE, Metric.WIN_RATE): values}, max(values))
+
+
+def test_the_number_is_written_into_each_agenda_and_rewritten_only_when_it_changes() -> None:
+    world, uid = lee_world(T0)
+    world.metrics = _win_rates(d2026_10_19=0.2, d2026_10_26=0.3, d2026_11_02=0.2,
+                               d2026_11_09=0.3, d2026_11_16=0.2)  # fmt: skip
+    first = world.step(WEEK4_MONDAY)
+    # Wednesday 25 Nov reads the week of 16 Nov; 2 Dec the week of 23 Nov, not in yet.
+    (write,) = of(first.actions, WriteAgendas)
+    assert (
+        "number: Win rate, week of 16 Nov: 20% (your 4-week baseline 25%, -20%)."
+        in (write.blocks[LEE_WED])
+    )
+    assert "week of 23 Nov: not in yet" in write.blocks[LEE_WED + timedelta(days=7)]
+    assert not of(first.actions, SendEmail)
+    assert world.plan(WEEK4_MONDAY).actions == ()
+
+    # The same figures again, hours later: nothing to write.
+    assert not of(world.plan(WEEK4_MONDAY + timedelta(hours=2)).actions, WriteAgendas)
+    # The week of 23 Nov arrives: only the meeting that reads it is rewritten, nobody is told.
+    world.metrics = _win_rates(d2026_10_19=0.2, d2026_10_26=0.3, d2026_11_02=0.2,
+                               d2026_11_09=0.3, d2026_11_16=0.2, d2026_11_23=0.5)  # fmt: skip
+    later = WEEK4_MONDAY + timedelta(hours=3)
+    actions = world.step(later).actions
+    (write,) = of(actions, WriteAgendas)
+    assert set(write.blocks) == {LEE_WED + timedelta(days=7)}
+    assert "week of 23 Nov: 50% (your 4-week baseline 25%, +100%)" in next(
+        iter(write.blocks.values())
+    )
+    assert not of(actions, SendEmail)
+
+    # The manager's pre-read and the recap carry the same line as the agenda.
+    preread_at = LEE_WED - timedelta(hours=23)
+    emails = of(world.step(preread_at).actions, SendEmail)
+    assert {e.context["number"] for e in emails} == {
+        "Win rate, week of 16 Nov: 20% (your 4-week baseline 25%, -20%)."
+    }
+    (recap,) = [a for a in of(world.plan(LEE_WED + timedelta(hours=1)).actions, SendEmail)
+                if a.kind == Kind.RECAP]  # fmt: skip
+    assert recap.context["number"].startswith("Win rate, week of 16 Nov: 20%")
+
+
+def test_without_a_metrics_source_no_number_is_made_up() -> None:
+    world, uid = lee_world(T0)
+    (override,) = [o for o in world.calendars[MAYA][uid].overrides if o.recurrence_id == LEE_WED]
+    assert "number: -" in override.description
+    emails = of(world.step(LEE_WED - timedelta(hours=23)).actions, SendEmail)
+    assert emails and all(e.context["number"] is None for e in emails)

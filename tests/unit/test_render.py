@@ -102,7 +102,9 @@ def test_recap_carries_the_written_commitment_and_the_72_hour_window(renderer: R
     commitment = str(SAMPLES["recap"]["commitment"])
     assert commitment in email.text
     assert "Thursday&#39;s calls" in email.html  # apostrophe escaped, not dropped
-    assert "Number discussed: activity volume + script delivery" in email.text
+    assert f"Number discussed: {SAMPLES['recap']['number']}" in email.text
+    without = renderer.email("recap", {**SAMPLES["recap"], "number": None})
+    assert "Number discussed: activity volume + script delivery" in without.text
     assert "Skill worked: discovery openers, voicemail scripts" in email.text
     assert "72 hours, by Fri 27 Nov, 10:25 MST" in email.text
 
@@ -339,3 +341,23 @@ def test_typed_html_on_the_form_is_shown_not_run(renderer: Renderer) -> None:
     page = renderer.page("prep_form", ctx)
     assert XSS not in page and "&lt;script&gt;" in page
     assert_well_formed(page)
+
+
+def test_the_agenda_carries_the_number_line_or_says_how_to_get_it(renderer: Renderer) -> None:
+    ctx = SAMPLES["agenda_coaching"]
+    assert f"   {ctx['number']}\n" in renderer.agenda(ctx)
+    pending = renderer.agenda(SAMPLES["agenda_week11"])
+    assert "not in yet; cadence fills it in" in pending
+    master = renderer.agenda({**ctx, "number": None})
+    assert "cadence writes the number into each meeting's own agenda" in master
+    no_source = renderer.agenda({**ctx, "number": None, "metrics_on": False})
+    assert "The number this week is X" in no_source
+
+
+def test_the_managers_preread_carries_the_number(renderer: Renderer) -> None:
+    email = renderer.email("preread_manager", SAMPLES["preread_manager"])
+    assert f"The number, already in the agenda: {SAMPLES['preread_manager']['number']}" in (
+        email.text
+    )
+    assert "Pull the number too" not in email.text
+    assert "<strong>Activities, week of 16 Nov: 41" in email.html

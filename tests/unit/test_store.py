@@ -23,6 +23,7 @@ from daemon.store import (
     CancellationRecord,
     EmailRecord,
     Ledger,
+    MetricsRead,
     PrepToken,
     RescheduleRecord,
     SeriesRecord,
@@ -605,5 +606,40 @@ def test_migrating_a_ledger_from_before_the_form_keeps_its_history_and_adds_its_
         assert reopened.prereads(since=datetime(2026, 11, 25, tzinfo=UTC)) == []
         with pytest.raises(CadenceError, match="saving a pre-read link"), reopened.transaction():
             reopened.add_prep_token(token)  # a hash is one link, never two
+    finally:
+        reopened.close()
+
+
+def test_migrating_a_v3_ledger_keeps_its_history_and_adds_the_metrics_cache(state: Path) -> None:
+    """A ledger written by the release before the number: everything stays, the cache is empty."""
+    state.mkdir()
+    conn = sqlite3.connect(state / FILENAME)
+    conn.executescript(MIGRATIONS[0] + MIGRATIONS[1] + MIGRATIONS[2])
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO rate_alerts VALUES (?, ?, ?, ?)",
+        (f"manager:{MAYA}", "warning", 1, "2026-11-22T16:00:00Z"),
+    )
+    conn.commit()
+    conn.close()
+    led = Ledger.open(state)
+    try:
+        assert led.schema_version == len(MIGRATIONS) >= 4
+        assert led.rate_alerts() == {f"manager:{MAYA}": ("warning", 1)}
+        assert led.metrics_read() is None and led.metric_values("2000-01-03") == []
+        read = MetricsRead("metrics.csv", "abc", "2026-11-16", "2026-11-23T14:00:00Z")
+        led.replace_metrics(read, [(LEE, "win_rate", "2026-11-16", 0.31),
+                                   (LEE, "win_rate", "2026-11-09", 0.25)])  # fmt: skip
+        assert led.metric_values("2026-11-16") == [(LEE, "win_rate", "2026-11-16", 0.31)]
+        # A second read replaces the first whole, and a failing one leaves it.
+        led.replace_metrics(replace(read, version="def"), [(LEE, "win_rate", "2026-11-16", 0.4)])
+        with pytest.raises(CadenceError):
+            led.replace_metrics(replace(read, version="ghi"), [(LEE, "win_rate", "x", 1.0)] * 2)
+    finally:
+        led.close()
+    reopened = Ledger.open(state)
+    try:
+        assert reopened.metrics_read() == replace(read, version="def")
+        assert reopened.metric_values("2000-01-03") == [(LEE, "win_rate", "2026-11-16", 0.4)]
     finally:
         reopened.close()

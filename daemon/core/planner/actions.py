@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from daemon.core.agenda import Blocks
+from daemon.core.metrics import Number, Weekly
 from daemon.core.model import Manager, Rep, Stage, StageRule
 from daemon.core.observed import SeriesSpec
 from daemon.core.plan import SeriesPlan
@@ -92,6 +93,8 @@ class LedgerView:
     prereads: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     # occurrence key -> when the rep's pre-read email (with their form link) went
     prereads_asked: Mapping[str, datetime] = field(default_factory=dict)
+    # the metrics source's weekly values as cached in the ledger; None: no source configured
+    metrics: Weekly | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class AgendaView:
     # what the rep and the manager filed for this occurrence (empty: nothing yet)
     preread_rep: tuple[str, ...] = ()
     preread_manager: tuple[str, ...] = ()
+    number: Number | None = None  # None: no metrics source, or the series' master block
+    metrics_on: bool = False
 
 
 RenderAgenda = Callable[[AgendaView], str]

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from daemon.core.agenda import blocks_for
-from daemon.core.model import Roster
+from daemon.core.metrics import Number, number_for
+from daemon.core.model import Rep, Roster, StageRule
 from daemon.core.occurrences import occurrence_key
 from daemon.core.plan import Template, occurrences_between
 from daemon.core.planner.actions import AgendaView, LedgerView
 from daemon.core.planner.identity import Wanted
-from daemon.core.schedule import Pattern
+from daemon.core.schedule import Pattern, zone
 
 
 def on_rule(pattern: Pattern, start: datetime) -> bool:
@@ -20,7 +21,17 @@ def on_rule(pattern: Pattern, start: datetime) -> bool:
     )
 
 
-def master_view(w: Wanted, first: datetime) -> AgendaView:
+def number_of(
+    roster: Roster, ledger: LedgerView, rep: Rep, rule: StageRule, start: datetime
+) -> Number | None:
+    """The number the meeting at ``start`` opens with; None without a metrics source."""
+    if ledger.metrics is None:
+        return None
+    org_zone = zone(roster.organization.timezone)
+    return number_for(ledger.metrics, rep.email, rule.metric, start, org_zone, rep.start_date)
+
+
+def master_view(w: Wanted, first: datetime, ledger: LedgerView) -> AgendaView:
     return AgendaView(
         rep=w.p.rep,
         manager=w.p.manager,
@@ -33,6 +44,7 @@ def master_view(w: Wanted, first: datetime) -> AgendaView:
         week_of_quarter=0,
         week11=False,
         last_commitment=None,
+        metrics_on=ledger.metrics is not None,
     )
 
 
@@ -66,5 +78,7 @@ def agenda_views(
             last_commitment=last_commitment(ledger, w.p.rep.email, o.start),
             preread_rep=filed.get("rep", ()),
             preread_manager=filed.get("manager", ()),
+            number=number_of(roster, ledger, w.p.rep, w.rule, o.start),
+            metrics_on=ledger.metrics is not None,
         )
     return views

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.core.agenda import extract_block, read_commitment
 from daemon.core.fiscal import WEEK11, week_bounds, week_of_quarter_at
-from daemon.core.model import Manager, Policy, Rep, Roster, Stage, StageRule
+from daemon.core.model import Manager, Rep, Roster, Stage, StageRule
 from daemon.core.observed import ObservedSeries
 from daemon.core.occurrences import Instance, Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, Template
@@ -27,7 +27,7 @@ from daemon.core.planner.actions import (
     RecordReschedule,
     SendEmail,
 )
-from daemon.core.planner.agendas import last_commitment
+from daemon.core.planner.agendas import last_commitment, number_of
 from daemon.core.planner.identity import in_zone, person, person_zone, stage_view
 from daemon.core.planner.slots import BUSY_AHEAD, manager_busy, suggest_slots
 from daemon.core.prep import Grant, PrepPolicy, Role, missing_due
@@ -96,7 +96,7 @@ def occurrence_actions(
                 continue
             yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger, prep)
             yield from _preread_missing(roster, now, instance, rep, manager, ledger, prep, busy_in)
-            yield from _recap(now, instance, rep, manager, stage, rule, ledger, found, policy)
+            yield from _recap(roster, now, instance, rep, manager, stage, rule, ledger)
 
 
 def _last_exception(seen: ObservedSeries) -> datetime:
@@ -167,6 +167,7 @@ def _prereads(
                 "week11": week == WEEK11,
                 "last_commitment": last_commitment(ledger, rep.email, instance.original_start),
                 "prep_url": None,  # the executor puts the reader's form link here
+                "number": _line(roster, ledger, rep, rule, instance),
             },
             rep=rep.email,
             manager=manager.email,
@@ -230,7 +231,16 @@ def _template_hint(instance: Instance) -> str:
     return Template.CAREER if "career conversation" in block.lower() else Template.COACHING
 
 
+def _line(
+    roster: Roster, ledger: LedgerView, rep: Rep, rule: StageRule, instance: Instance
+) -> str | None:
+    """The number line the occurrence's agenda shows, for the emails about it."""
+    number = number_of(roster, ledger, rep, rule, instance.original_start)
+    return None if number is None else number.line()
+
+
 def _recap(
+    roster: Roster,
     now: datetime,
     instance: Instance,
     rep: Rep,
@@ -238,9 +248,8 @@ def _recap(
     stage: Stage,
     rule: StageRule,
     ledger: LedgerView,
-    found: Sequence[Instance],
-    policy: Policy,
 ) -> Iterable[Action]:
+    policy = roster.policy
     due = instance.end + policy.recap_delay
     if not due <= now < instance.end + RECAP_DEADLINE:
         return
@@ -263,6 +272,7 @@ def _recap(
             "template": _template_hint(instance),
             "commitment": read_commitment(instance.description),
             "window_ends": in_zone(instance.end + timedelta(hours=72), rep_tz),
+            "number": _line(roster, ledger, rep, rule, instance),
         },
         rep=rep.email,
         manager=manager.email,

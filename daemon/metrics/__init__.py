@@ -1,0 +1,1 @@
+"""Metrics sources: where the number in each agenda comes from (a CSV export today)."""

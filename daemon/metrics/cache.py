@@ -1,0 +1,90 @@
+"""Reading the metrics source into the ledger, and the ledger's values into the core's ``Weekly``.
+
+A pass never waits on a CRM: the source is read only when its data may have changed (a CSV's
+bytes) or every ``refresh_hours`` (a CRM), for all reps at once, and the whole read replaces the
+cache in one transaction. A read that fails (a bad row, a CRM down) leaves the last good numbers
+in place, and the daemon says so in its log.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from daemon.config import Config, MetricsSettings
+from daemon.core.metrics import BASELINE_WEEKS, WEEK, Weekly, monday_of
+from daemon.core.model import Metric
+from daemon.metrics.base import MetricsSource
+from daemon.metrics.csvfile import CsvSource
+from daemon.store import Ledger, MetricsRead, utc_iso
+
+# How far back the cache is read for a pass: the baseline of the oldest meeting a pass still
+# writes about (a recap up to LOOKBACK after it), with a week to spare.
+_BACK = WEEK * (BASELINE_WEEKS + 3)
+
+
+def open_source(config: Config) -> MetricsSource | None:
+    settings = config.settings.metrics
+    if settings is None:
+        return None
+    return CsvSource(csv_path(config, settings))
+
+
+def csv_path(config: Config, settings: MetricsSettings) -> Path:
+    path = settings.csv.path
+    return path if path.is_absolute() else config.path.parent / path
+
+
+def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime) -> bool:
+    """Read ``source`` into the ledger when it is due; True when the cache changed. Raises
+    ``MetricsUnusable`` / ``MetricsUnavailable`` with the cache left as it was."""
+    assert config.settings.metrics is not None
+    last = ledger.metrics_read()
+    version = source.version()
+    if last is not None and last.source == source.label:
+        if version is not None and version == last.version:
+            return False
+        if version is None:
+            read_at = datetime.fromisoformat(last.read_at.replace("Z", "+00:00"))
+            if now - read_at < timedelta(hours=config.settings.metrics.refresh_hours):
+                return False
+    reps = frozenset(r.email for r in config.roster.reps)
+    # The whole source is checked before the ledger is touched.
+    rows = [(r.rep, r.metric.value, r.week.isoformat(), r.value) for r in source.rows(reps)]
+    through = source.through()
+    read = MetricsRead(
+        source=source.label,
+        version=version,
+        through=through.isoformat() if through else None,
+        read_at=utc_iso(now),
+    )
+    ledger.replace_metrics(read, rows)
+    return True
+
+
+def weekly(ledger: Ledger, source: MetricsSource, today: date) -> Weekly:
+    """The cached values a pass on ``today`` (organisation zone) can need. Nothing read yet:
+    no values, every week not in yet."""
+    last = ledger.metrics_read()
+    if last is None:
+        return Weekly(source=source.label, values={}, through=None)
+    since = monday_of(today) - _BACK
+    values: dict[tuple[str, Metric], dict[date, float]] = {}
+    for rep, metric, week, value in ledger.metric_values(since.isoformat()):
+        values.setdefault((rep, Metric(metric)), {})[date.fromisoformat(week)] = value
+    return Weekly(
+        source=last.source,
+        values=values,
+        through=date.fromisoformat(last.through) if last.through else None,
+        read_at=datetime.fromisoformat(last.read_at.replace("Z", "+00:00")),
+    )
+
+
+def read_now(source: MetricsSource, config: Config) -> Weekly:
+    """The source's values straight from it, for the commands that touch nothing (``plan``);
+    raises ``MetricsUnusable`` like a pass would meet it."""
+    reps = frozenset(r.email for r in config.roster.reps)
+    values: dict[tuple[str, Metric], dict[date, float]] = {}
+    for row in source.rows(reps):
+        values.setdefault((row.rep, row.metric), {})[row.week] = row.value
+    return Weekly(source=source.label, values=values, through=source.through())

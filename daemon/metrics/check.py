@@ -1,0 +1,44 @@
+"""What ``cadence doctor`` says about the metrics source: can it be read, and does it have a
+figure for every metric the roster's stages inspect today? A metric with no figure for a rep is
+named with the reps, so the admin fixes the export before managers see "no figure" in invites.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from daemon.config import Config
+from daemon.core.model import Metric
+from daemon.core.policy import spans_on
+from daemon.metrics.base import MetricsUnavailable, MetricsUnusable
+from daemon.metrics.cache import open_source, read_now
+
+SHOWN_REPS = 5
+
+
+def check(config: Config, today: date) -> list[tuple[str, bool, str]]:
+    """(subject, ok, detail) rows; reads the source, writes nothing."""
+    source = open_source(config)
+    if source is None:
+        return [("none", True, "no metrics source: the agendas ask managers to pull the number")]
+    try:
+        weekly = read_now(source, config)
+    except MetricsUnusable as exc:
+        return [(source.label, False, problem) for problem in exc.problems[:SHOWN_REPS]]
+    except MetricsUnavailable as exc:
+        return [(source.label, False, str(exc))]
+    through = weekly.through.isoformat() if weekly.through else "none"
+    rows = [(source.label, True, f"readable; figures up to the week of {through}")]
+    policy = config.roster.policy
+    wanting: dict[Metric, list[str]] = {}
+    for rep in config.roster.reps:
+        span, _ = spans_on(rep, policy, today)
+        metric = policy.rule(span.stage).metric
+        if not weekly.values.get((rep.email, metric)):
+            wanting.setdefault(metric, []).append(rep.email)
+    for metric, reps in sorted(wanting.items()):
+        shown = ", ".join(reps[:SHOWN_REPS]) + (
+            f" and {len(reps) - SHOWN_REPS} more" if len(reps) > SHOWN_REPS else ""
+        )
+        rows.append((metric.value, False, f"no figures in {source.label} for {shown}"))
+    return rows

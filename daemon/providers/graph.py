@@ -1,0 +1,832 @@
+"""The Outlook calendar provider: Microsoft 365 mailboxes through Microsoft Graph v1.0.
+
+How the contract's verbs map onto Graph (PROVIDERS.md has the facts):
+
+* ``changes``: ``calendarView/delta`` over a window around today finds the series masters that
+  changed or appeared; then every live master cadence knows is read again (``$batch``, 20 per
+  round trip) with ``cancelledOccurrences`` selected and ``exceptionOccurrences`` expanded,
+  because deleting one occurrence gives no delta signal at all. A master that answers 404 is a
+  removed series. The token is ``<window start>~<deltatoken>``; a token from an older window, or
+  one Graph no longer knows (410), asks the caller for a full resync.
+* ``create_series``: ``POST events`` with a ``transactionId`` derived from the uid (a retry after
+  a crash gets the existing event back) and the uid in a ``singleValueExtendedProperties`` entry
+  (what marks an event as cadence's; foreign events are never read twice nor stored).
+* ``end_series``: PATCH the whole ``recurrence`` with ``range.type: endDate``; DELETE when the
+  series never met.
+* ``write_agendas``: the HTML ``body`` of the master and of occurrences (found through
+  ``instances``); only the text between the markers is replaced, escaped.
+* ``free_busy``: ``calendar/getSchedule``; ``working_hours``: ``mailboxSettings``.
+
+Roster zones are IANA names; Graph is sent the Windows name from the CLDR mapping that tzlocal
+maintains, and the IANA name rides along in a second extended property so it reads back exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from html.parser import HTMLParser
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tzlocal.windows_tz import tz_win, win_tz
+
+from daemon.checks import Check
+from daemon.config import Config
+from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
+from daemon.core.model import RRULE_DAYS, Roster
+from daemon.core.schedule import parse_weekly
+from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
+from daemon.graph_http import GraphClient, Request, client_for, failure
+from daemon.providers.base import (
+    Attendee,
+    Capabilities,
+    Changes,
+    ObservedOverride,
+    ObservedSeries,
+    SeriesSpec,
+)
+
+log = logging.getLogger(__name__)
+
+# A property set of cadence's own (a fixed GUID) and the names of its two tags.
+_PROPERTY_SET = "{5c4d1a7e-2f1b-4c3e-9a0d-cade0c0de001}"
+UID_PROPERTY = f"String {_PROPERTY_SET} Name X-CADENCE-SERIES"
+ZONE_PROPERTY = f"String {_PROPERTY_SET} Name X-CADENCE-ZONE"
+_GRAPH_DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_PARTSTAT = {
+    "accepted": "ACCEPTED",
+    "organizer": "ACCEPTED",
+    "declined": "DECLINED",
+    "tentativelyAccepted": "TENTATIVE",
+}
+_MASTER_SELECT = (
+    "subject,body,start,end,originalStartTimeZone,recurrence,attendees,organizer,type,"
+    "cancelledOccurrences"
+)
+_READ = {"Prefer": 'outlook.timezone="UTC", outlook.body-content-type="text"'}
+_UTC = {"Prefer": 'outlook.timezone="UTC"'}
+_DELTA = {"Prefer": 'outlook.timezone="UTC", odata.maxpagesize=100'}
+# Delta covers this window; the planner looks 8 days back and a few weeks ahead.
+WINDOW_BACK = timedelta(days=35)
+WINDOW_AHEAD = timedelta(days=120)  # series are made at most weeks ahead
+WINDOW_SLIDE = timedelta(days=14)  # a token whose window started longer ago is renewed
+PRIMARY = "primary"
+
+
+def windows_zone(iana: str) -> str:
+    """The Windows name Graph takes for an IANA zone; ``ProviderError`` when there is none."""
+    if iana in ("UTC", "Etc/UTC", "GMT", "Etc/GMT"):
+        return "UTC"
+    name = tz_win.get(iana)
+    if name is None:
+        raise ProviderError(f"time zone {iana!r} has no Windows equivalent Microsoft Graph accepts")
+    return name
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _utc(value: Mapping[str, str] | None) -> datetime:
+    """A Graph dateTimeTimeZone that was asked for in UTC."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str((value or {}).get("dateTime", "")))
+    parsed = datetime.fromisoformat(text.replace("Z", ""))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _local(moment: datetime) -> str:
+    return moment.replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _transaction_id(uid: str) -> str:
+    return "cadence-" + hashlib.sha256(uid.encode()).hexdigest()[:40]
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("head", "style", "script"):
+            self._skip += 1
+        elif tag == "br":
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("head", "style", "script"):
+            self._skip -= 1
+        elif tag in ("p", "div"):
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data.replace("\r\n", "").replace("\n", ""))
+
+
+def html_text(content: str) -> str:
+    parser = _Text()
+    parser.feed(content)
+    parser.close()
+    return "".join(parser.parts).strip("\n")
+
+
+def text_html(text: str) -> str:
+    """Plain text as HTML a mail client shows line for line; everything escaped."""
+    return html.escape(text).replace("\n", "<br>")
+
+
+_BLOCK_HTML = re.compile(re.escape(BEGIN_MARKER) + r".*?" + re.escape(END_MARKER), re.DOTALL)
+
+
+def splice_html(content: str, block: str) -> str:
+    """``content`` (an HTML body) with its agenda block replaced by ``block`` (wrapped text).
+
+    Only the markers and what lies between them change; a commitment someone filled into the
+    old block is carried over, as ``agenda.splice`` does for plain text.
+    """
+    found = _BLOCK_HTML.search(content)
+    if found is None:
+        fresh = text_html(splice("", block))
+        body = re.search(r"<body[^>]*>", content, re.IGNORECASE)
+        if body is None:
+            return fresh + ("<br><br>" + content if content.strip() else "")
+        at = body.end()
+        rest = content[at:]
+        return content[:at] + fresh + ("<br><br>" + rest if html_text(rest).strip() else rest)
+    old = html_text(found.group(0))
+    return content[: found.start()] + text_html(splice(old, block)) + content[found.end() :]
+
+
+@dataclass
+class _Mailbox:
+    """What one process remembers of a manager's calendar between passes."""
+
+    calendar_id: str | None = None
+    masters: dict[str, str] = field(default_factory=dict)  # master id -> uid (cadence's only)
+    foreign: set[str] = field(default_factory=set)  # master ids of other people's series
+    seen: dict[str, ObservedSeries] = field(default_factory=dict)  # uid -> last reported
+    synced: bool = False
+
+
+class GraphCalendarProvider:
+    """A ``CalendarProvider`` over Microsoft Graph; a manager's calendar is in their mailbox.
+
+    ``calendar`` is ``primary`` (the mailbox's own calendar) or the name of a calendar cadence
+    creates in each mailbox. ``clock`` places the delta window (tests and simulations move it).
+    """
+
+    capabilities = Capabilities(sync_tokens=True, free_busy=True)
+
+    def __init__(
+        self,
+        client: GraphClient,
+        calendar: str = PRIMARY,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.client = client
+        self.calendar = calendar
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._boxes: dict[str, _Mailbox] = {}
+        self._roles: set[str] | None = None  # the token's permissions, once diagnosed
+
+    def _box(self, manager: str) -> _Mailbox:
+        return self._boxes.setdefault(manager.lower(), _Mailbox())
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def ensure_calendar(self, manager: str) -> None:
+        if self.calendar == PRIMARY:
+            self._calendar_path(manager)
+            return
+        try:
+            self._calendar_path(manager)
+        except NotFound as err:
+            if "does not exist in the tenant" in str(err):
+                raise
+            made = self.client.call(
+                Request("POST", f"/users/{manager}/calendars", body={"name": self.calendar}),
+                ok=(201, 409),
+            )
+            if made.status == 201:
+                self._box(manager).calendar_id = str(made.body["id"])
+                log.info("created calendar %r in %s", self.calendar, manager)
+            else:
+                self._calendar_path(manager)
+
+    def changes(self, manager: str, token: str | None) -> Changes:
+        box = self._box(manager)
+        window_start = self._window_start()
+        if token is not None:
+            started, _, delta_token = token.partition("~")
+            try:
+                token_start = datetime.fromisoformat(started)
+            except ValueError:
+                raise TokenExpired(f"delta token for {manager} is not one cadence made") from None
+            if not delta_token or window_start - token_start > WINDOW_SLIDE:
+                raise TokenExpired(f"delta window for {manager} has moved; resync")
+            found, link = self._delta(manager, token_start, delta_token)
+            if box.synced:
+                return self._incremental(manager, box, found, token_start, link)
+        return self._full(manager, box, window_start)
+
+    def create_series(self, manager: str, series: SeriesSpec) -> None:
+        body = self._event_body(series)
+        path = self._calendar_path(manager) + "/events"
+        made = self.client.call(Request("POST", path, body=body), ok=(201, 200))
+        master = _id_of(made.body, manager)
+        self._box(manager).masters[master] = series.uid
+        if series.occurrence_descriptions:
+            self._write_occurrences(manager, master, series.occurrence_descriptions)
+
+    def create_many(
+        self, manager: str, series: Sequence[SeriesSpec]
+    ) -> Mapping[str, ProviderError]:
+        """Several creates in ``$batch`` round trips of 20; the uids that failed, with why.
+
+        Each POST carries its ``transactionId``, so a batch retried after a crash finds what
+        the first one made. Occurrence agendas follow per series."""
+        failed: dict[str, ProviderError] = {}
+        bodies: list[tuple[SeriesSpec, Request]] = []
+        for spec in series:
+            try:
+                bodies.append((spec, Request("POST", "", body=self._event_body(spec))))
+            except ProviderError as err:
+                failed[spec.uid] = err
+        if not bodies:
+            return failed
+        path = self._calendar_path(manager) + "/events"
+        requests = [Request("POST", path, body=r.body) for _, r in bodies]
+        made: dict[str, SeriesSpec] = {}
+        for (spec, _), request, response in zip(
+            bodies, requests, self.client.batch(requests), strict=True
+        ):
+            if response.status not in (200, 201):
+                error = failure(request, response)
+                if isinstance(error, Transient):
+                    raise error
+                failed[spec.uid] = error
+                continue
+            master = _id_of(response.body, manager)
+            self._box(manager).masters[master] = spec.uid
+            made[master] = spec
+        agendas = {m: spec.occurrence_descriptions for m, spec in made.items()}
+        for master, error in self._write_occurrences_many(manager, agendas).items():
+            failed[made[master].uid] = error
+        return failed
+
+    def diagnose(self, manager: str) -> list[Check]:
+        """Token and permissions (once), then this manager's mailbox and calendar: reachable
+        (read), writable (the Calendars.ReadWrite application permission, since Graph has no
+        write that can be refused on purpose). Nothing is written."""
+        rows: list[Check] = []
+        if self._roles is None:
+            self._roles = self.client.roles()  # raises AuthError with the AADSTS line
+            rows.append(Check("token", self.client.settings.tenant_id, True,
+                              f"app {self.client.settings.client_id}"))  # fmt: skip
+            hours = "MailboxSettings.Read" in self._roles
+            rows.append(Check("working hours", "MailboxSettings.Read", hours, "granted" if hours
+                              else "grant it (application) and admin-consent it"))  # fmt: skip
+        try:
+            self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
+            self._calendar_path(manager)
+            rows.append(Check("calendar reachable", manager, True, self.calendar))
+        except NotFound as err:
+            if self.calendar == PRIMARY or "does not exist in the tenant" in str(err):
+                rows.append(Check("calendar reachable", manager, False, str(err)))
+                return rows
+            detail = f"{self.calendar!r} will be created by the first pass"
+            rows.append(Check("calendar reachable", manager, True, detail))
+        except ProviderError as err:
+            rows.append(Check("calendar reachable", manager, False, str(err)))
+            return rows
+        writable = "Calendars.ReadWrite" in self._roles
+        grant = "grant Calendars.ReadWrite (application) and admin-consent it"
+        rows.append(
+            Check(
+                "calendar writable", manager, writable, "Calendars.ReadWrite" if writable else grant
+            )
+        )
+        return rows
+
+    def end_series(self, manager: str, uid: str, until: date) -> None:
+        master, data = self._owned_master(manager, uid)
+        zone = self._zone_of(data)
+        first = _utc(data["start"]).astimezone(zone).date()
+        if until < first:
+            # The next ``changes`` reads the master, finds it gone and reports the uid removed.
+            self.client.call(Request("DELETE", f"/users/{manager}/events/{master}"), ok=(204, 404))
+            return
+        recurrence = dict(data.get("recurrence") or {})
+        rng = dict(recurrence.get("range") or {})
+        if rng.get("type") == "endDate" and rng.get("endDate") == until.isoformat():
+            return
+        rng.update({"type": "endDate", "endDate": until.isoformat()})
+        rng.pop("numberOfOccurrences", None)
+        recurrence["range"] = rng
+        self.client.call(
+            Request("PATCH", f"/users/{manager}/events/{master}", body={"recurrence": recurrence})
+        )
+
+    def write_agendas(
+        self,
+        manager: str,
+        uid: str,
+        master_block: str | None,
+        occurrence_blocks: Mapping[datetime, str],
+    ) -> None:
+        master, data = self._owned_master(manager, uid)
+        if master_block is not None:
+            content = str((data.get("body") or {}).get("content") or "")
+            new = splice_html(content, master_block)
+            if new != content:
+                self.client.call(
+                    Request(
+                        "PATCH",
+                        f"/users/{manager}/events/{master}",
+                        body={"body": {"contentType": "html", "content": new}},
+                    )
+                )
+        if occurrence_blocks:
+            self._write_occurrences(manager, master, occurrence_blocks)
+
+    def free_busy(
+        self, emails: Sequence[str], start: datetime, end: datetime
+    ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
+        if not emails:
+            return {}
+        busy: dict[str, list[tuple[datetime, datetime]]] = {e.lower(): [] for e in emails}
+        slice_start = start
+        while slice_start < end:  # getSchedule takes at most 62 days at a time
+            slice_end = min(end, slice_start + timedelta(days=62))
+            answer = self.client.call(
+                Request(
+                    "POST",
+                    f"/users/{emails[0]}/calendar/getSchedule",
+                    body={
+                        "schedules": list(emails),
+                        "startTime": {
+                            "dateTime": _local(slice_start.astimezone(UTC)),
+                            "timeZone": "UTC",
+                        },
+                        "endTime": {
+                            "dateTime": _local(slice_end.astimezone(UTC)),
+                            "timeZone": "UTC",
+                        },
+                        "availabilityViewInterval": 30,
+                    },  # fmt: skip
+                    headers=_UTC,
+                ),
+                ok=(200,),
+            )
+            for item in (answer.body or {}).get("value") or []:
+                who = str(item.get("scheduleId", "")).lower()
+                for entry in item.get("scheduleItems") or []:
+                    if entry.get("status") in ("busy", "oof", "tentative", "workingElsewhere"):
+                        busy.setdefault(who, []).append((_utc(entry["start"]), _utc(entry["end"])))
+            slice_start = slice_end
+        return busy
+
+    def working_hours(self, manager: str) -> tuple[tuple[int, ...], time, time, str] | None:
+        """(weekdays 0=Mon, start, end, IANA zone) from the mailbox's settings, or None."""
+        answer = self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
+        hours = (answer.body or {}).get("workingHours") or None
+        if not hours:
+            return None
+        days = tuple(sorted(_GRAPH_DAYS.index(d) for d in hours.get("daysOfWeek") or []
+                            if d in _GRAPH_DAYS))  # fmt: skip
+        zone_name = str((hours.get("timeZone") or {}).get("name") or "UTC")
+        iana = win_tz.get(zone_name, zone_name if zone_name in tz_win else "UTC")
+        return (
+            days,
+            time.fromisoformat(str(hours["startTime"])[:8]),
+            time.fromisoformat(str(hours["endTime"])[:8]),
+            iana,
+        )
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _window_start(self) -> datetime:
+        now = self._clock().astimezone(UTC)
+        day = (now - WINDOW_BACK).date()
+        return datetime.combine(day, time(), tzinfo=UTC)
+
+    def _delta(
+        self, manager: str, window_start: datetime, delta_token: str | None
+    ) -> tuple[set[str], str]:
+        """Master ids delta mentions (occurrences name their master) and the new delta token."""
+        path = self._calendar_path(manager) + "/calendarView/delta"
+        if delta_token is None:
+            params = {
+                "startDateTime": window_start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "endDateTime": (window_start + WINDOW_BACK + WINDOW_AHEAD).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+            }
+        else:
+            params = {"$deltatoken": delta_token}
+        items, last = self.client.pages(Request("GET", path, params=params, headers=_DELTA))
+        link = str(last.get("@odata.deltaLink") or "")
+        found = re.search(r"[?&]\$?deltatoken=([^&]+)", link)
+        if not found:
+            raise ProviderError(f"Microsoft Graph gave no deltaLink for {manager}'s calendar")
+        masters = set()
+        for item in items:
+            if "@removed" in item:
+                continue  # a removed master shows as 404 when it is read below
+            if item.get("type") == "seriesMaster":
+                masters.add(str(item["id"]))
+            elif item.get("seriesMasterId"):
+                masters.add(str(item["seriesMasterId"]))
+        return masters, found.group(1)
+
+    def _full(self, manager: str, box: _Mailbox, window_start: datetime) -> Changes:
+        found, link = self._delta(manager, window_start, None)
+        box.masters.clear()
+        box.foreign.clear()
+        box.seen.clear()
+        series = self._read_masters(manager, box, sorted(found))
+        box.seen = {s.uid: s for s in series.values() if s is not None}
+        box.synced = True
+        return Changes(
+            token=f"{window_start.isoformat()}~{link}",
+            changed=tuple(sorted(box.seen.values(), key=lambda s: s.uid)),
+            removed=(),
+            complete=True,
+        )
+
+    def _incremental(
+        self, manager: str, box: _Mailbox, found: set[str], window_start: datetime, link: str
+    ) -> Changes:
+        ids = sorted(set(box.masters) | (found - box.foreign))
+        series = self._read_masters(manager, box, ids)
+        changed: list[ObservedSeries] = []
+        removed: list[str] = []
+        for master in ids:
+            read = series[master]
+            if read is None:  # gone (404), or someone else's series
+                uid = box.masters.pop(master, None)
+                if uid is not None and box.seen.pop(uid, None) is not None:
+                    removed.append(uid)
+                continue
+            if box.seen.get(read.uid) != read:
+                changed.append(read)
+                box.seen[read.uid] = read
+        return Changes(
+            token=f"{window_start.isoformat()}~{link}",
+            changed=tuple(sorted(changed, key=lambda s: s.uid)),
+            removed=tuple(sorted(removed)),
+            complete=False,
+        )
+
+    def _read_masters(
+        self, manager: str, box: _Mailbox, ids: Sequence[str]
+    ) -> dict[str, ObservedSeries | None]:
+        """Each master read back (None: gone, or not cadence's); foreign ones are remembered
+        by id only, so they are not read again."""
+        requests = [self._master_request(manager, m) for m in ids]
+        out: dict[str, ObservedSeries | None] = {}
+        answers = self.client.batch(requests)
+        for master, request, response in zip(ids, requests, answers, strict=True):
+            if response.status == 404:
+                out[master] = None
+                continue
+            if response.status != 200:
+                raise failure(request, response)
+            try:
+                read = self._observe(response.body)
+            except (KeyError, ValueError, TypeError, AttributeError) as err:
+                raise ProviderError(
+                    f"Microsoft Graph sent an event of {manager}'s that cadence cannot read"
+                    f" ({type(err).__name__}: {err})"
+                ) from None
+            if read is None:
+                box.foreign.add(master)
+                box.masters.pop(master, None)
+            else:
+                box.masters[master] = read.uid
+            out[master] = read
+        return out
+
+    def _master_request(self, manager: str, master: str) -> Request:
+        expand = (
+            "exceptionOccurrences,singleValueExtendedProperties($filter=id eq "
+            f"'{UID_PROPERTY}' or id eq '{ZONE_PROPERTY}')"
+        )
+        return Request(
+            "GET",
+            f"/users/{manager}/events/{master}",
+            params={"$select": _MASTER_SELECT, "$expand": expand},
+            headers=_READ,
+        )
+
+    def _observe(self, data: Mapping[str, Any]) -> ObservedSeries | None:
+        props = {
+            str(p.get("id", "")).lower(): str(p.get("value", ""))
+            for p in data.get("singleValueExtendedProperties") or []
+        }
+        uid = props.get(UID_PROPERTY.lower())
+        recurrence = data.get("recurrence") or {}
+        if not uid or data.get("type") != "seriesMaster" or not recurrence:
+            return None
+        zone_name = props.get(ZONE_PROPERTY.lower()) or win_tz.get(
+            str(data.get("originalStartTimeZone")), "UTC"
+        )
+        zone = _zone(zone_name)
+        start = _utc(data["start"]).astimezone(zone)
+        pattern, rng = recurrence.get("pattern") or {}, recurrence.get("range") or {}
+        days = sorted(_GRAPH_DAYS.index(d) for d in pattern.get("daysOfWeek") or [])
+        rule = (
+            f"FREQ=WEEKLY;INTERVAL={int(pattern.get('interval') or 1)};"
+            f"BYDAY={','.join(RRULE_DAYS[d] for d in days)}"
+        )
+        until = date.fromisoformat(rng["endDate"]) if rng.get("type") == "endDate" else None
+        exdates = tuple(
+            datetime.combine(date.fromisoformat(c.rsplit(".", 1)[-1]), start.time(), tzinfo=zone)
+            for c in data.get("cancelledOccurrences") or []
+        )
+        overrides = tuple(
+            ObservedOverride(
+                recurrence_id=datetime.fromisoformat(
+                    str(e["originalStart"]).replace("Z", "+00:00")
+                ).astimezone(zone),
+                start=_utc(e["start"]).astimezone(zone),
+                end=_utc(e["end"]).astimezone(zone),
+                cancelled=bool(e.get("isCancelled")),
+                attendees=_attendees(e.get("attendees")),
+                description=str((e.get("body") or {}).get("content") or ""),
+            )
+            for e in data.get("exceptionOccurrences") or []
+        )
+        organizer = ((data.get("organizer") or {}).get("emailAddress") or {}).get("address", "")
+        return ObservedSeries(
+            uid=uid,
+            owned=True,
+            start=start,
+            duration=_utc(data["end"]) - _utc(data["start"]),
+            timezone=zone_name,
+            rrule=rule,
+            until=until,
+            organizer=str(organizer).lower(),
+            attendees=_attendees(data.get("attendees")),
+            description=str((data.get("body") or {}).get("content") or ""),
+            summary=str(data.get("subject") or ""),
+            exdates=tuple(sorted(exdates)),
+            overrides=tuple(sorted(overrides, key=lambda o: o.recurrence_id)),
+        )
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _event_body(self, series: SeriesSpec) -> dict[str, Any]:
+        weekly = parse_weekly(series.rrule)
+        if weekly is None or not weekly[0]:
+            raise ProviderError(f"series {series.uid}: rule {series.rrule!r} is not weekly")
+        try:
+            zone = ZoneInfo(series.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ProviderError(
+                f"series {series.uid}: unknown time zone {series.timezone!r}"
+            ) from None
+        windows = windows_zone(series.timezone)
+        days, interval = weekly
+        start = series.start.astimezone(zone)
+        rng: dict[str, Any] = {
+            "type": "noEnd",
+            "startDate": start.date().isoformat(),
+            "recurrenceTimeZone": windows,
+        }
+        if series.until is not None:
+            rng.update({"type": "endDate", "endDate": series.until.isoformat()})
+        return {
+            "subject": series.summary,
+            "body": {"contentType": "html", "content": text_html(series.description)},
+            "start": {"dateTime": _local(start), "timeZone": windows},
+            "end": {"dateTime": _local(start + series.duration), "timeZone": windows},
+            "recurrence": {
+                "pattern": {
+                    "type": "weekly",
+                    "interval": interval,
+                    "daysOfWeek": [_GRAPH_DAYS[d] for d in days],
+                    "firstDayOfWeek": "monday",
+                },
+                "range": rng,
+            },
+            "attendees": [
+                {
+                    "emailAddress": {"address": series.rep_email, "name": series.rep_name},
+                    "type": "required",
+                }
+            ],
+            "transactionId": _transaction_id(series.uid),
+            "singleValueExtendedProperties": [
+                {"id": UID_PROPERTY, "value": series.uid},
+                {"id": ZONE_PROPERTY, "value": series.timezone},
+            ],
+        }
+
+    def _write_occurrences(self, manager: str, master: str, blocks: Mapping[datetime, str]) -> None:
+        failed = self._write_occurrences_many(manager, {master: blocks})
+        if master in failed:
+            raise failed[master]
+
+    def _write_occurrences_many(
+        self, manager: str, work: Mapping[str, Mapping[datetime, str]]
+    ) -> dict[str, ProviderError]:
+        """Occurrence agendas of several series: their instances read in one ``$batch``, the
+        PATCHes in another (20 to a round trip). The masters that failed, with why."""
+        failed: dict[str, ProviderError] = {}
+        masters = [m for m, blocks in work.items() if blocks]
+        reads = [self._instances_request(manager, m, sorted(work[m])) for m in masters]
+        patches: list[tuple[str, Request]] = []
+        for master, request, response in zip(masters, reads, self.client.batch(reads), strict=True):
+            if response.status != 200:
+                failed[master] = failure(request, response)
+                continue
+            by_original = {
+                datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
+                for i in (response.body or {}).get("value") or []
+                if i.get("originalStart")
+            }
+            for original, block in sorted(work[master].items()):
+                instance = by_original.get(original.astimezone(UTC))
+                if instance is None:
+                    log.debug("occurrence %s of %s is not on the calendar", original, master)
+                    continue
+                content = str((instance.get("body") or {}).get("content") or "")
+                new = splice_html(content, block)
+                # An occurrence gets its own copy (an exception) even when the text is the same,
+                # as the contract asks: series-wide edits then leave this meeting's agenda alone.
+                if new != content or instance.get("type") == "occurrence":
+                    body = {"body": {"contentType": "html", "content": new}}
+                    path = f"/users/{manager}/events/{instance['id']}"
+                    patches.append((master, Request("PATCH", path, body=body)))
+        answers = self.client.batch([r for _, r in patches])
+        for (master, request), response in zip(patches, answers, strict=True):
+            if response.status not in (200, 204) and master not in failed:
+                failed[master] = failure(request, response)
+        for error in failed.values():
+            if isinstance(error, Transient):
+                raise error
+        return failed
+
+    def _instances_request(self, manager: str, master: str, originals: list[datetime]) -> Request:
+        def utc(moment: datetime) -> str:
+            return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        return Request(
+            "GET",
+            f"/users/{manager}/events/{master}/instances",
+            params={
+                "startDateTime": utc(originals[0] - timedelta(days=8)),
+                "endDateTime": utc(originals[-1] + timedelta(days=8)),
+                "$select": "id,originalStart,body,type",
+                "$top": "100",
+            },
+            headers=_UTC,
+        )
+
+    # -- lookups ----------------------------------------------------------------------------------
+
+    def _calendar_path(self, manager: str) -> str:
+        if self.calendar == PRIMARY:
+            box = self._box(manager)
+            if box.calendar_id is None:
+                self.client.call(Request("GET", f"/users/{manager}/calendar",
+                                         params={"$select": "id"}), ok=(200,))  # fmt: skip
+                box.calendar_id = PRIMARY
+            return f"/users/{manager}/calendar"
+        box = self._box(manager)
+        if box.calendar_id is None:
+            name = self.calendar.replace("'", "''")
+            found = (
+                self.client.call(
+                    Request(
+                        "GET",
+                        f"/users/{manager}/calendars",
+                        params={"$filter": f"name eq '{name}'", "$select": "id,name"},
+                    ),
+                    ok=(200,),
+                ).body.get("value")
+                or []
+            )
+            if not found:
+                raise NotFound(f"{manager} has no calendar named {self.calendar!r} yet")
+            box.calendar_id = str(found[0]["id"])
+        return f"/users/{manager}/calendars/{box.calendar_id}"
+
+    def _owned_master(self, manager: str, uid: str) -> tuple[str, dict[str, Any]]:
+        """The master id of cadence's series ``uid`` and its properties (HTML body, UTC times)."""
+        box = self._box(manager)
+        master = next((m for m, u in box.masters.items() if u == uid), None)
+        if master is None:
+            value = uid.replace("'", "''")
+            listed = (
+                self.client.call(
+                    Request(
+                        "GET",
+                        f"/users/{manager}/events",
+                        params={
+                            "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq "
+                            f"'{UID_PROPERTY}' and ep/value eq '{value}')",
+                            "$select": "id,type",
+                        },
+                    ),
+                    ok=(200,),
+                ).body.get("value")
+                or []
+            )
+            masters = [str(e["id"]) for e in listed if e.get("type") == "seriesMaster"]
+            if not masters:
+                raise NotFound(f"series {uid} is not on {manager}'s calendar")
+            master = masters[0]
+        request = self._master_request(manager, master)
+        response = self.client.call(
+            Request(request.method, request.path, request.params, headers=_UTC), ok=(200, 404)
+        )
+        if response.status == 404:
+            box.masters.pop(master, None)
+            raise NotFound(f"series {uid} is not on {manager}'s calendar")
+        props = {
+            str(p.get("id", "")).lower(): p.get("value")
+            for p in response.body.get("singleValueExtendedProperties") or []
+        }
+        if props.get(UID_PROPERTY.lower()) != uid:
+            raise NotFound(f"event {master} on {manager}'s calendar was not created by cadence")
+        box.masters[master] = uid
+        return master, dict(response.body)
+
+    def _zone_of(self, data: Mapping[str, Any]) -> ZoneInfo:
+        props = {
+            str(p.get("id", "")).lower(): str(p.get("value", ""))
+            for p in data.get("singleValueExtendedProperties") or []
+        }
+        name = props.get(ZONE_PROPERTY.lower()) or win_tz.get(
+            str(data.get("originalStartTimeZone")), "UTC"
+        )
+        return _zone(name)
+
+
+def _id_of(body: Any, manager: str) -> str:
+    if not isinstance(body, dict) or not body.get("id"):
+        raise ProviderError(f"Microsoft Graph created an event for {manager} but sent no id")
+    return str(body["id"])
+
+
+def _attendees(values: Any) -> tuple[Attendee, ...]:
+    out = []
+    for value in values or []:
+        address = (value.get("emailAddress") or {}).get("address")
+        if not address:
+            continue
+        response = str((value.get("status") or {}).get("response") or "none")
+        out.append(
+            Attendee(
+                email=str(address).lower(),
+                partstat=_PARTSTAT.get(response, "NEEDS-ACTION"),
+                name=str((value.get("emailAddress") or {}).get("name") or ""),
+            )
+        )
+    return tuple(out)
+
+
+def unusable_zones(roster: Roster) -> list[str]:
+    """One line per roster entry whose time zone Graph cannot be sent."""
+    found: list[tuple[str, str | None]] = [("organization", roster.organization.timezone)]
+    found += [(f"managers ({m.email})", m.timezone) for m in roster.managers]
+    found += [(f"reps ({r.email})", r.timezone) for r in roster.reps]
+    problems = []
+    for where, name in found:
+        if name is None:
+            continue
+        try:
+            windows_zone(name)
+        except ProviderError:
+            problems.append(
+                f"{where}: timezone: {name!r} has no Windows name Microsoft Graph accepts;"
+                " use the canonical IANA name of that zone"
+            )
+    return problems
+
+
+def open_outlook(
+    config: Config, clock: Callable[[], datetime] | None = None
+) -> GraphCalendarProvider:
+    """The Outlook provider for a config with ``calendar.provider: outlook``; ``clock`` gives
+    the pass's time, around which the delta window is placed."""
+    problems = unusable_zones(config.roster)
+    if problems:
+        raise ConfigError([f"{config.path}: {p}" for p in problems])
+    outlook = config.settings.calendar.outlook
+    assert outlook is not None  # the config's own validation requires it for outlook
+    return GraphCalendarProvider(client_for(config), outlook.calendar, clock=clock)

@@ -1,0 +1,365 @@
+"""The Outlook provider against the strict local Graph: the shared contract, then what only
+Graph shows (a deleted occurrence that delta never mentions, declines, throttling, bad input).
+
+``tests.fixtures.graph`` plays the identity platform and Graph over HTTPS with its own CA;
+the real msal gets its token there and the provider's session trusts that CA only.
+"""
+
+from __future__ import annotations
+
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from daemon.core.agenda import wrap
+from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, TokenExpired
+from daemon.graph_http import Request
+from daemon.providers.base import CalendarProvider
+from daemon.providers.graph import GraphCalendarProvider
+from tests.contract.provider_contract import (
+    FIRST_START,
+    ZONE,
+    ProviderContract,
+    occurrence,
+    only_series,
+    series_spec,
+)
+from tests.contract.test_graph_fake import Client
+from tests.fixtures.graph import FakeGraph, graph_client
+
+CALENDAR = "1:1s (cadence)"
+NOW = datetime(2030, 10, 1, 9, 0, tzinfo=UTC)
+_managers = itertools.count(1)
+
+
+@pytest.fixture
+def outlook(graph: FakeGraph) -> GraphCalendarProvider:
+    return GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+
+
+@pytest.fixture
+def mailbox(graph: FakeGraph) -> str:
+    email = f"maya{next(_managers)}@acme.test"
+    graph.add_mailbox(email)
+    return email
+
+
+class TestGraphContract(ProviderContract):
+    @pytest.fixture
+    def provider(self, outlook: GraphCalendarProvider) -> CalendarProvider:
+        return outlook
+
+    @pytest.fixture
+    def manager(self, mailbox: str) -> str:
+        return mailbox
+
+
+# -- what only Graph shows -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def calendar(outlook: GraphCalendarProvider, mailbox: str) -> GraphCalendarProvider:
+    outlook.ensure_calendar(mailbox)
+    return outlook
+
+
+def _series(graph: FakeGraph, outlook: GraphCalendarProvider, mailbox: str, uid: str) -> str:
+    outlook.create_series(mailbox, series_spec(mailbox, uid))
+    return graph.master(mailbox, uid).id
+
+
+def _person(graph: FakeGraph) -> Client:
+    return Client(graph)
+
+
+def test_a_deleted_occurrence_is_seen_although_delta_says_nothing(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    master = _series(graph, calendar, mailbox, "graph-deleted")
+    token = calendar.changes(mailbox, None).token
+    week_two = occurrence(1)
+    instance = _instance_id(graph, mailbox, master, week_two)
+
+    assert _person(graph)("DELETE", f"/users/{mailbox}/events/{instance}").status_code == 204
+
+    series = only_series(calendar.changes(mailbox, token), "graph-deleted")
+    assert series.exdates == (week_two,)
+
+
+def test_declines_and_moves_are_read_back(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    master = _series(graph, calendar, mailbox, "graph-states")
+    token = calendar.changes(mailbox, None).token
+    declined, moved = occurrence(1), occurrence(2, thursday=True)
+    graph.respond(mailbox, master, "sam@acme.test", "declined", original=declined)
+    instance = _instance_id(graph, mailbox, master, moved)
+    later = moved + timedelta(days=1, hours=2)
+    body = {
+        "start": {"dateTime": later.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": ZONE},
+        "end": {"dateTime": (later + timedelta(minutes=25)).strftime("%Y-%m-%dT%H:%M:%S"),
+                "timeZone": ZONE},
+    }  # fmt: skip
+    assert _person(graph)("PATCH", f"/users/{mailbox}/events/{instance}", json=body).ok
+
+    series = only_series(calendar.changes(mailbox, token), "graph-states")
+    by_original = {o.recurrence_id: o for o in series.overrides}
+    assert [a.partstat for a in by_original[declined].attendees] == ["DECLINED"]
+    assert by_original[moved].start == later
+    assert series.attendees[0].partstat == "NEEDS-ACTION"
+
+
+def test_a_retried_create_after_a_crash_makes_no_second_series(
+    graph: FakeGraph, outlook: GraphCalendarProvider, mailbox: str
+) -> None:
+    outlook.ensure_calendar(mailbox)
+    spec = series_spec(mailbox, "graph-crash")
+    outlook.create_series(mailbox, spec)
+    restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+    restarted.create_series(mailbox, spec)
+    assert len(graph.live_events(mailbox)) == 1
+    # and a fresh process ends it without having listed the calendar first
+    restarted.end_series(mailbox, spec.uid, date(2030, 11, 14))
+    assert only_series(outlook.changes(mailbox, None), spec.uid).until == date(2030, 11, 14)
+
+
+def test_a_token_from_an_earlier_process_gives_a_whole_listing(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    _series(graph, calendar, mailbox, "graph-restart")
+    token = calendar.changes(mailbox, None).token
+    restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+    listing = restarted.changes(mailbox, token)
+    assert listing.complete
+    assert [s.uid for s in listing.changed] == ["graph-restart"]
+
+
+def test_a_token_from_an_old_window_asks_for_a_resync(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    token = calendar.changes(mailbox, None).token
+    later = GraphCalendarProvider(
+        graph_client(graph), CALENDAR, clock=lambda: NOW + timedelta(days=30)
+    )
+    with pytest.raises(TokenExpired):
+        later.changes(mailbox, token)
+
+
+def test_foreign_events_are_ignored_and_not_read_again(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    person = _person(graph)
+    calendar_id = next(c for c, n in graph.mailboxes[mailbox].calendars.items() if n == CALENDAR)
+    foreign = {
+        "subject": "Team standup",
+        "start": {"dateTime": "2030-10-14T09:00:00", "timeZone": "W. Europe Standard Time"},
+        "end": {"dateTime": "2030-10-14T09:30:00", "timeZone": "W. Europe Standard Time"},
+        "recurrence": {
+            "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+            "range": {"type": "noEnd", "startDate": "2030-10-14"},
+        },
+    }
+    made = person("POST", f"/users/{mailbox}/calendars/{calendar_id}/events", json=foreign)
+    assert made.status_code == 201
+    full = calendar.changes(mailbox, None)
+    assert full.changed == ()
+    before = len(graph.requests)
+    calendar.changes(mailbox, full.token)
+    assert [m for m, p in graph.requests[before:] if made.json()["id"] in p] == []
+
+
+def test_what_lands_on_outlook(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    master = _series(graph, calendar, mailbox, "graph-landed")
+    data = graph.mailboxes[mailbox].events[master].data
+    assert data["start"] == {
+        "dateTime": "2030-10-15T10:00:00",
+        "timeZone": "Mountain Standard Time",
+    }
+    assert data["recurrence"]["pattern"]["daysOfWeek"] == ["tuesday", "thursday"]
+    assert data["transactionId"]
+    assert data["body"]["contentType"] == "html"
+    assert "Globex call recording" in data["body"]["content"]
+    calendar.write_agendas(mailbox, "graph-landed", wrap("<script>alert(1)</script>"), {})
+    content = graph.mailboxes[mailbox].events[master].data["body"]["content"]
+    assert "&lt;script&gt;" in content and "<script>" not in content
+    assert "Globex call recording" in content
+
+
+def test_throttling_is_waited_out_as_graph_asks(graph: FakeGraph, mailbox: str) -> None:
+    waits: list[float] = []
+    client = graph_client(graph)
+    client._sleep = waits.append  # type: ignore[method-assign]
+    provider = GraphCalendarProvider(client, CALENDAR, clock=lambda: NOW)
+    provider.ensure_calendar(mailbox)
+    graph.throttle("calendarView", retry_after=3, times=2)
+    provider.changes(mailbox, None)
+    assert waits == [3, 3]
+
+    graph.throttle("calendarView", retry_after=5, times=10)
+    with pytest.raises(RateLimited) as raised:
+        provider.changes(mailbox, None)
+    assert raised.value.retry_after == 5
+
+
+def test_a_throttled_request_inside_a_batch_is_retried_alone(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    for n in range(3):
+        _series(graph, calendar, mailbox, f"graph-batch-{n}")
+    token = calendar.changes(mailbox, None).token
+    graph.throttle("/events/", retry_after=1)
+    before = len(graph.requests)
+    calendar.changes(mailbox, token)
+    master_reads = [p for m, p in graph.requests[before:] if "/events/" in p]
+    assert len(master_reads) == 4  # three in the batch, the throttled one again
+
+
+def test_no_more_than_four_requests_at_once_per_mailbox(graph: FakeGraph, mailbox: str) -> None:
+    client = graph_client(graph)
+    graph.slow = 0.2
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(lambda _: client.call(Request("GET", f"/users/{mailbox}/calendar")),
+                      range(12)))  # fmt: skip
+    assert 2 <= graph.max_concurrent[mailbox] <= 4
+
+
+def test_a_wrong_secret_is_one_line_with_the_aadsts_code(graph: FakeGraph, mailbox: str) -> None:
+    provider = GraphCalendarProvider(graph_client(graph, client_secret="nope"), CALENDAR)
+    with pytest.raises(AuthError) as raised:
+        provider.ensure_calendar(mailbox)
+    assert "AADSTS7000215" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert "nope" not in str(raised.value)
+
+
+def test_a_tenant_that_does_not_exist_is_one_line(graph: FakeGraph, mailbox: str) -> None:
+    provider = GraphCalendarProvider(graph_client(graph, tenant_id="no-such-tenant"), CALENDAR)
+    with pytest.raises(AuthError) as raised:
+        provider.ensure_calendar(mailbox)
+    assert str(raised.value).startswith("tenant no-such-tenant is not known at https://127.0.0.1")
+    assert "\n" not in str(raised.value)
+
+
+def test_an_http_authority_is_refused_before_anything_is_sent(graph: FakeGraph) -> None:
+    with pytest.raises(AuthError, match="authority_host: must be an https:// URL"):
+        graph_client(graph, authority_host="http://127.0.0.1:1")
+    assert graph.token_requests == 0
+
+
+def test_a_mailbox_that_does_not_exist_is_named(outlook: GraphCalendarProvider) -> None:
+    with pytest.raises(NotFound, match="mailbox ghost@acme.test does not exist in the tenant"):
+        outlook.ensure_calendar("ghost@acme.test")
+
+
+def test_a_denied_mailbox_says_what_to_grant(
+    graph: FakeGraph, outlook: GraphCalendarProvider, mailbox: str
+) -> None:
+    graph.mailboxes[mailbox].denied = True
+    with pytest.raises(AuthError, match=f"denies the app access to {mailbox}.*Calendars"):
+        outlook.ensure_calendar(mailbox)
+
+
+def test_a_zone_graph_cannot_take_writes_nothing(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    spec = series_spec(mailbox, "graph-zone", timezone="Antarctica/Troll")
+    spec = replace(spec, start=spec.start.astimezone(ZoneInfo("Antarctica/Troll")))
+    with pytest.raises(ProviderError, match="Antarctica/Troll.*no Windows equivalent"):
+        calendar.create_series(mailbox, spec)
+    assert graph.live_events(mailbox) == []
+
+
+def test_free_busy_and_working_hours(graph: FakeGraph, calendar: GraphCalendarProvider,
+                                     mailbox: str) -> None:  # fmt: skip
+    _series(graph, calendar, mailbox, "graph-busy")
+    graph.add_mailbox(
+        mailbox,
+        working_hours={"daysOfWeek": ["monday", "tuesday"], "startTime": "08:30:00.0000000",
+                       "endTime": "17:00:00.0000000", "timeZone": {"name": "Mountain Standard Time"}},
+    )  # fmt: skip
+    busy = calendar.free_busy([mailbox], FIRST_START - timedelta(hours=1),
+                              FIRST_START + timedelta(days=1))  # fmt: skip
+    assert busy[mailbox] == [(FIRST_START, FIRST_START + timedelta(minutes=25))]
+    assert calendar.working_hours(mailbox) == ((0, 1), time(8, 30), time(17, 0), "America/Denver")
+
+
+def _instance_id(graph: FakeGraph, mailbox: str, master: str, original: datetime) -> str:
+    answer = _person(graph)(
+        "GET", f"/users/{mailbox}/events/{master}/instances",
+        params={"startDateTime": (original - timedelta(hours=1)).isoformat(),
+                "endDateTime": (original + timedelta(hours=1)).isoformat()},
+    ).json()  # fmt: skip
+    [instance] = answer["value"]
+    return str(instance["id"])
+
+
+def test_create_many_batches_twenty_to_a_round_trip_and_reports_each_failure(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    specs = [series_spec(mailbox, f"graph-many-{n}") for n in range(23)]
+    specs.append(series_spec(mailbox, "graph-many-bad", timezone="Antarctica/Troll"))
+    before = graph.round_trips
+    failed = calendar.create_many(mailbox, specs)
+    assert list(failed) == ["graph-many-bad"]
+    assert graph.round_trips - before == 2  # 23 creates: one batch of 20, one of 3
+    assert len(calendar.changes(mailbox, None).changed) == 23
+    assert calendar.create_many(mailbox, specs[:3]) == {}  # a rerun makes no second copy
+    assert len(graph.live_events(mailbox)) == 23
+
+
+def test_diagnose_checks_token_permissions_mailbox_and_calendar_writing_nothing(
+    graph: FakeGraph, outlook: GraphCalendarProvider, mailbox: str
+) -> None:
+    graph.roles = ["Calendars.ReadWrite"]
+    rows = outlook.diagnose(mailbox) + outlook.diagnose("ghost@acme.test")
+    table = {(r.check, r.subject): (r.ok, r.detail) for r in rows}
+    assert table[("token", graph.tenant)][0]
+    assert table[("working hours", "MailboxSettings.Read")] == (
+        False, "grant it (application) and admin-consent it",
+    )  # fmt: skip
+    assert table[("calendar reachable", mailbox)] == (
+        True, f"{CALENDAR!r} will be created by the first pass",
+    )  # fmt: skip
+    assert table[("calendar writable", mailbox)] == (True, "Calendars.ReadWrite")
+    assert table[("calendar reachable", "ghost@acme.test")] == (
+        False, "mailbox ghost@acme.test does not exist in the tenant",
+    )  # fmt: skip
+    assert [m for m, _ in graph.requests if m != "GET"] == []
+    assert graph.mailboxes[mailbox].events == {}
+
+
+def test_diagnose_a_wrong_secret_raises_the_aadsts_line(graph: FakeGraph, mailbox: str) -> None:
+    provider = GraphCalendarProvider(graph_client(graph, client_secret="nope"), CALENDAR)
+    with pytest.raises(AuthError, match="AADSTS7000215"):
+        provider.diagnose(mailbox)
+
+
+def test_a_certificate_instead_of_a_secret(graph: FakeGraph, mailbox: str, tmp_path: Path) -> None:
+    pem = graph.register_certificate(tmp_path)
+    provider = GraphCalendarProvider(
+        graph_client(graph, client_secret=None, certificate_file=str(pem)), CALENDAR
+    )
+    provider.ensure_calendar(mailbox)  # msal signed a client assertion the tenant accepted
+    (tmp_path / "other").mkdir()
+    other = FakeGraph(tmp_path / "other")  # a certificate this app never uploaded
+    other_pem = other.register_certificate(tmp_path / "other")
+    stranger = GraphCalendarProvider(
+        graph_client(graph, client_secret=None, certificate_file=str(other_pem)), CALENDAR
+    )
+    with pytest.raises(AuthError, match="AADSTS700027"):
+        stranger.ensure_calendar(mailbox)
+
+
+def test_an_unexpected_answer_is_a_clear_error_not_a_traceback(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    graph.garbage = "calendarView"
+    with pytest.raises(ProviderError, match="not JSON"):
+        calendar.changes(mailbox, None)

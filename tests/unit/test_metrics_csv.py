@@ -1,0 +1,169 @@
+"""The CSV metrics source and the ledger cache behind it: validated like the roster, re-read when
+its bytes change, and the last good numbers kept when a new file is wrong."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load
+from daemon.core.model import Metric
+from daemon.metrics import cache
+from daemon.metrics.base import MetricsUnusable
+from daemon.metrics.csvfile import MAX_PROBLEMS, CsvSource
+from daemon.store import Ledger
+
+SAM = "sam@acme.test"
+CONFIG = """\
+organization: {name: Acme, timezone: America/New_York}
+managers:
+  - {email: maya@acme.test, name: Maya Chen}
+reps:
+  - {email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
+     manager: maya@acme.test}
+metrics: {source: csv, csv: {path: metrics.csv}}
+"""
+NOW = datetime(2026, 11, 23, 14, tzinfo=UTC)
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(MetricsUnusable) as caught:
+        list(CsvSource(path).rows(None))
+    return caught.value.problems
+
+
+def test_header_in_any_order_with_extra_columns_a_bom_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("\ufeffValue,Metric,Rep,Owner,Week\n\n7,meetings_booked,SAM@acme.test,x,"
+                    "2026-11-16\n0.31,win_rate,lee@acme.test,y,2026-11-09\n")  # fmt: skip
+    source = CsvSource(path)
+    rows = list(source.rows(frozenset({SAM})))
+    assert [(r.rep, r.metric, r.week, r.value) for r in rows] == [
+        (SAM, Metric.MEETINGS_BOOKED, date(2026, 11, 16), 7.0)
+    ]
+    assert source.through() == date(2026, 11, 16)
+
+
+def test_a_missing_column_an_empty_file_and_a_short_row_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,value\n")
+    assert problems_of(path) == [
+        f"{path}:1: header: missing column metric (expected rep,week,metric,value)"
+    ]
+    path.write_text("")
+    assert problems_of(path) == [f"{path}:1: empty file, expected the header rep,week,metric,value"]
+    path.write_text("rep,week,metric,value\nsam@acme.test,2026-11-16,activities\n")
+    assert problems_of(path) == [f"{path}:2: 3 cells, the header has 4"]
+    assert problems_of(tmp_path / "nope.csv")[0].startswith(f"{tmp_path / 'nope.csv'}: cannot read")
+
+
+def test_negative_and_non_finite_values_and_bad_dates_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,metric,value\n"
+                    "sam@acme.test,2026-11-16,activities,-1\n"
+                    "sam@acme.test,2026-11-09,activities,nan\n"
+                    "sam@acme.test,16/11/2026,activities,3\n")  # fmt: skip
+    assert problems_of(path) == [
+        f"{path}:2: sam@acme.test: value: not a count, ratio or fraction: '-1'",
+        f"{path}:3: sam@acme.test: value: not a count, ratio or fraction: 'nan'",
+        f"{path}:4: sam@acme.test: week: not a date: '16/11/2026', expected the week's Monday "
+        "as YYYY-MM-DD",
+    ]
+
+
+def test_a_wholly_wrong_file_is_named_by_its_first_problems(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,metric,value\n" + "nobody,2026-11-16,activities,1\n" * 500)
+    found = problems_of(path)
+    assert len(found) == MAX_PROBLEMS + 1
+    assert found[-1] == f"{path}: and {500 - MAX_PROBLEMS} more problems"
+
+
+# --- the cache in the ledger --------------------------------------------------------------------
+
+
+def setup(tmp_path: Path, text: str) -> tuple[Path, Ledger]:
+    (tmp_path / "cadence.yaml").write_text(CONFIG)
+    (tmp_path / "metrics.csv").write_text(text)
+    return tmp_path / "cadence.yaml", Ledger.open(tmp_path / "state")
+
+
+def test_the_file_is_read_when_its_bytes_change_and_the_last_good_is_kept(tmp_path: Path) -> None:
+    good = "rep,week,metric,value\nsam@acme.test,2026-11-16,activities,40\n"
+    path, ledger = setup(tmp_path, good)
+    config = load(path)
+    source = cache.open_source(config)
+    assert source is not None
+    try:
+        assert cache.refresh(config, ledger, source, NOW)
+        assert not cache.refresh(config, ledger, source, NOW + timedelta(days=3))  # same bytes
+        (tmp_path / "metrics.csv").write_text(good)  # touched, same content
+        assert not cache.refresh(config, ledger, source, NOW)
+        weekly = cache.weekly(ledger, source, NOW.date())
+        assert weekly.values == {(SAM, Metric.ACTIVITIES): {date(2026, 11, 16): 40.0}}
+        assert weekly.through == date(2026, 11, 16) and weekly.source == "metrics.csv"
+
+        (tmp_path / "metrics.csv").write_text(good + "sam@acme.test,2026-11-23,activities,oops\n")
+        with pytest.raises(MetricsUnusable):
+            cache.refresh(config, ledger, source, NOW)
+        assert cache.weekly(ledger, source, NOW.date()).values == weekly.values  # last good kept
+
+        (tmp_path / "metrics.csv").write_text(good + "sam@acme.test,2026-11-23,activities,44\n")
+        assert cache.refresh(config, ledger, source, NOW)
+        again = cache.weekly(ledger, source, NOW.date())
+        assert again.values[(SAM, Metric.ACTIVITIES)][date(2026, 11, 23)] == 44.0
+        assert again.through == date(2026, 11, 23)
+    finally:
+        ledger.close()
+
+
+def test_before_any_read_every_week_is_not_in_yet(tmp_path: Path) -> None:
+    path, ledger = setup(tmp_path, "rep,week,metric,value\n")
+    config = load(path)
+    source = cache.open_source(config)
+    assert source is not None
+    try:
+        weekly = cache.weekly(ledger, source, NOW.date())
+        assert weekly.values == {} and weekly.through is None
+    finally:
+        ledger.close()
+
+
+def test_rows_of_empty_cells_are_skipped_and_old_weeks_are_checked_too(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,metric,value\n,,,\n"
+                    "sam@acme.test,1999-12-27,activities,3\n"
+                    "sam@acme.test,1999-12-27,activities,4\n")  # fmt: skip
+    assert problems_of(path) == [
+        f"{path}:4: sam@acme.test: a second row for activities in the week of 1999-12-27"
+    ]
+
+
+def test_doctor_names_each_metric_the_file_has_no_figures_for(tmp_path: Path) -> None:
+    from daemon.metrics.check import check
+
+    path, ledger = setup(tmp_path, "rep,week,metric,value\nsam@acme.test,2026-11-16,activities,4\n")
+    ledger.close()
+    config = load(path)
+    # Sam is a new SDR until 30 Nov (activities), then a ramped one (meetings booked).
+    assert check(config, date(2026, 11, 23)) == [
+        ("metrics.csv", True, "readable; figures up to the week of 2026-11-16")
+    ]
+    assert check(config, date(2026, 12, 1))[1:] == [
+        ("meetings_booked", False, "no figures in metrics.csv for sam@acme.test")
+    ]
+    (tmp_path / "metrics.csv").write_text("rep,week\n")
+    ((subject, ok, detail),) = check(config, date(2026, 12, 1))
+    assert (subject, ok) == ("metrics.csv", False) and "missing column" in detail
+
+
+def test_cadence_doctor_shows_the_metrics_rows(tmp_path: Path) -> None:
+    from daemon.doctor import diagnose
+
+    path, ledger = setup(tmp_path, "rep,week,metric,value\nsam@acme.test,2026-11-16,calls,4\n")
+    ledger.close()
+    rows = [r for r in diagnose(load(path)) if r.check == "metrics"]
+    assert [(r.subject, r.ok) for r in rows] == [("metrics.csv", False)]
+    assert "metric: unknown metric 'calls'" in rows[0].detail
