@@ -39,8 +39,14 @@ layers: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -n auto --maxprocesses 4
 
-# The HTML report in a real headless chromium; `make test` runs it where chromium is installed.
-test-browser: $(STAMP)
+# Pages in a real headless chromium: the HTML report, and the pre-read form filled and saved
+# (playwright driving the system's chromium; no browser is downloaded). `make test` runs them
+# where chromium is installed. Screenshots land in var/.
+$(VENV)/.browser: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,browser]'
+	touch $@
+
+test-browser: $(VENV)/.browser
 	$(BIN)/pytest -m browser
 
 test: lint types layers unit $(if $(CHROMIUM),test-browser)
@@ -68,6 +74,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/google_scale.py
 	$(BIN)/python benchmarks/report_scale.py
+	$(BIN)/python benchmarks/prep_form.py
 	$(BIN)/python benchmarks/metrics_scale.py
 
 clean:

@@ -125,6 +125,23 @@ class HttpSettings(_Settings):
         return host.strip("[]"), int(port)
 
 
+class PrepSettings(_Settings):
+    """The pre-read form of ``cadence run``: its own listener, reached by people through
+    ``public_url`` (the company's TLS proxy in front of it)."""
+
+    listen: str = Field(pattern=r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+    public_url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    check_hours: float = Field(default=2, ge=0, le=168)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def link(self, token: str) -> str:
+        return f"{self.public_url.rstrip('/')}/prep/{token}"
+
+
 class TemplateSettings(_Settings):
     dir: Path | None = None  # an admin's folder; a file there replaces the built-in of that name
 
@@ -150,6 +167,7 @@ class Settings(_Settings):
     mail: MailSettings = MailSettings()
     templates: TemplateSettings = TemplateSettings()
     http: HttpSettings | None = None  # opt-in: no listener unless configured
+    prep: PrepSettings | None = None  # opt-in: without it, pre-reads ask people to bring lines
     metrics: MetricsSettings | None = None  # None: the agenda asks the manager to pull it
 
 

@@ -61,7 +61,7 @@ def stateful_plan(config: Config, at: datetime) -> tuple[SeriesPlan, ...]:
 def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]:
     """The next pass's actions as JSON-able dicts, and the problems met (calendars that could
     not be read are left out of the plan, as a pass would)."""
-    from daemon.reconcile import agenda_context, open_calendar
+    from daemon.reconcile import agenda_context, open_calendar, prep_policy
 
     renderer = Renderer(config.settings.templates.dir)
     try:
@@ -99,7 +99,7 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
 
         result = make_plan(
             config.roster, at, observed, view, render, complete=frozenset(observed),
-            unreachable=frozenset(unreachable),
+            unreachable=frozenset(unreachable), prep=prep_policy(config),
         )  # fmt: skip
     problems += [alarm.message for alarm in result.alarms]
     return [_describe(a) for a in result.actions], problems

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from daemon import faults, logs, observed_cache
+from daemon import faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
@@ -52,6 +52,7 @@ from daemon.core.planner import (
     Outcome as Happened,
 )
 from daemon.core.planner.rates import window_start
+from daemon.core.prep import PrepPolicy, Role, labelled
 from daemon.errors import (
     AuthError,
     CadenceError,
@@ -307,12 +308,11 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
         Happened(r.uid, _instant(r.original_start), r.rep, r.manager, False)
         for r in ledger.reschedules(since=since)
     ]
+    emails = ledger.emails(since=now - EMAILS_WINDOW)
     return LedgerView(
         series=tuple(series),
         commitments={k: tuple(v) for k, v in commitments.items()},
-        emails_sent=frozenset(
-            (e.occurrence, e.kind) for e in ledger.emails(since=now - EMAILS_WINDOW)
-        ),
+        emails_sent=frozenset((e.occurrence, e.kind) for e in emails),
         cancellations=frozenset(
             f"{c.uid} {c.original_start}" for c in ledger.cancellations(since=now - LOOKBACK)
         ),
@@ -321,6 +321,10 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
             subject: RateAlert(band, crossings)
             for subject, (band, crossings) in ledger.rate_alerts().items()
         },
+        prereads=preread.read_filed(ledger, now - LOOKBACK),
+        prereads_asked={
+            e.occurrence: _instant(e.sent_at) for e in emails if e.kind == "preread:rep"
+        },  # fmt: skip
     )
 
 
@@ -353,9 +357,18 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
         "week_of_quarter": view.week_of_quarter,
         "week11": view.week11,
         "last_commitment": view.last_commitment,
+        "preread": {
+            "rep": labelled(Role.REP, view.preread_rep),
+            "manager": labelled(Role.MANAGER, view.preread_manager),
+        },
         "number": view.number.line() if view.number is not None else None,
         "metrics_on": view.metrics_on,
     }
+
+
+def prep_policy(config: Config) -> PrepPolicy | None:
+    prep = config.settings.prep
+    return None if prep is None else PrepPolicy(check=timedelta(hours=prep.check_hours))
 
 
 def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
@@ -396,6 +409,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         complete=frozenset(observed),  # every calendar read this pass: its cache is whole
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
+        prep=prep_policy(rt.config),
     )
 
 
@@ -711,7 +725,15 @@ class Executor:
         ledger = self.rt.ledger
         if ledger.email_sent(action.occurrence, action.ledger_kind):
             return
-        rendered = self.rt.renderer.email(action.template, action.context)
+        context = action.context
+        prep = self.rt.config.settings.prep
+        if action.grant is not None and prep is not None:
+            # A fresh link on every try: one made for a try that never went is harmless, and
+            # one that went stays valid even if its email is retried after a crash.
+            with ledger.transaction():
+                token = preread.issue(ledger, action.grant, action.occurrence, self.now)
+            context = {**context, "prep_url": prep.link(token)}
+        rendered = self.rt.renderer.email(action.template, context)
         message = build_message(
             sender=self.rt.config.settings.mail.sender, to=action.to, cc=action.cc,
             subject=rendered.subject, text=rendered.text, html=rendered.html, kind=action.kind,
@@ -846,6 +868,22 @@ def _status(
     return health, instruments
 
 
+def _prep_form(
+    config: Config,
+    current: Callable[[], Config],
+    renderer: Renderer,
+    clock: Callable[[], datetime],
+    stack: ExitStack,
+) -> None:
+    """Start the pre-read form when the config asks for one."""
+    prep = config.settings.prep
+    if prep is None:
+        return
+    from daemon.web.prep import PrepServer
+
+    stack.enter_context(PrepServer(current, prep.address, renderer, clock))
+
+
 def run_forever(
     config: Config,
     *,
@@ -891,6 +929,7 @@ def _loop(
     watch = RosterWatch(config)
     with runtime(config) as rt, ExitStack() as web:
         status = _status(config, lambda: rt.config, clock, web)
+        _prep_form(config, lambda: rt.config, rt.renderer, clock, web)
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
         while True:

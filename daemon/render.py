@@ -37,6 +37,7 @@ BUILTIN_DIR = Path(__file__).resolve().parents[1] / "templates"
 EMAIL_KINDS = (
     "preread_rep",
     "preread_manager",
+    "preread_missing",
     "recap",
     "cancellation",
     "week11_skip",
@@ -45,8 +46,10 @@ EMAIL_KINDS = (
     "admin_alert",
 )
 AGENDA_TEMPLATES = ("coaching", "career")
+PAGES = ("prep_form", "prep_gone")  # the pre-read form's pages
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -69,6 +72,11 @@ def day(value: object) -> str:
     return f"{_DAYS[dt.weekday()]} {dt.day} {_MONTHS[dt.month - 1]}"
 
 
+def weekday(value: object) -> str:
+    """``Thursday``, independent of the process locale."""
+    return _WEEKDAYS[_aware(value).weekday()]
+
+
 def when(value: object) -> str:
     """``Tue 24 Nov, 10:00 MST``: the datetime is already in the reader's zone."""
     dt = _aware(value)
@@ -87,6 +95,7 @@ def _environment(loader: BaseLoader, autoescape: bool) -> Environment:
     )
     env.filters["when"] = when
     env.filters["day"] = day
+    env.filters["weekday"] = weekday
     return env
 
 
@@ -110,7 +119,9 @@ class Renderer:
             problems.append(f"template folder '{self.override_dir}' does not exist")
         for key, ctx in _check_contexts():
             try:
-                if key.startswith("agenda"):
+                if key in PAGES:
+                    self.page(key, ctx)
+                elif key.startswith("agenda"):
                     self._check_agenda(ctx)
                 else:
                     self.email(key, ctx)
@@ -141,6 +152,12 @@ class Renderer:
         text = self._render(self._text, f"{kind}.txt.j2", ctx)
         html = self._render(self._html, f"{kind}.html.j2", {**ctx, "subject": subject})
         return RenderedEmail(subject=subject, text=text, html=html)
+
+    def page(self, name: str, ctx: Mapping[str, object]) -> str:
+        """One HTML page of the pre-read form, values autoescaped."""
+        if name not in PAGES:
+            raise TemplateProblem(f"no page template {name!r}; expected one of {', '.join(PAGES)}")
+        return self._render(self._html, f"{name}.html.j2", ctx)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -264,6 +281,32 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 4,
         "week11": False,
         "last_commitment": _LAST,
+        "preread": {"rep": [], "manager": []},
+        "number": _NUMBER,
+        "metrics_on": True,
+    },
+    "agenda_prep": {
+        "rep": _SAM,
+        "manager": _MAYA,
+        "stage": _NEW_SDR,
+        "start": _SAM_TUE,
+        "duration_minutes": 25,
+        "blocks": _blocks(25),
+        "template": "coaching",
+        "week_of_quarter": 4,
+        "week11": False,
+        "last_commitment": _LAST,
+        "preread": {
+            "rep": [
+                ("The deal I'm stuck on", "Initech: the champion went dark after the demo"),
+                ("The skill I want to sharpen", "Voicemails that get a call back"),
+                ("My question for my manager", "Should I go around the champion to the CFO?"),
+            ],
+            "manager": [
+                ("One observation from a call or email", "Tuesday's Globex call: great opener"),
+                ("One question", "What would make you pick up a voicemail like yours?"),
+            ],
+        },
         "number": _NUMBER,
         "metrics_on": True,
     },
@@ -278,6 +321,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 5,
         "week11": False,
         "last_commitment": "Get the Globex CFO on the second call by asking the champion for her",
+        "preread": {"rep": [], "manager": []},
         "number": None,
         "metrics_on": True,
     },
@@ -292,6 +336,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "week_of_quarter": 11,
         "week11": True,
         "last_commitment": None,
+        "preread": {"rep": [], "manager": []},
         "number": _PENDING,
         "metrics_on": True,
     },
@@ -304,6 +349,7 @@ SAMPLES: dict[str, dict[str, object]] = {
         "template": "coaching",
         "week11": False,
         "last_commitment": _LAST,
+        "prep_url": "https://cadence.acme.test/prep/4q3Xb9vJ0mKc2tTz8wYp1LrNn6sHd5Ge7AaUuFiQo0k",
         "number": _NUMBER,
     },
     "preread_manager": {
@@ -315,7 +361,18 @@ SAMPLES: dict[str, dict[str, object]] = {
         "template": "coaching",
         "week11": False,
         "last_commitment": _LAST,
+        "prep_url": "https://cadence.acme.test/prep/Zr8Kd1pQ3vWm6yTb0nLs9HcE2fXa7JgU5oRiNk4tYq",
         "number": _NUMBER,
+    },
+    "preread_missing": {
+        "manager": _MAYA,
+        "rep": _SAM,
+        "start": _SAM_TUE.astimezone(_CHICAGO),
+        "duration_minutes": 25,
+        "suggestions": [
+            datetime(2026, 11, 26, 10, 0, tzinfo=_CHICAGO),
+            datetime(2026, 11, 27, 11, 30, tzinfo=_CHICAGO),
+        ],
     },
     "recap": {
         "rep": _SAM,
@@ -362,6 +419,27 @@ SAMPLES: dict[str, dict[str, object]] = {
         "schedule": "Tue and Thu at 10:00 America/Denver, every week, 25 minutes",
         "ended_early": False,
     },
+    "prep_form": {
+        "role": "rep",
+        "person": "Sam Ortiz",
+        "other": "Maya Chen",
+        "start": _SAM_TUE,
+        "duration_minutes": 25,
+        "fields": [
+            {
+                "name": "stuck_deal",
+                "label": "The deal I'm stuck on",
+                "value": "Initech: the champion went dark after the demo",
+            },
+            {"name": "skill", "label": "The skill I want to sharpen", "value": ""},
+            {"name": "question", "label": "My question for my manager", "value": ""},
+        ],
+        "max_chars": 500,
+        "csrf": "0" * 64,
+        "saved": False,
+        "problem": None,
+    },
+    "prep_gone": {"message": "This link has expired: the 1:1 is over."},
     "rate_warning": {
         "manager": _MAYA,
         "level": "warning",
@@ -393,14 +471,25 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
         {"number": None, "metrics_on": False},
         {"number": None},
     ],
-    "agenda_career": [{"last_commitment": None, "week11": True}],
+    "agenda_career": [
+        {"last_commitment": None, "week11": True},
+        {"preread": SAMPLES["agenda_prep"]["preread"]},
+    ],
     "preread_rep": [
         {"template": "career", "last_commitment": None, "week11": True},
-        {"last_commitment": None},
+        {"last_commitment": None, "prep_url": None},
+        {"template": "career", "prep_url": None},
     ],
     "preread_manager": [
         {"template": "career", "last_commitment": None, "week11": True},
         {"last_commitment": None, "number": None},
+        {"last_commitment": None, "prep_url": None},
+        {"template": "career", "prep_url": None},
+    ],
+    "preread_missing": [{"suggestions": []}],
+    "prep_form": [
+        {"role": "manager", "saved": True},
+        {"problem": "\u201cThe skill I want to sharpen\u201d is 612 characters long."},
     ],
     "recap": [
         {"commitment": None, "number": None},
@@ -418,7 +507,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
 def _check_contexts() -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = []
     for key, ctx in SAMPLES.items():
-        kind = key if key in EMAIL_KINDS else "agenda"
+        kind = key if key in EMAIL_KINDS or key in PAGES else "agenda"
         out.append((kind, ctx))
         out.extend((kind, {**ctx, **v}) for v in _VARIANTS.get(key, ()))
     return out

@@ -131,6 +131,32 @@ MIGRATIONS: list[str] = [
         read_at TEXT NOT NULL
     );
     """,
+    # v5: the pre-read form. A token is kept only as its SHA-256 (the link in the email is the
+    # only copy), with what its page shows and when it stops working; what people filed is
+    # kept per occurrence and role, a later save replacing the earlier one.
+    """
+    CREATE TABLE prep_tokens (
+        hash TEXT PRIMARY KEY,
+        occurrence TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('rep', 'manager')),
+        person TEXT NOT NULL,
+        rep TEXT NOT NULL,
+        manager TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        start TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE prereads (
+        occurrence TEXT NOT NULL,
+        original_start TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('rep', 'manager')),
+        lines TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (occurrence, role)
+    );
+    CREATE INDEX prereads_by_start ON prereads (original_start);
+    """,
 ]
 
 
@@ -189,6 +215,22 @@ class RescheduleRecord:
     manager: str
     start: str
     detected_at: str
+
+
+@dataclass(frozen=True)
+class PrepToken:
+    """One person's form link for one occurrence, without the token itself."""
+
+    hash: str
+    occurrence: str
+    role: str  # "rep" | "manager"
+    person: str
+    rep: str
+    manager: str
+    timezone: str
+    start: str  # UTC, as utc_iso writes it
+    expires_at: str  # UTC: the occurrence's end
+    created_at: str
 
 
 def utc_iso(when: datetime) -> str:
@@ -659,6 +701,53 @@ class Ledger:
             " JOIN series AS s ON s.uid = c.uid ORDER BY s.rep, c.original_start, c.uid",
         )
         return [(str(row["rep"]), str(row["original_start"]), str(row["text"])) for row in rows]
+
+    # --- the pre-read form ---------------------------------------------------------------------
+
+    def add_prep_token(self, rec: PrepToken) -> None:
+        self._write(
+            "saving a pre-read link",
+            "INSERT INTO prep_tokens (hash, occurrence, role, person, rep, manager, timezone,"
+            " start, expires_at, created_at) VALUES (:hash, :occurrence, :role, :person, :rep,"
+            " :manager, :timezone, :start, :expires_at, :created_at)",
+            asdict(rec),
+        )
+
+    def prep_token(self, token_hash: str) -> PrepToken | None:
+        rows = self._rows(
+            "reading a pre-read link", "SELECT * FROM prep_tokens WHERE hash = ?", (token_hash,)
+        )
+        return PrepToken(**dict(rows[0])) if rows else None
+
+    def put_preread(
+        self, occurrence: str, original_start: str, role: str, lines: str, now: datetime
+    ) -> None:
+        """What one person filed for one occurrence (``lines`` as JSON); replaces the last."""
+        self._write(
+            "saving a pre-read",
+            "INSERT INTO prereads (occurrence, original_start, role, lines, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (occurrence, role) DO UPDATE SET"
+            " lines = excluded.lines, updated_at = excluded.updated_at",
+            (occurrence, original_start, role, lines, utc_iso(now)),
+        )
+
+    def preread(self, occurrence: str, role: str) -> str | None:
+        rows = self._rows(
+            "reading a pre-read",
+            "SELECT lines FROM prereads WHERE occurrence = ? AND role = ?",
+            (occurrence, role),
+        )
+        return str(rows[0]["lines"]) if rows else None
+
+    def prereads(self, since: datetime | None = None) -> list[tuple[str, str, str]]:
+        """(occurrence, role, lines as JSON) of occurrences from ``since`` on."""
+        rows = self._rows(
+            "reading pre-reads",
+            "SELECT occurrence, role, lines FROM prereads WHERE original_start >= ?"
+            " ORDER BY occurrence, role",
+            (utc_iso(since) if since else "",),
+        )
+        return [(str(r["occurrence"]), str(r["role"]), str(r["lines"])) for r in rows]
 
     # --- flags -----------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ OUT = ROOT / "docs" / "examples"
 ABOUT = {
     "preread_rep": ("rep", "24 hours before each 1:1: the three lines to file"),
     "preread_manager": ("manager", "24 hours before each 1:1: observation, context, question"),
+    "preread_missing": ("manager", "2 hours before: the rep filed no pre-read (with `prep`)"),
     "recap": ("manager and rep", "30 minutes after the 1:1: the commitment and its 72 hours"),
     "cancellation": ("manager", "a 1:1 was cancelled: reschedule it, with open times"),
     "week11_skip": ("manager (copy to escalate_to)", "a week-11 1:1 was cancelled"),
@@ -29,8 +30,14 @@ ABOUT = {
 }
 AGENDAS = {
     "agenda_coaching": "a coaching 1:1 (the 30-60-30 frame)",
+    "agenda_prep": "a coaching 1:1 with the rep's and the manager's pre-read filed",
     "agenda_career": "the last 1:1 of the month: the career conversation",
     "agenda_week11": "a coaching 1:1 in week 11 of the quarter",
+}
+
+PAGES_ABOUT = {
+    "prep_form": "a person's link from their pre-read email: the meeting and the three fields",
+    "prep_gone": "a link that expired (410) or was never made (404)",
 }
 
 
@@ -39,7 +46,7 @@ def render() -> dict[str, str]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from daemon.core.agenda import wrap
-    from daemon.render import EMAIL_KINDS, SAMPLES, Renderer
+    from daemon.render import EMAIL_KINDS, PAGES, SAMPLES, Renderer
 
     renderer = Renderer()
     files: dict[str, str] = {}
@@ -49,6 +56,8 @@ def render() -> dict[str, str]:
             files[f"{key}.subject.txt"] = email.subject + "\n"
             files[f"{key}.txt"] = email.text
             files[f"{key}.html"] = email.html
+        elif key in PAGES:
+            files[f"{key}.html"] = renderer.page(key, ctx)
         else:
             files[f"{key}.txt"] = wrap(renderer.agenda(ctx)) + "\n"
     files["README.md"] = _index(files)
@@ -85,6 +94,14 @@ def _index(files: dict[str, str]) -> str:
             f"| `{kind}` | {to} | {when} | {subject} | [{kind}.txt]({kind}.txt) "
             f"| [{kind}.html]({kind}.html) |"
         )
+    lines += [
+        "",
+        "## The pre-read form (with `prep`)",
+        "",
+        "| page | when |",
+        "|---|---|",
+    ]
+    lines += [f"| [{k}.html]({k}.html) | {about} |" for k, about in PAGES_ABOUT.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ from email.policy import default
 KINDS = frozenset(
     {
         "preread", "recap", "cancellation", "week11_skip", "rate_warning", "series_restored",
-        "admin_alert",
+        "admin_alert", "preread_missing",
     }
 )  # fmt: skip
 

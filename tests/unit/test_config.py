@@ -202,6 +202,25 @@ def test_a_status_listen_without_a_port_is_named_with_its_line(tmp_path: Path) -
     assert problem.startswith(f"{path}:6:") and "http.listen" in problem
 
 
+def test_prep_needs_a_listen_address_and_a_public_url_and_defaults_its_check(
+    tmp_path: Path,
+) -> None:
+    rep = "  - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-09-01, manager: maya@acme.test}\n"
+    ok = load(
+        write(tmp_path, rep + "prep: {listen: '0.0.0.0:8080', public_url: 'https://c.acme.com/'}\n")
+    )
+    assert ok.settings.prep is not None and ok.settings.prep.check_hours == 2
+    assert ok.settings.prep.address == ("0.0.0.0", 8080)
+    assert ok.settings.prep.link("abc") == "https://c.acme.com/prep/abc"
+    found = problems(
+        write(
+            tmp_path, rep + "prep: {listen: 'nowhere', public_url: 'c.acme.com', check_hours: -1}\n"
+        )
+    )
+    fields = [p.split(":6: ", 1)[1].split(":", 1)[0] for p in found]
+    assert fields == ["prep.listen", "prep.public_url", "prep.check_hours"], found
+
+
 def test_without_a_metrics_source_plan_json_has_a_null_number(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
     head, _, tail = text.partition("\nmetrics:")

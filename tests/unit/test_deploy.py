@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -61,7 +62,9 @@ def _mount_of(deployment: dict[str, Any], kind: str, name: str) -> str:
 
 def test_kubernetes_manifest_has_the_expected_objects() -> None:
     kinds = _manifests()
-    assert set(kinds) == {"ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment"}
+    assert set(kinds) == {
+        "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service", "Ingress"
+    }  # fmt: skip
     assert kinds["ConfigMap"]["metadata"]["name"] == "cadence-config"
     assert kinds["Secret"]["metadata"]["name"] == "cadence-credentials"
     assert kinds["PersistentVolumeClaim"]["metadata"]["name"] == "cadence-state"
@@ -279,10 +282,55 @@ def test_kubernetes_probes_and_scrapes_the_status_endpoint_the_config_opens(
     assert notes["prometheus.io/scrape"] == "true"
     assert notes["prometheus.io/port"] == str(port)
     assert notes["prometheus.io/path"] == "/metrics"
-    assert "Service" not in _manifests()  # the report shows names: it stays inside the pod
+    # The report shows names: no Service reaches the status port.
+    service = _manifests()["Service"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["prep"]
 
 
-def test_docker_image_exposes_the_status_port_of_the_kubernetes_config(tmp_path: Path) -> None:
-    http = _k8s_config(tmp_path).settings.http
-    assert http is not None
-    assert _last("EXPOSE") == str(http.address[1])
+def test_docker_image_exposes_the_status_and_form_ports_of_the_kubernetes_config(
+    tmp_path: Path,
+) -> None:
+    settings = _k8s_config(tmp_path).settings
+    assert settings.http is not None and settings.prep is not None
+    assert _last("EXPOSE").split() == [str(settings.http.address[1]),
+                                       str(settings.prep.address[1])]  # fmt: skip
+
+
+def test_kubernetes_publishes_the_pre_read_form_and_only_its_path(tmp_path: Path) -> None:
+    prep = _k8s_config(tmp_path).settings.prep
+    assert prep is not None, "the form is configured in the example"
+    host, port = prep.address
+    assert host == "0.0.0.0"
+    kinds = _manifests()
+    deployment = kinds["Deployment"]
+    (named,) = [p for p in _container(deployment)["ports"] if p["name"] == "prep"]
+    assert named["containerPort"] == port
+    service = kinds["Service"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (service_port,) = service["spec"]["ports"]
+    ingress = kinds["Ingress"]
+    public = urlsplit(prep.public_url)
+    assert public.scheme == "https"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == public.hostname
+    assert [t["hosts"] for t in ingress["spec"]["tls"]] == [[public.hostname]]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/prep/", "Prefix")
+    backend = path["backend"]["service"]
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"] == {"name": service_port["name"]}
+
+
+def test_systemd_example_config_is_valid_for_the_daemon(tmp_path: Path) -> None:
+    lines = [line for line in (DEPLOY / "cadence.service").read_text().splitlines()
+             if line.startswith("#   prep:")]  # fmt: skip
+    (line,) = lines
+    path = tmp_path / "cadence.yaml"
+    path.write_text(
+        "organization: {name: Acme}\nmanagers: [{email: m@acme.test, name: M}]\nreps: []\n"
+        + line.removeprefix("#   ")
+        + "\n"
+    )
+    prep = load(path).settings.prep
+    assert prep is not None and prep.address[0] == "127.0.0.1"

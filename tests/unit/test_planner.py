@@ -98,6 +98,8 @@ def render(view: AgendaView) -> str:
         f"week of quarter: {view.week_of_quarter}",
         f"week11: {view.week11}",
         f"last commitment: {view.last_commitment or '-'}",
+        *(f"rep filed: {line}" for line in view.preread_rep),
+        *(f"manager filed: {line}" for line in view.preread_manager),
         f"number: {view.number.line() if view.number else '-'}",
     ]
     if view.template == "career":
@@ -122,6 +124,7 @@ class World:
     emails_sent: set[tuple[str, str]] = field(default_factory=set)
     cancellations: set[str] = field(default_factory=set)
     planned: list[tuple[datetime, Action]] = field(default_factory=list)
+    prereads: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     metrics: Weekly | None = None
 
     def ledger(self) -> LedgerView:
@@ -131,6 +134,12 @@ class World:
             commitments={k: tuple(v.items()) for k, v in self.commitments.items()},
             emails_sent=frozenset(self.emails_sent),
             cancellations=frozenset(self.cancellations),
+            prereads=self.prereads,
+            prereads_asked={
+                a.occurrence: at
+                for at, a in self.planned
+                if isinstance(a, SendEmail) and a.ledger_kind == "preread:rep"
+            },
         )
 
     def managers(self) -> set[str]:

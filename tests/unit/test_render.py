@@ -18,6 +18,7 @@ from daemon.errors import TemplateProblem
 from daemon.render import (
     BUILTIN_DIR,
     EMAIL_KINDS,
+    PAGES,
     SAMPLES,
     RenderedEmail,
     Renderer,
@@ -58,7 +59,7 @@ def test_built_in_templates_pass_the_startup_check(renderer: Renderer) -> None:
     renderer.check()
 
 
-@pytest.mark.parametrize("kind,ctx", [(k, c) for k, c in _check_contexts() if k != "agenda"])
+@pytest.mark.parametrize("kind,ctx", [(k, c) for k, c in _check_contexts() if k in EMAIL_KINDS])
 def test_every_email_is_well_formed_html_with_a_one_line_subject(
     renderer: Renderer, kind: str, ctx: dict[str, object]
 ) -> None:
@@ -316,6 +317,30 @@ def test_the_committed_examples_match_the_templates() -> None:
     assert result.returncode == 0, result.stderr
     for html in sorted((ROOT / "docs" / "examples").glob("*.html")):
         assert_well_formed(html.read_text(encoding="utf-8"))
+
+
+# --- the pre-read form's pages ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,ctx", [(k, c) for k, c in _check_contexts() if k in PAGES])
+def test_form_pages_are_well_formed_without_script_or_anything_from_elsewhere(
+    renderer: Renderer, name: str, ctx: dict[str, object]
+) -> None:
+    root = assert_well_formed(renderer.page(name, ctx))
+    assert root.find("head/meta[@name='viewport']") is not None  # readable on a phone
+    for element in root.iter():
+        for attr in ("src", "href", "action"):
+            assert attr not in element.attrib, (element.tag, element.attrib)
+    assert not list(root.iter("link")) and not list(root.iter("img"))
+
+
+def test_typed_html_on_the_form_is_shown_not_run(renderer: Renderer) -> None:
+    ctx = dict(SAMPLES["prep_form"])
+    ctx["fields"] = [{"name": "stuck_deal", "label": "Deal", "value": XSS}]
+    ctx["other"] = XSS
+    page = renderer.page("prep_form", ctx)
+    assert XSS not in page and "&lt;script&gt;" in page
+    assert_well_formed(page)
 
 
 def test_the_agenda_carries_the_number_line_or_says_how_to_get_it(renderer: Renderer) -> None:

@@ -24,6 +24,7 @@ from daemon.store import (
     EmailRecord,
     Ledger,
     MetricsRead,
+    PrepToken,
     RescheduleRecord,
     SeriesRecord,
 )
@@ -560,6 +561,51 @@ def test_migrating_a_v2_ledger_keeps_its_cancellations_and_adds_the_rate_tables(
     try:
         assert reopened.rate_alerts() == {f"manager:{MAYA}": ("red_flag", 2)}
         assert len(reopened.reschedules()) == 1
+    finally:
+        reopened.close()
+
+
+def test_migrating_a_ledger_from_before_the_form_keeps_its_history_and_adds_its_tables(
+    state: Path,
+) -> None:
+    """A ledger from the release before the pre-read form: its emails still count as sent (no
+    pre-read goes twice), and links and filed lines are kept from then on, across restarts."""
+    before = next(i for i, script in enumerate(MIGRATIONS) if "prep_tokens" in script)
+    state.mkdir()
+    conn = sqlite3.connect(state / FILENAME)
+    conn.executescript("".join(MIGRATIONS[:before]))
+    conn.execute(f"PRAGMA user_version = {before}")
+    conn.execute(
+        "INSERT INTO emails VALUES (?, ?, ?, ?, ?)",
+        ("s-sam-1 2026-11-24T17:00:00Z", "preread:rep", SAM, "<m1@cadence>",
+         "2026-11-23T17:00:00Z"),
+    )  # fmt: skip
+    conn.commit()
+    conn.close()
+    token = PrepToken(
+        hash="ab" * 32, occurrence="s-sam-1 2026-11-24T17:00:00Z", role="rep", person=SAM,
+        rep=SAM, manager=MAYA, timezone="America/Denver", start="2026-11-24T17:00:00Z",
+        expires_at="2026-11-24T17:25:00Z", created_at="2026-11-23T17:00:00Z",
+    )  # fmt: skip
+    led = Ledger.open(state)
+    try:
+        assert led.schema_version == len(MIGRATIONS) > before
+        assert led.email_sent("s-sam-1 2026-11-24T17:00:00Z", "preread:rep")
+        assert led.prep_token(token.hash) is None and led.prereads() == []
+        with led.transaction():
+            led.add_prep_token(token)
+            for lines in ('["Initech", "", ""]', '["Globex", "openers", "?"]'):
+                led.put_preread(token.occurrence, token.start, "rep", lines,
+                                datetime(2026, 11, 23, 18, tzinfo=UTC))  # fmt: skip
+    finally:
+        led.close()
+    reopened = Ledger.open(state)
+    try:
+        assert reopened.prep_token(token.hash) == token
+        assert reopened.prereads() == [(token.occurrence, "rep", '["Globex", "openers", "?"]')]
+        assert reopened.prereads(since=datetime(2026, 11, 25, tzinfo=UTC)) == []
+        with pytest.raises(CadenceError, match="saving a pre-read link"), reopened.transaction():
+            reopened.add_prep_token(token)  # a hash is one link, never two
     finally:
         reopened.close()
 

@@ -55,6 +55,7 @@ from daemon.core.planner.notices import new_commitments, occurrence_actions, wit
 from daemon.core.planner.rates import Band, Rates, Tally, percent, rate_actions, rates_of, tally
 from daemon.core.planner.series import end_series, rep_actions, safety_valve, sticky_slots, zone_of
 from daemon.core.planner.slots import suggest_slots
+from daemon.core.prep import PrepPolicy
 from daemon.core.schedule import zone
 
 __all__ = [
@@ -77,12 +78,14 @@ def make_plan(
     complete: frozenset[str] = frozenset(),
     unreachable: frozenset[str] = frozenset(),
     restore_missing: bool = False,
+    prep: PrepPolicy | None = None,
 ) -> Plan:
     """Everything to do at ``now``.
 
     ``observed`` maps each manager to the owned series on their calendar. ``complete`` names the
     managers whose listing is known to be whole; ``unreachable`` those whose calendar could not
-    be read this pass (nothing is planned for them).
+    be read this pass (nothing is planned for them). ``prep``: the pre-read form is configured
+    (pre-read emails carry form links, and a missing pre-read is warned about).
     """
     sticky = sticky_slots(ledger, now)
     desired = plan(roster, now, sticky=sticky)
@@ -135,7 +138,7 @@ def make_plan(
     # ended now sends no pre-read for a meeting its successor takes over, and one created now
     # sends what is already due in this pass, so a second pass at the same instant sends nothing.
     after, records = _projected(observed, ledger.series, actions)
-    actions.extend(occurrence_actions(roster, now, desired, after, records, ledger, blocked))
+    actions.extend(occurrence_actions(roster, now, desired, after, records, ledger, blocked, prep))
     # The rates count this pass's news too, so a second pass at the same instant sends nothing.
     counted = replace(ledger, series=tuple(records), outcomes=_outcomes(ledger, actions))
     rates = rates_of(roster, counted, now)

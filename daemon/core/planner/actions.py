@@ -14,6 +14,7 @@ from daemon.core.metrics import Number, Weekly
 from daemon.core.model import Manager, Rep, Stage, StageRule
 from daemon.core.observed import SeriesSpec
 from daemon.core.plan import SeriesPlan
+from daemon.core.prep import Grant
 
 RECAP_DEADLINE = timedelta(hours=24)  # a recap later than this is dropped (SPEC)
 LOOKBACK = timedelta(days=8)  # how far back cancellations, commitments and recaps are read
@@ -30,6 +31,7 @@ class Kind:
     WEEK11_SKIP = "week11_skip"
     RATE_WARNING = "rate_warning"
     SERIES_RESTORED = "series_restored"
+    PREREAD_MISSING = "preread_missing"
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -86,6 +88,11 @@ class LedgerView:
     # cancellations and reschedules of occurrences from the rate window's start on
     outcomes: tuple[Outcome, ...] = ()
     rate_alerts: Mapping[str, RateAlert] = field(default_factory=dict)
+    # occurrence key -> role ("rep" | "manager") -> the lines filed through the pre-read form,
+    # for occurrences from LOOKBACK on
+    prereads: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    # occurrence key -> when the rep's pre-read email (with their form link) went
+    prereads_asked: Mapping[str, datetime] = field(default_factory=dict)
     # the metrics source's weekly values as cached in the ledger; None: no source configured
     metrics: Weekly | None = None
 
@@ -105,6 +112,9 @@ class AgendaView:
     week_of_quarter: int
     week11: bool
     last_commitment: str | None
+    # what the rep and the manager filed for this occurrence (empty: nothing yet)
+    preread_rep: tuple[str, ...] = ()
+    preread_manager: tuple[str, ...] = ()
     number: Number | None = None  # None: no metrics source, or the series' master block
     metrics_on: bool = False
 
@@ -159,6 +169,8 @@ class SendEmail:
     context: Mapping[str, Any]
     rep: str
     manager: str
+    # a pre-read with ``prep`` configured: the executor makes the reader's form link
+    grant: Grant | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from datetime import datetime
 from daemon.core.agenda import blocks_for
 from daemon.core.metrics import Number, number_for
 from daemon.core.model import Rep, Roster, StageRule
+from daemon.core.occurrences import occurrence_key
 from daemon.core.plan import Template, occurrences_between
 from daemon.core.planner.actions import AgendaView, LedgerView
 from daemon.core.planner.identity import Wanted
@@ -56,12 +57,13 @@ def last_commitment(ledger: LedgerView, rep: str, before: datetime) -> str | Non
 
 
 def agenda_views(
-    roster: Roster, w: Wanted, now: datetime, horizon: datetime, ledger: LedgerView
+    roster: Roster, w: Wanted, uid: str, now: datetime, horizon: datetime, ledger: LedgerView
 ) -> dict[datetime, AgendaView]:
     views = {}
     for o in occurrences_between(roster, w.p, now, horizon):
         if o.stage != w.stage:
             continue
+        filed = ledger.prereads.get(occurrence_key(uid, o.start), {})
         views[o.start] = AgendaView(
             rep=w.p.rep,
             manager=w.p.manager,
@@ -74,6 +76,8 @@ def agenda_views(
             week_of_quarter=o.week_of_quarter,
             week11=o.week11,
             last_commitment=last_commitment(ledger, w.p.rep.email, o.start),
+            preread_rep=filed.get("rep", ()),
+            preread_manager=filed.get("manager", ()),
             number=number_of(roster, ledger, w.p.rep, w.rule, o.start),
             metrics_on=ledger.metrics is not None,
         )

@@ -31,6 +31,7 @@ from daemon.core.planner.actions import (
 from daemon.core.planner.agendas import last_commitment, number_of
 from daemon.core.planner.identity import in_zone, person, person_zone, stage_view
 from daemon.core.planner.slots import BUSY_AHEAD, manager_busy, suggest_slots
+from daemon.core.prep import Grant, PrepPolicy, Role, missing_due
 from daemon.core.schedule import zone
 
 
@@ -42,6 +43,7 @@ def occurrence_actions(
     records: Sequence[LedgerSeries],
     ledger: LedgerView,
     blocked: frozenset[str],
+    prep: PrepPolicy | None = None,
 ) -> Iterable[Action]:
     org_zone = zone(roster.organization.timezone)
     policy = roster.policy
@@ -79,7 +81,8 @@ def occurrence_actions(
                     roster, now, instance, rep, manager, stage, rule, ledger, busy_in
                 )
                 continue
-            yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger)
+            yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger, prep)
+            yield from _preread_missing(roster, now, instance, rep, manager, ledger, prep, busy_in)
             yield from _recap(roster, now, instance, rep, manager, stage, rule, ledger)
 
 
@@ -176,6 +179,7 @@ def _prereads(
     stage: Stage,
     rule: StageRule,
     ledger: LedgerView,
+    prep: PrepPolicy | None,
 ) -> Iterable[Action]:
     lead = roster.policy.preread_lead
     if not instance.start - lead <= now < instance.start:
@@ -185,10 +189,8 @@ def _prereads(
     manager_tz = person_zone(manager, roster)
     rep_tz = person_zone(rep, roster, manager.timezone)
     template = _template_hint(instance)
-    for reader, tz, ledger_kind, template_kind in (
-        (rep, rep_tz, "preread:rep", "preread_rep"),
-        (manager, manager_tz, "preread:manager", "preread_manager"),
-    ):
+    for reader, tz, role in ((rep, rep_tz, Role.REP), (manager, manager_tz, Role.MANAGER)):
+        ledger_kind, template_kind = f"preread:{role}", f"preread_{role}"
         if (instance.key, ledger_kind) in ledger.emails_sent:
             continue
         yield SendEmail(
@@ -207,11 +209,64 @@ def _prereads(
                 "template": template,
                 "week11": week == WEEK11,
                 "last_commitment": last_commitment(ledger, rep.email, instance.original_start),
+                "prep_url": None,  # the executor puts the reader's form link here
                 "number": _line(roster, ledger, rep, rule, instance),
             },
             rep=rep.email,
             manager=manager.email,
+            grant=None
+            if prep is None
+            else Grant(
+                role, reader.email, rep.email, manager.email, tz, instance.start, instance.end
+            ),  # fmt: skip
         )
+
+
+def _preread_missing(
+    roster: Roster,
+    now: datetime,
+    instance: Instance,
+    rep: Rep,
+    manager: Manager,
+    ledger: LedgerView,
+    prep: PrepPolicy | None,
+    busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
+) -> Iterable[Action]:
+    """Seed 001: a rep who filed nothing gets the recovery script, and the 1:1 moves later in
+    the week rather than being winged; the manager hears it ``check`` before the start."""
+    due = missing_due(
+        now, instance.start, prep,
+        asked_at=ledger.prereads_asked.get(instance.key),
+        rep_lines=ledger.prereads.get(instance.key, {}).get(Role.REP),
+        warned=(instance.key, Kind.PREREAD_MISSING) in ledger.emails_sent,
+    )  # fmt: skip
+    if not due:
+        return
+    org_zone = zone(roster.organization.timezone)
+    manager_tz = person_zone(manager, roster)
+    duration = int((instance.end - instance.start).total_seconds() // 60)
+    week = week_bounds(instance.original_start, org_zone)
+    slots = suggest_slots(
+        roster, rep, manager, instance, now, duration, busy_in(manager.email, *week),
+        not_before=instance.end,
+    )  # fmt: skip
+    yield SendEmail(
+        kind=Kind.PREREAD_MISSING,
+        ledger_kind=Kind.PREREAD_MISSING,
+        occurrence=instance.key,
+        template=Kind.PREREAD_MISSING,
+        to=(manager.email,),
+        cc=(),
+        context={
+            "manager": person(manager),
+            "rep": person(rep),
+            "start": in_zone(instance.start, manager_tz),
+            "duration_minutes": duration,
+            "suggestions": [in_zone(s, manager_tz) for s in slots],
+        },
+        rep=rep.email,
+        manager=manager.email,
+    )
 
 
 def _template_hint(instance: Instance) -> str:

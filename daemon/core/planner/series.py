@@ -291,7 +291,7 @@ def _series_actions(
     seen = mine.get(uid)
     horizon = now + timedelta(days=roster.policy.agenda_horizon_days)
     today = now.astimezone(zone(w.pattern.zone_name)).date()
-    views = agenda_views(roster, w, now, horizon, ledger)
+    views = agenda_views(roster, w, uid, now, horizon, ledger)
     master = wrap(render_agenda(master_view(w, first, ledger)))
     blocks = {o: wrap(render_agenda(v)) for o, v in views.items()}
 

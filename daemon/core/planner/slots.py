@@ -38,9 +38,11 @@ def suggest_slots(
     duration: int,
     busy: Sequence[tuple[datetime, datetime]],
     want: int = 3,
+    not_before: datetime | None = None,
 ) -> list[datetime]:
-    """Two or three free times later in the cancelled meeting's week (organisation week),
-    inside both people's working hours, clear of the manager's other 1:1s; one per day first."""
+    """Two or three free times later in the meeting's week (organisation week), from
+    ``not_before`` (default now) on, inside both people's working hours, clear of the
+    manager's other 1:1s; one per day first."""
     org_zone = zone(roster.organization.timezone)
     week_start, week_end = week_bounds(instance.original_start, org_zone)
     rep_zone = zone(person_zone(rep, roster, manager.timezone))
@@ -61,9 +63,10 @@ def suggest_slots(
         )
 
     candidates: list[datetime] = []
-    cursor = max(week_start, now).astimezone(rep_zone)
+    earliest = max(week_start, now, not_before or now)
+    cursor = earliest.astimezone(rep_zone)
     cursor = cursor.replace(minute=0 if cursor.minute == 0 else 30, second=0, microsecond=0)
-    if cursor < max(week_start, now):
+    if cursor < earliest:
         cursor += timedelta(minutes=30)
     while cursor + length <= week_end and len(candidates) < 40:
         if (
