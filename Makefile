@@ -57,7 +57,7 @@ test-future: $(STAMP)
 	@command -v faketime >/dev/null || { echo "make test-future needs faketime (apt-get install faketime)" >&2; exit 2; }
 	@$(BIN)/python tests/clock_shifts.py | while IFS='|' read -r label spec; do \
 		echo "== the suite with the clock at $$label (faketime -f '$$spec')"; \
-		faketime -f "$$spec" $(BIN)/pytest -p no:cacheprovider || exit 1; \
+		faketime -f "$$spec" $(BIN)/pytest -n auto --maxprocesses 4 -p no:cacheprovider || exit 1; \
 	done
 
 examples: $(STAMP)
