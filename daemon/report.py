@@ -24,7 +24,7 @@ from daemon.store import Ledger
 
 SCHEMA_VERSION = 1
 BAND_LABELS = {
-    Band.NONE: "no meetings yet",
+    Band.NONE: "too few 1:1s yet",
     Band.HEALTHY: "healthy",
     Band.WATCH: "watch",
     Band.WARNING: "warning",
@@ -104,6 +104,7 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
             "healthy_below": thresholds.healthy_below,
             "warning_above": thresholds.warning_above,
             "red_flag_above": thresholds.red_flag_above,
+            "min_meetings": thresholds.min_meetings,
         },
         "managers": [
             {
@@ -169,7 +170,8 @@ def render_text(data: dict[str, Any]) -> str:
         "Chart, oldest week first: o held, x cancelled, ! week-11 skip, . no 1:1. Healthy under "
         f"{_pct(data['thresholds']['healthy_below'])}, warning above "
         f"{_pct(data['thresholds']['warning_above'])}, red flag above "
-        f"{_pct(data['thresholds']['red_flag_above'])}."
+        f"{_pct(data['thresholds']['red_flag_above'])}, judged from "
+        f"{data['thresholds']['min_meetings']} 1:1s on."
     )
     return "\n".join(lines)
 

@@ -20,11 +20,19 @@ The rules, decided where the seed is silent:
   below ``t.healthy_below``; ``watch`` from there up to and including ``t.warning_above``
   (between healthy and warning the seed names nothing, so no email goes); ``warning`` above
   that up to and including ``t.red_flag_above``; ``red_flag`` above. Exactly 10% is watch,
-  exactly 15% is watch, exactly 25% is warning. No started occurrence: ``none``, no rate.
-  Rates are compared as exact fractions, so 3 of 20 is exactly 15%.
+  exactly 15% is watch, exactly 25% is warning. Rates are compared as exact fractions, so 3 of
+  20 is exactly 15%.
+- A rate gets a band only once ``t.min_meetings`` (default 8) occurrences have started in the
+  window; before that the band is ``none`` (too few to tell) and no email goes. Without it, a
+  new rep's first cancellation (1 of 2, 50%) would be a red flag copied to ``escalate_to``. A
+  biweekly rep never reaches 8 in 13 weeks on their own: their meetings still count in their
+  manager's rate, and a lower ``min_meetings`` judges them alone too.
 - Crossing up into warning or red flag sends one email to the manager (the rep's current
   manager for a rep's rate), copied to ``escalate_to`` for red flag. Falling back to a lower
   band re-arms that band: the next rise into it sends again.
+- A pass at an instant before the last recorded change of a band (passes replayed, a clock
+  stepped back) changes nothing: the earlier window's smaller sample would otherwise re-arm
+  every band, and the same quarter replayed would warn a second time.
 """
 
 from __future__ import annotations
@@ -86,7 +94,7 @@ def _above(cancelled: int, scheduled: int, threshold: float) -> bool:
 
 
 def band_of(cancelled: int, scheduled: int, thresholds: Thresholds) -> Band:
-    if scheduled == 0:
+    if scheduled < thresholds.min_meetings:
         return Band.NONE
     if _above(cancelled, scheduled, thresholds.red_flag_above):
         return Band.RED_FLAG
@@ -296,6 +304,8 @@ def rate_actions(roster: Roster, rates: Rates, ledger: LedgerView) -> Iterable[A
             subjects.append((f"rep:{r.email}", rates.reps[r.email], r.manager, r.email, r.name))
     for subject, t, manager_email, rep_email, scope in subjects:
         told = ledger.rate_alerts.get(subject, RateAlert(Band.HEALTHY.value, 0))
+        if told.changed_at is not None and rates.now < told.changed_at:
+            continue
         before = Band(told.band)
         if t.band.level == before.level:
             continue
