@@ -64,7 +64,7 @@ examples: $(STAMP)
 	$(BIN)/python docs/generate_examples.py
 
 # A year of simulated days on 20 seeds under faults (tests/soak/); `make test` runs a quarter
-# (and a fortnight on Google). SOAK_PROVIDER=google soaks the Google Calendar provider instead.
+# (and a fortnight on Google and on Outlook). SOAK_PROVIDER=google or outlook soaks those instead.
 SOAK_PROVIDER ?= caldav
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak --provider $(SOAK_PROVIDER) --days 365 --seeds 20
@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/google_scale.py
 	$(BIN)/python benchmarks/report_scale.py
+	$(BIN)/python benchmarks/status_cost.py
 	$(BIN)/python benchmarks/prep_form.py
 	$(BIN)/python benchmarks/metrics_scale.py
 

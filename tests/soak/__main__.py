@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--seed", type=int, help="replay one seed")
     parser.add_argument("--keep", type=Path, help="keep each seed's files under this folder")
-    parser.add_argument("--provider", choices=("caldav", "google"), default="caldav")
+    parser.add_argument("--provider", choices=("caldav", "google", "outlook"), default="caldav")
     args = parser.parse_args()
     seeds = [args.seed] if args.seed is not None else list(range(1, args.seeds + 1))
     results = []

@@ -39,12 +39,12 @@ import structlog
 
 from daemon.config import load
 from daemon.mail.base import Mailer
-from daemon.reconcile import PassResult, Runtime, open_mailer, run_pass
+from daemon.reconcile import PassClock, PassResult, Runtime, open_mailer, run_pass
 from daemon.render import Renderer
 from daemon.store import Ledger
 from tests.fixtures.smtp import Recording, serve_smtp
 from tests.soak.reading import Series, key_of, outside
-from tests.soak.world import HOWS, CalDAVCalendars, Calendars, GoogleCalendars
+from tests.soak.world import HOWS, CalDAVCalendars, Calendars, GoogleCalendars, OutlookCalendars
 
 REPO = Path(__file__).resolve().parents[2]
 ORG_TZ = ZoneInfo("America/New_York")
@@ -251,8 +251,9 @@ class Soak:
             ledger = Ledger.open(config.settings.state_dir)
             self.stack.callback(ledger.close)
             mailer: Mailer = open_mailer(config)
-            provider = self.cal.daemon_provider(PROVIDER_TIMEOUT)
-            self.rt = Runtime(config, provider, mailer, ledger, self.renderer)
+            clock = PassClock()
+            provider = self.cal.daemon_provider(PROVIDER_TIMEOUT, clock)
+            self.rt = Runtime(config, provider, mailer, ledger, self.renderer, clock=clock)
         return self.rt
 
     # -- a day ---------------------------------------------------------------------------------
@@ -709,8 +710,15 @@ class Soak:
                 self.violation(now, f"an EXDATE of {key_of(c.uid, c.original)} was undone")
 
 
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 def soak(seed: int, days: int, root: Path, provider: str = "caldav") -> Figures:
-    """One seed on one provider (``caldav`` or ``google``): its own calendar server, fault proxy,
+    """One seed on one provider (``caldav``, ``google`` or ``outlook``): its own calendar server, fault proxy,
     outbox (Maildir on even seeds, SMTP on odd) and ledger."""
     root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -719,6 +727,14 @@ def soak(seed: int, days: int, root: Path, provider: str = "caldav") -> Figures:
             calendars = stack.enter_context(
                 GoogleCalendars.started(root, list(MANAGERS), PROVIDER_TIMEOUT)
             )
+        elif provider == "outlook":
+            outlook = stack.enter_context(
+                OutlookCalendars.started(root, list(MANAGERS), PROVIDER_TIMEOUT)
+            )
+            for name, value in outlook.environment().items():  # for `cadence once` too
+                stack.callback(_restore, name, os.environ.get(name))
+                os.environ[name] = value
+            calendars = outlook
         else:
             calendars = stack.enter_context(
                 CalDAVCalendars.started(root / "radicale", PROVIDER_TIMEOUT)

@@ -4,8 +4,10 @@ independent reading of them, and a way to make the daemon's connection to them f
 The soak itself only speaks ``Calendars``. ``CalDAVCalendars`` is a real Radicale (raw HTTP and
 iCalendar for people's edits, as a calendar app makes them); ``GoogleCalendars`` is the local
 Calendar v3 server of ``tests/fixtures/google.py`` (edits as the Google Calendar UI makes them:
-instance exceptions, deletions, attendees' answers). Each reads its calendars back without the
-daemon's code, and puts a ``FaultProxy`` between the daemon and the server.
+instance exceptions, deletions, attendees' answers); ``OutlookCalendars`` is the local Graph of
+``tests/fixtures/graph.py`` (edits as Outlook makes them). Each reads its calendars back without
+the daemon's code, and fails the daemon's requests on cue: through a ``FaultProxy``, or for
+Graph (HTTPS, absolute links) inside the fake server, from the same ``FaultPlan``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,12 +26,16 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar, Event, vCalAddress
 
 from daemon.embedded import EmbeddedRadicale
+from daemon.graph_http import GraphClient, GraphSettings
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
 from daemon.providers.google import GoogleCalendarProvider, event_id
+from daemon.providers.graph import GraphCalendarProvider, text_html
 from tests.fixtures.google import FakeGoogle
+from tests.fixtures.graph import FakeGraph, html_to_text
+from tests.fixtures.graph import zone_of as graph_zone_of
 from tests.fixtures.radicale import radicale_server
-from tests.soak.proxy import KINDS, FaultProxy
+from tests.soak.proxy import KINDS, FaultPlan, FaultProxy
 from tests.soak.reading import END, Override, Series, read_series
 
 # What a person does to one occurrence (or, for ``master_note``, to the whole series).
@@ -45,8 +51,9 @@ class Calendars(Protocol):
     def config_block(self) -> str:
         """The config's ``calendar:`` value (YAML flow) for a daemon going through the faults."""
 
-    def daemon_provider(self, timeout: float) -> CalendarProvider:
-        """A provider for the in-process daemon, going through the faults."""
+    def daemon_provider(self, timeout: float, clock: Callable[[], datetime]) -> CalendarProvider:
+        """A provider for the in-process daemon, going through the faults; ``clock`` is the
+        pass's simulated time (Graph reads a window of time around it)."""
 
     def arm(self, after: int, kind: str, count: int) -> None:
         """Let ``after`` requests of the daemon through, then fail ``count`` with ``kind``."""
@@ -105,7 +112,7 @@ class CalDAVCalendars:
     def config_block(self) -> str:
         return f"{{caldav: {{url: '{self.proxy.url}'}}}}"
 
-    def daemon_provider(self, timeout: float) -> CalendarProvider:
+    def daemon_provider(self, timeout: float, clock: Callable[[], datetime]) -> CalendarProvider:
         return CalDAVProvider(self.proxy.url, timeout=timeout)
 
     def arm(self, after: int, kind: str, count: int) -> None:
@@ -298,7 +305,7 @@ class GoogleCalendars:
             f"api_endpoint: '{self.proxy.url}'}}}}"
         )
 
-    def daemon_provider(self, timeout: float) -> CalendarProvider:
+    def daemon_provider(self, timeout: float, clock: Callable[[], datetime]) -> CalendarProvider:
         # No real sleeping between retries: a simulated day must not wait on back-off.
         return GoogleCalendarProvider(self.fake.key_info(), root=self.proxy.url,
                                       sleep=lambda seconds: None)  # fmt: skip
@@ -448,3 +455,242 @@ def _google_exception(series: Series, event: dict[str, Any]) -> None:
         declined_by=_declined(event),
         description=str(event.get("description", "")),
     )
+
+
+class OutlookCalendars:
+    """The local Graph (HTTPS); people act through it as Outlook does, the daemon's requests
+    fail inside the server on the soak's ``FaultPlan`` (identity requests included)."""
+
+    kind = "outlook"
+    fault_kinds: tuple[str, ...] = KINDS
+    CALENDAR = "1:1s (cadence)"
+
+    def __init__(self, fake: FakeGraph, plan: FaultPlan) -> None:
+        self.fake = fake
+        self.plan = plan
+        self.foreign: dict[tuple[str, str], str] = {}  # (manager, uid) -> Graph id
+
+    @classmethod
+    @contextmanager
+    def started(cls, root: Path, managers: list[str], timeout: float) -> Iterator[OutlookCalendars]:
+        (root / "graph").mkdir(parents=True, exist_ok=True)
+        fake = FakeGraph(root / "graph")
+        for manager in managers:
+            fake.add_mailbox(manager)
+        fake.open_domain = "acme.test"
+        plan = FaultPlan(hold_seconds=timeout * 4)
+        fake.faults = plan
+        fake.start()
+        try:
+            yield cls(fake, plan)
+        finally:
+            plan.disarm()
+            fake.stop()
+
+    def environment(self) -> dict[str, str]:
+        """What a `cadence once` of this config needs in its environment: the secret, the CA."""
+        return {"CADENCE_GRAPH_SECRET": self.fake.client_secret,
+                "REQUESTS_CA_BUNDLE": str(self.fake.ca_file)}  # fmt: skip
+
+    def config_block(self) -> str:
+        return (
+            "{provider: outlook, outlook: {"
+            f"tenant_id: {self.fake.tenant}, client_id: {self.fake.client_id}, "
+            f"authority_host: '{self.fake.url}', graph_endpoint: '{self.fake.url}', "
+            f"calendar: '{self.CALENDAR}'}}}}"
+        )
+
+    def daemon_provider(self, timeout: float, clock: Callable[[], datetime]) -> CalendarProvider:
+        client = GraphClient(
+            GraphSettings(
+                tenant_id=self.fake.tenant, client_id=self.fake.client_id,
+                client_secret=self.fake.client_secret, authority_host=self.fake.url,
+                graph_endpoint=self.fake.url, ca_bundle=str(self.fake.ca_file), timeout=timeout,
+            ),
+            sleep=lambda seconds: None,
+        )  # fmt: skip
+        return GraphCalendarProvider(client, self.CALENDAR, clock=clock)
+
+    def arm(self, after: int, kind: str, count: int) -> None:
+        self.plan.arm(after, kind, count)
+
+    def disarm(self) -> None:
+        self.plan.disarm()
+
+    def injected(self) -> dict[str, int]:
+        return dict(self.plan.injected)
+
+    # -- people and the reading --------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.fake.issue_token()}",
+                   "Prefer": 'outlook.timezone="UTC"'}  # fmt: skip
+        raw = json.dumps(body).encode() if body is not None else b""
+        status, _, answer = self.fake.handle(method, f"/v1.0{path}", headers, raw)
+        assert status < 300, (method, path, status, answer)
+        return json.loads(answer) if answer else None
+
+    def _calendar(self, manager: str) -> str:
+        """The id of the manager's cadence calendar; a person's event made first creates it."""
+        with self.fake.lock:
+            box = self.fake.mailboxes[manager]
+            for calendar_id, name in box.calendars.items():
+                if name == self.CALENDAR:
+                    return calendar_id
+        made = self._call("POST", f"/users/{manager}/calendars", {"name": self.CALENDAR})
+        return str(made["id"])
+
+    def _instance(self, manager: str, uid: str, original: datetime) -> str:
+        master = self.fake.master(manager, uid).id
+        start = (original - timedelta(days=8)).astimezone(UTC)
+        end = (original + timedelta(days=8)).astimezone(UTC)
+        window = f"startDateTime={start:%Y-%m-%dT%H:%MZ}&endDateTime={end:%Y-%m-%dT%H:%MZ}"
+        instances = self._call("GET", f"/users/{manager}/events/{master}/instances?{window}")
+        wanted = original.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        (found,) = [i for i in instances["value"] if i["originalStart"] == wanted]
+        return str(found["id"])
+
+    def _retype(self, manager: str, graph_id: str, change: Callable[[str], str]) -> None:
+        body = self._call("GET", f"/users/{manager}/events/{graph_id}")["body"]["content"]
+        html = text_html(change(html_to_text(body)))
+        self._call("PATCH", f"/users/{manager}/events/{graph_id}",
+                   {"body": {"contentType": "html", "content": html}})  # fmt: skip
+
+    def read(self, manager: str) -> dict[str, Series]:
+        out: dict[str, Series] = {}
+        with self.fake.lock:
+            box = self.fake.mailboxes[manager]
+            calendars = {i for i, name in box.calendars.items() if name == self.CALENDAR}
+            for stored in list(box.events.values()):
+                if stored.deleted_seq is not None or stored.calendar not in calendars:
+                    continue
+                props = stored.data.get("singleValueExtendedProperties") or []
+                tag = next((str(p["value"]) for p in props if p.get("value")), None)
+                uid = tag or next(
+                    (u for (m, u), i in self.foreign.items() if m == manager and i == stored.id),
+                    stored.id,
+                )
+                out[uid] = self._series(manager, uid, stored, tag is not None)
+        return out
+
+    def _series(self, manager: str, uid: str, stored: Any, owned: bool) -> Series:
+        data = stored.data
+        zone = graph_zone_of(data["start"]["timeZone"]) or ZoneInfo("UTC")
+        start = datetime.fromisoformat(data["start"]["dateTime"][:19]).replace(tzinfo=zone)
+        end = datetime.fromisoformat(data["end"]["dateTime"][:19]).replace(
+            tzinfo=graph_zone_of(data["end"]["timeZone"]) or zone
+        )
+        rule = None
+        until: date | None = None
+        days = 1
+        recurrence = data.get("recurrence")
+        if recurrence:
+            pattern, span = recurrence["pattern"], recurrence["range"]
+            byday = [d[:2].upper() for d in pattern["daysOfWeek"]]
+            days = len(byday)
+            first = str(pattern.get("firstDayOfWeek", "sunday"))[:2].upper()
+            rule = (f"FREQ=WEEKLY;INTERVAL={pattern.get('interval', 1)};BYDAY={','.join(byday)}"
+                    f";WKST={first}")  # fmt: skip
+            if span["type"] == "endDate":
+                until = date.fromisoformat(span["endDate"])
+                last = datetime.combine(until, datetime.max.time(), zone).astimezone(UTC)
+                rule += f";UNTIL={last:%Y%m%dT%H%M%SZ}"
+        attendees = [str(a["emailAddress"]["address"]).lower() for a in data.get("attendees") or []]
+        series = Series(
+            uid=uid, manager=manager, owned=owned,
+            rep=next((a for a in attendees if a != manager), None), start=start,
+            duration=end - start, rule=rule, until=until, days_per_week=days,
+            description=html_to_text((data.get("body") or {}).get("content", "")),
+        )  # fmt: skip
+        originals = {o.date(): o for o in self.fake._originals(stored, _last_day(stored))}
+        for day in stored.cancelled:
+            original = originals[day]
+            series.exdates.add(original)
+            series.overrides[original] = Override(original, True, set(), "")
+        for day, exception in stored.exceptions.items():
+            original = originals[day]
+            moved = datetime.fromisoformat(exception["start"]["dateTime"][:19]).replace(
+                tzinfo=graph_zone_of(exception["start"]["timeZone"]) or UTC
+            )
+            declined = {
+                str(a["emailAddress"]["address"]).lower()
+                for a in exception.get("attendees") or []
+                if (a.get("status") or {}).get("response") == "declined"
+            }
+            body = html_to_text((exception.get("body") or {}).get("content", ""))
+            series.overrides[original] = Override(moved, False, declined, body)
+        return series
+
+    def raw(self, manager: str, uid: str) -> bytes | None:
+        with self.fake.lock:
+            graph_id = self.foreign.get((manager, uid))
+            try:
+                stored = (
+                    self.fake.mailboxes[manager].events.get(graph_id)
+                    if graph_id
+                    else self.fake.master(manager, uid)
+                )
+            except KeyError:
+                return None
+            if stored is None or stored.deleted_seq is not None:
+                return None
+            state = {"data": stored.data, "cancelled": sorted(map(str, stored.cancelled)),
+                     "exceptions": {str(d): e for d, e in stored.exceptions.items()}}  # fmt: skip
+            return json.dumps(state, sort_keys=True).encode()
+
+    def edit(
+        self, manager: str, uid: str, original: datetime, how: str, *, rep: str,
+        duration: timedelta, note: str | None = None, start: datetime | None = None,
+    ) -> None:  # fmt: skip
+        if how == "master_note":
+            self._retype(manager, self.fake.master(manager, uid).id, lambda t: f"{t}\n{note}")
+            return
+        if how == "decline":
+            self.fake.respond(manager, self.fake.master(manager, uid).id, rep, "declined",
+                              original=original)  # fmt: skip
+            return
+        instance = self._instance(manager, uid, original)
+        if how in ("cancel", "exdate"):  # in Outlook both are the organiser deleting it
+            self._call("DELETE", f"/users/{manager}/events/{instance}")
+        elif how in ("move_in", "move_out"):
+            assert start is not None
+            utc = start.astimezone(UTC)
+            self._call("PATCH", f"/users/{manager}/events/{instance}", {
+                "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+                "end": {"dateTime": f"{utc + duration:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+            })  # fmt: skip
+        elif how == "note":
+            self._retype(manager, instance, lambda t: f"{t}\n{note}")
+        else:  # commitment: filled in inside the block, as the agenda asks
+            self._retype(manager, instance,
+                         lambda t: t.replace("Commitment:", f"Commitment: {note}", 1))  # fmt: skip
+
+    def put_foreign(self, manager: str, uid: str, at: datetime, n: int) -> None:
+        start = (at + timedelta(days=n % 5 + 1)).replace(minute=0, second=0, microsecond=0)
+        utc = start.astimezone(UTC)
+        body: dict[str, Any] = {
+            "subject": f"Pipeline review {n}",
+            "body": {"contentType": "text",
+                     "content": f"Written by a person.\n{END}\nnot cadence's to touch"},
+            "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
+            "end": {"dateTime": f"{utc + timedelta(minutes=30):%Y-%m-%dT%H:%M:%S}",
+                    "timeZone": "UTC"},
+        }  # fmt: skip
+        if n % 2:
+            body["recurrence"] = {
+                "pattern": {"type": "weekly", "interval": 1,
+                            "daysOfWeek": [utc.strftime("%A").lower()]},
+                "range": {"type": "noEnd", "startDate": utc.date().isoformat()},
+            }  # fmt: skip
+        calendar = self._calendar(manager)
+        made = self._call("POST", f"/users/{manager}/calendars/{calendar}/events", body)
+        self.foreign[(manager, uid)] = str(made["id"])
+
+    def delete(self, manager: str, uid: str) -> None:
+        self._call("DELETE", f"/users/{manager}/events/{self.fake.master(manager, uid).id}")
+
+
+def _last_day(stored: Any) -> date:
+    """The last day whose occurrences the reading needs: its exceptions' and cancellations'."""
+    days = [*stored.cancelled, *stored.exceptions]
+    return max(days) if days else date.min
