@@ -150,7 +150,9 @@ class World:
     def plan(self, now: datetime, **options: Any) -> Plan:
         managers = self.managers()
         options.setdefault("complete", frozenset(managers))
-        observed = {m: dict(self.calendars.get(m, {})) for m in managers}
+        unreachable = options.get("unreachable", frozenset())
+        # As the executor reads them: an unreachable calendar is not in ``observed``.
+        observed = {m: dict(self.calendars.get(m, {})) for m in managers - unreachable}
         return make_plan(self.roster, now, observed, self.ledger(), render, **options)
 
     def execute(self, now: datetime, plan: Plan) -> None:
@@ -742,6 +744,24 @@ def test_a_manager_change_just_before_a_ramp_starts_the_next_stage_on_its_own_da
     ramped = [rec for rec in world.series.values() if rec.stage == "ramped_ae"]
     live = [rec for rec in ramped if rec.manager == RAJ and rec.state != "ended"]
     assert [rec.start.astimezone(DENVER).date() for rec in live] == [date(2026, 12, 9)]
+
+
+def test_a_manager_change_waits_for_the_old_calendar_while_it_cannot_be_read() -> None:
+    # Found by the soak (seed 6): the old manager's calendar was unreadable in the pass that
+    # saw the manager change, so the old series could be neither read nor ended; the new one
+    # still took this week, the old one met on the same day, and the rep had two 1:1s.
+    world = World(org(lee()))  # Wednesdays 10:00 Denver, with Maya
+    settle(world, T0)
+    world.roster = org(lee(manager=RAJ))
+    monday = datetime(2026, 11, 23, 9, tzinfo=NY)
+    world.step(monday, unreachable=frozenset({MAYA}))
+    thursday = datetime(2026, 11, 26, 9, tzinfo=NY)  # Maya's calendar is back
+    settle(world, thursday)
+    assert_one_live_series_per_rep(world, thursday)
+    meetings = world.meetings(LEE, T0, T0 + timedelta(weeks=4))
+    weeks = [week_bounds(m, NY)[0] for m in meetings]
+    assert len(weeks) == len(set(weeks)), [m.astimezone(DENVER).isoformat() for m in meetings]
+    assert all(b - a == timedelta(weeks=1) for a, b in itertools.pairwise(weeks))
 
 
 # --- cancellations ----------------------------------------------------------------------------

@@ -168,6 +168,10 @@ def rep_actions(
                 firsts[w.fingerprint] = resumed
             continue
         replaced = [r for r in [*others, *ending] if r.stage == w.stage.value]
+        if any(r.manager in blocked for r in replaced):
+            # The calendar it replaces cannot be read or ended this pass: whether the pair met
+            # this week is unknown, and the old series would go on meeting beside the new one.
+            continue
         first, handovers[w.stage.value] = _first_meeting(w, now, replaced, observed)
         if first is not None:
             firsts[w.fingerprint] = first
