@@ -579,7 +579,10 @@ class Executor:
         Each is in the ledger as pending before, exactly as a single create; the outcome is
         taken up at the action's turn (``write``). Only when every write fits the pass's cap.
         """
-        creates = [a for a in actions if isinstance(a, CreateSeries)]
+        # A rep whose old series must end first (a handover) gets their new one at its turn:
+        # made ahead, it would stay beside the old one if the end then failed.
+        ending = {a.rep for a in actions if isinstance(a, EndSeries) and a.write}
+        creates = [a for a in actions if isinstance(a, CreateSeries) and a.rep not in ending]
         writes = sum(isinstance(a, CreateSeries | EndSeries | WriteAgendas) for a in actions)
         if not creates or writes > self.rt.config.settings.max_writes_per_pass:
             return {}
