@@ -9,7 +9,7 @@ it when its data may have changed and keeps the last good read in the ledger; th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import NamedTuple, Protocol
 
@@ -36,8 +36,20 @@ class Row(NamedTuple):  # a named tuple: an export of everyone is a million of t
     value: float
 
 
+class Opportunity(NamedTuple):
+    """An open deal, for the pipeline review's agenda."""
+
+    rep: str  # lower-case email of its owner
+    name: str
+    amount: float | None
+    stage: str
+    close_date: date
+
+
 class MetricsSource(Protocol):
     label: str  # how people see it named in the agenda: "metrics.csv", "Salesforce"
+    # Metrics it cannot give, with why (said in the agenda and by ``cadence doctor``).
+    cannot: Mapping[Metric, str]
 
     def version(self) -> str | None:
         """A token that changes whenever the data may have (a file's digest); None when only
@@ -49,3 +61,10 @@ class MetricsSource(Protocol):
 
     def through(self) -> date | None:
         """After ``rows``: the last week the source had figures for, anyone's."""
+
+
+class OpportunitySource(Protocol):
+    """What a CRM source gives besides the numbers (a CSV of weekly values does not)."""
+
+    def opportunities(self, reps: frozenset[str]) -> Iterator[Opportunity]:
+        """The open opportunities the reps own, each rep's closing soonest first."""

@@ -12,7 +12,7 @@ import csv
 import hashlib
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +27,8 @@ _EPOCH = date(2000, 1, 3).toordinal()  # a Monday: week numbers count from it
 
 
 class CsvSource:
+    cannot: Mapping[Metric, str] = {}  # an export can hold any metric
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = path.name
