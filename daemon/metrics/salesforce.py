@@ -54,15 +54,6 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, SalesforceError) and exc.status >= 500
 
 
-_retry = retry(
-    retry=retry_if_exception(_retryable),
-    stop=stop_after_attempt(4),
-    wait=wait_exponential(multiplier=0.5, max=8),
-    reraise=True,
-    sleep=time.sleep,
-)
-
-
 class SalesforceSource:
     label = "Salesforce"
     cannot: Mapping[Metric, str] = {
@@ -76,6 +67,7 @@ class SalesforceSource:
         org_zone: ZoneInfo,
         clock: Callable[[], datetime] | None = None,
         session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.zone = org_zone
@@ -87,6 +79,14 @@ class SalesforceSource:
         self.session = session or requests.Session()
         self._through: date | None = None
         self.api_usage: str | None = None  # Sforce-Limit-Info's api-usage, after a read
+        # Idempotent reads only: a network error or a 5xx is tried again a few times.
+        self._retry = retry(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            reraise=True,
+            sleep=sleep,
+        )
 
     def version(self) -> None:
         return None  # only time tells: read every refresh_hours
@@ -188,7 +188,7 @@ class SalesforceSource:
             ) from None
         form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
         try:
-            answer = _retry(self.session.post)(
+            answer = self._retry(self.session.post)(
                 f"{login}/services/oauth2/token", data=form, timeout=30
             )
         except requests.RequestException as exc:
@@ -211,13 +211,15 @@ class SalesforceSource:
     def _query(self, sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
         """Every record of ``soql``, page after page; errors translated."""
         try:
-            result = _retry(sf.query)(soql)
+            result = self._retry(sf.query)(soql)
             while True:
                 self._usage(sf)
                 yield from result["records"]
                 if result["done"]:
                     return
-                result = _retry(sf.query_more)(result["nextRecordsUrl"], identifier_is_url=True)
+                result = self._retry(sf.query_more)(
+                    result["nextRecordsUrl"], identifier_is_url=True
+                )
         except SalesforceError as exc:
             raise MetricsUnavailable(f"Salesforce: {_why(exc)}") from None
         except requests.RequestException as exc:

@@ -103,3 +103,125 @@ class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract):
                           StageName=deal.stage, CloseDate=deal.close_date, IsClosed=closed,
                           IsWon=closed)  # fmt: skip
         return salesforce_source(self.fake, self.key)
+
+
+# --- Salesforce beyond the contract -------------------------------------------------------------
+
+CONFIG = """\
+organization: {{name: Acme, timezone: America/New_York}}
+managers:
+  - {{email: maya@acme.test, name: Maya Chen}}
+reps:
+  - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
+     manager: maya@acme.test}}
+  - {{email: ana@acme.test, name: Ana Ruiz, role: ae, start_date: 2025-01-05,
+     manager: maya@acme.test}}
+metrics:
+  source: salesforce
+  refresh_hours: 6
+  salesforce: {{login_url: "{url}", client_id: {client}, username: {user}, private_key_file: {key}}}
+"""
+
+
+def salesforce_config(tmp_path: Path, fake: FakeSalesforce, key: Path) -> Path:
+    path = tmp_path / "cadence.yaml"
+    path.write_text(CONFIG.format(url=fake.url, client=CLIENT_ID, user=USERNAME, key=key))
+    return path
+
+
+def test_a_crm_is_read_at_most_every_refresh_hours_and_an_outage_keeps_the_last_numbers(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    from daemon.config import load
+    from daemon.metrics import cache
+    from daemon.metrics.base import MetricsUnavailable
+    from daemon.store import Ledger
+
+    key = salesforce.register_certificate()
+    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
+    config = load(salesforce_config(tmp_path, salesforce, key))
+    now = NOW
+    source = salesforce_source(salesforce, key, clock=lambda: now)
+    source._retry.sleep = lambda _: None  # the retries' waits: no sleeping in tests
+    ledger = Ledger.open(tmp_path / "state")
+    try:
+        assert cache.refresh(config, ledger, source, now)
+        read = salesforce.requests
+        assert read >= 2  # a login and queries
+        now = NOW + timedelta(hours=5, minutes=59)
+        assert not cache.refresh(config, ledger, source, now)
+        assert salesforce.requests == read  # within refresh_hours: Salesforce is not called
+
+        now = NOW + timedelta(hours=6)
+        put_rows(
+            salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 2)]
+        )
+        assert cache.refresh(config, ledger, source, now)
+        weekly = cache.weekly(ledger, source, now.date())
+        monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
+        assert weekly.values[("sam@acme.test", Metric.ACTIVITIES)][monday] == 5
+        assert weekly.read_at == now
+        assert Metric.PIPELINE_COVERAGE in weekly.unavailable  # said in the agenda
+
+        salesforce.down = True
+        now = NOW + timedelta(hours=12)
+        with pytest.raises(MetricsUnavailable):
+            cache.refresh(config, ledger, source, now)
+        kept = cache.weekly(ledger, source, now.date())
+        assert kept.values == weekly.values and kept.read_at == NOW + timedelta(hours=6)
+    finally:
+        ledger.close()
+
+
+def test_doctor_shows_salesforce_readable_its_api_use_and_what_it_cannot_give(
+    tmp_path: Path, salesforce: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.config import load
+    from daemon.doctor import diagnose
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(salesforce.ca_file))
+    key = salesforce.register_certificate()
+    salesforce.user("sam@acme.test")
+    salesforce.user("ana@acme.test")
+    rows = [r for r in diagnose(load(salesforce_config(tmp_path, salesforce, key)))
+            if r.check == "metrics"]  # fmt: skip
+    assert rows[0].subject == "Salesforce" and rows[0].ok
+    assert "API requests today" in rows[0].detail and "/15000" in rows[0].detail
+    # Ana is a ramped AE today or a new one: either way her metric is one Salesforce lacks or has.
+    assert all(r.ok or "cannot give it" in r.detail or "no figures" in r.detail for r in rows[1:])
+
+    key.chmod(0o644)
+    with pytest.raises(Exception, match="readable by others; chmod 600"):
+        diagnose(load(salesforce_config(tmp_path, salesforce, key)))
+
+
+def test_a_wrong_key_or_user_is_refused_at_login_in_one_line(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    from daemon.metrics.base import MetricsUnavailable
+
+    old = tmp_path / "old.key"
+    old.write_bytes(salesforce.register_certificate().read_bytes())
+    old.chmod(0o600)
+    salesforce.register_certificate()  # the app now holds another certificate
+    key = old
+    with pytest.raises(MetricsUnavailable, match="refused the login.*invalid_grant"):
+        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
+
+
+def test_thousands_of_reps_take_a_few_grouped_queries_never_one_per_rep(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    key = salesforce.register_certificate()
+    reps = [f"r{i}@acme.test" for i in range(1200)]
+    for rep in reps:
+        salesforce.user(rep)
+    salesforce.page_size = 2000
+    source = salesforce_source(salesforce, key)
+    rows = list(source.rows(frozenset(reps)))
+    assert {r.rep for r in rows} == set(reps)  # a 0 for each week without calls
+    users = [q for q in salesforce.queries if "FROM User" in q]
+    tasks = [q for q in salesforce.queries if "FROM Task" in q]
+    assert len(users) == 3  # 500 emails a query
+    # grouped by owner and day: 49 days a rep, so 40 reps a query keep it under 2,000 rows
+    assert len(tasks) == 30 and len(salesforce.queries) == 3 + 30 + 30 + 3
