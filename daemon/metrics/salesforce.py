@@ -199,7 +199,10 @@ class SalesforceSource:
                 why = f"{body.get('error')}: {body.get('error_description')}"
             except ValueError:
                 why = answer.text[:200]
-            raise MetricsUnavailable(f"Salesforce refused the login at {login} ({why})")
+            what = "refused the login" if answer.status_code < 500 else "could not log in"
+            raise MetricsUnavailable(
+                f"Salesforce {what} at {login} (HTTP {answer.status_code}; {why})"
+            )
         token = answer.json()
         return Salesforce(
             instance_url=token["instance_url"],

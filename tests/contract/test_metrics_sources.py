@@ -225,3 +225,22 @@ def test_thousands_of_reps_take_a_few_grouped_queries_never_one_per_rep(
     assert len(users) == 3  # 500 emails a query
     # grouped by owner and day: 49 days a rep, so 40 reps a query keep it under 2,000 rows
     assert len(tasks) == 30 and len(salesforce.queries) == 3 + 30 + 30 + 3
+
+
+def test_validate_warns_when_salesforce_cannot_be_reached_and_passes_when_it_can(
+    tmp_path: Path,
+    salesforce: FakeSalesforce,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from daemon.cli import main
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(salesforce.ca_file))
+    key = salesforce.register_certificate()
+    salesforce.user("sam@acme.test")
+    path = salesforce_config(tmp_path, salesforce, key)
+    assert main(["validate", "--config", str(path)]) == 0
+    salesforce.down = True
+    assert main(["validate", "--config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: metrics: Salesforce:" in err and "503" in err
