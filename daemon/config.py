@@ -162,6 +162,14 @@ class SalesforceSettings(_Settings):
     api_version: str = Field(default="62.0", pattern=r"^[0-9]{2,3}\.0$")
 
 
+class HubspotSettings(_Settings):
+    """A private app's access token, with the CRM read scopes only."""
+
+    token_env: str = "CADENCE_HUBSPOT_TOKEN"  # noqa: S105 - the name of an env var
+    token_file: Path | None = None  # or a 0600 file holding it
+    api_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://[^\s?#]+$")
+
+
 class MetricsSettings(_Settings):
     """Where the number in each agenda comes from (SPEC "The number in the agenda")."""
 
@@ -169,13 +177,12 @@ class MetricsSettings(_Settings):
     csv: CsvMetricsSettings = CsvMetricsSettings()
     refresh_hours: float = Field(default=6, gt=0, le=24 * 7)  # a CRM is read at most this often
     salesforce: SalesforceSettings | None = None
+    hubspot: HubspotSettings = HubspotSettings()
 
     @model_validator(mode="after")
     def _source_configured(self) -> MetricsSettings:
         if self.source == "salesforce" and self.salesforce is None:
             raise ValueError("source salesforce needs a salesforce: section")
-        if self.source == "hubspot":
-            raise ValueError("source hubspot: not yet (use csv: a HubSpot report export works)")
         return self
 
 

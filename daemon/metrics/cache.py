@@ -32,12 +32,16 @@ def open_source(
     settings = config.settings.metrics
     if settings is None:
         return None
+    zone = ZoneInfo(config.roster.organization.timezone)
     if settings.source == "salesforce":
         from daemon.metrics.salesforce import SalesforceSource
 
         assert settings.salesforce is not None
-        zone = ZoneInfo(config.roster.organization.timezone)
         return SalesforceSource(settings.salesforce, zone, clock)
+    if settings.source == "hubspot":
+        from daemon.metrics.hubspot import HubspotSource
+
+        return HubspotSource(settings.hubspot, zone, clock)
     return CsvSource(csv_path(config, settings))
 
 

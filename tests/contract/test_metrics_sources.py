@@ -11,12 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from daemon.config import SalesforceSettings
+from daemon.config import HubspotSettings, SalesforceSettings
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsSource, Opportunity, OpportunitySource, Row
 from daemon.metrics.csvfile import CsvSource
+from daemon.metrics.hubspot import HubspotSource
 from daemon.metrics.salesforce import SalesforceSource
 from tests.contract.metrics_contract import NOW, MetricsSourceContract, OpportunitiesContract
+from tests.fixtures.hubspot import TOKEN, FakeHubspot, iso
 from tests.fixtures.salesforce import CLIENT_ID, USERNAME, FakeSalesforce
 
 ORG = ZoneInfo("America/New_York")
@@ -103,6 +105,69 @@ class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract):
                           StageName=deal.stage, CloseDate=deal.close_date, IsClosed=closed,
                           IsWon=closed)  # fmt: skip
         return salesforce_source(self.fake, self.key)
+
+
+@pytest.fixture
+def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubspot]:
+    monkeypatch.setenv("CADENCE_HUBSPOT_TOKEN", TOKEN)
+    fake = FakeHubspot(page_size_owners=2)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def hubspot_source(fake: FakeHubspot, clock=lambda: NOW) -> HubspotSource:  # noqa: ANN001
+    source = HubspotSource(HubspotSettings(api_url=fake.url), ORG, clock, sleep=lambda _: None)
+    return source
+
+
+def put_hubspot(fake: FakeHubspot, rows: Sequence[Row]) -> None:
+    """Engagements and deals that add up to ``rows``, as ``put_rows`` does for Salesforce."""
+    ids: dict[str, str] = {}
+    for row in rows:
+        owner = ids.get(row.rep) or ids.setdefault(row.rep, fake.owner(row.rep))
+        if row.metric is Metric.ACTIVITIES:
+            for i in range(int(row.value)):
+                at = iso(datetime.combine(row.week + timedelta(days=i % 5), time(10), ORG))
+                fake.add(("calls", "emails")[i % 2], hubspot_owner_id=owner, hs_timestamp=at)
+        elif row.metric is Metric.MEETINGS_BOOKED:
+            for i in range(int(row.value)):
+                at = iso(datetime.combine(row.week + timedelta(days=i % 7), time(9), ORG))
+                fake.add("meetings", hubspot_owner_id=owner, hs_createdate=at, hs_timestamp=at)
+        elif row.metric is Metric.WIN_RATE:
+            won = round(row.value * 100)
+            at = iso(datetime.combine(row.week, time(12), ORG))
+            for i in range(100):
+                fake.add("deals", hubspot_owner_id=owner, dealname=f"deal {i}", amount="1000",
+                         dealstage="closedwon" if i < won else "closedlost", closedate=at,
+                         hs_is_closed="true", hs_is_closed_won="true" if i < won else "false")  # fmt: skip
+
+
+class TestHubspotSource(MetricsSourceContract, OpportunitiesContract):
+    @pytest.fixture(autouse=True)
+    def _fake(self, hubspot: FakeHubspot) -> None:
+        self.fake = hubspot
+
+    def _fresh(self) -> None:
+        self.fake.owners = []
+        self.fake.objects = {k: [] for k in self.fake.objects}
+
+    def publish(self, rows: Sequence[Row]) -> MetricsSource:
+        self._fresh()
+        put_hubspot(self.fake, rows)
+        return hubspot_source(self.fake)
+
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitySource:
+        self._fresh()
+        ids: dict[str, str] = {}
+        for deal, closed in deals:
+            owner = ids.get(deal.rep) or ids.setdefault(deal.rep, self.fake.owner(deal.rep))
+            at = iso(datetime.combine(deal.close_date, time(12), ORG))
+            self.fake.add("deals", hubspot_owner_id=owner, dealname=deal.name,
+                          amount="" if deal.amount is None else str(deal.amount),
+                          dealstage=deal.stage, closedate=at,
+                          hs_is_closed="true" if closed else "false")  # fmt: skip
+        return hubspot_source(self.fake)
 
 
 # --- Salesforce beyond the contract -------------------------------------------------------------
@@ -244,3 +309,64 @@ def test_validate_warns_when_salesforce_cannot_be_reached_and_passes_when_it_can
     assert main(["validate", "--config", str(path)]) == 0
     err = capsys.readouterr().err
     assert "warning: metrics: Salesforce:" in err and "503" in err
+
+
+# --- HubSpot beyond the contract ----------------------------------------------------------------
+
+
+def test_hubspot_waits_out_a_secondly_429_and_stops_at_the_daily_limit(
+    hubspot: FakeHubspot,
+) -> None:
+    from daemon.metrics.base import MetricsUnavailable
+
+    put_hubspot(hubspot, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 4)])
+    hubspot.throttle(2, "SECONDLY")
+    rows = list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
+    monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
+    assert Row("sam@acme.test", Metric.ACTIVITIES, monday, 4) in rows
+    hubspot.throttle(1, "DAILY")
+    with pytest.raises(MetricsUnavailable, match="HTTP 429, DAILY limit"):
+        list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
+
+
+def test_hubspot_splits_a_range_past_10000_results_and_asks_once_for_all_owners(
+    hubspot: FakeHubspot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import daemon.metrics.hubspot as module
+    import tests.fixtures.hubspot as fake_module
+
+    # The same rule at a smaller scale: at most 300 results a search.
+    monkeypatch.setattr(module, "MAX_RESULTS", 300)
+    monkeypatch.setattr(fake_module, "MAX_RESULTS", 300)
+    monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
+    reps = [f"r{i}@acme.test" for i in range(150)]
+    put_hubspot(hubspot, [Row(rep, Metric.ACTIVITIES, monday - timedelta(7 * (i % 3)), 8)
+                          for i, rep in enumerate(reps)])  # fmt: skip
+    rows = list(hubspot_source(hubspot).rows(frozenset(reps)))
+    counted = {(r.rep, r.week): r.value for r in rows if r.metric is Metric.ACTIVITIES}
+    assert all(counted[(rep, monday - timedelta(7 * (i % 3)))] == 8 for i, rep in enumerate(reps))
+    assert sum(counted.values()) == 8 * len(reps)
+    owners = [r for r in hubspot.requests if "owners" in r]
+    assert len(owners) == 75  # the owners list, 2 a page here: never a request per rep
+    calls = [r for r in hubspot.requests if "/calls/" in r]
+    # 150 owners in 2 IN lists of 100 and 50; the first list's 400 calls pass the 300 a search
+    # answers, so its range is searched in two halves (one asking, then a page or two each).
+    assert 4 <= len(calls) <= 8
+
+
+def test_the_hubspot_fake_refuses_what_hubspot_refuses(hubspot: FakeHubspot) -> None:
+    import requests as http
+
+    def search(body: dict) -> http.Response:  # type: ignore[type-arg]
+        return http.post(f"{hubspot.url}/crm/v3/objects/calls/search", json=body,
+                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)  # fmt: skip
+
+    unknown = {"filterGroups": [{"filters": [{"propertyName": "ownerId", "operator": "EQ",
+                                              "value": "1"}]}]}  # fmt: skip
+    assert search(unknown).status_code == 400
+    assert search({"limit": 201}).status_code == 400
+    assert search({"after": "10000"}).status_code == 400
+    many = {"filterGroups": [{"filters": [{"propertyName": "hubspot_owner_id", "operator": "IN",
+                                           "values": [str(i) for i in range(101)]}]}]}  # fmt: skip
+    assert search(many).status_code == 400
+    assert http.get(f"{hubspot.url}/crm/v3/owners/", timeout=5).status_code == 401
