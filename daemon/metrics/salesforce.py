@@ -7,9 +7,9 @@ exchange is done here (``login_url`` may be a sandbox, a My Domain or, in tests,
 
 One read covers every rep at once, a few queries per object with chunked ``OwnerId IN`` lists,
 never a query per rep: users by ``Email``; calls and emails from ``Task`` and meetings booked
-from ``Event``, counted per owner and day by grouped queries (a grouped answer has at most 2,000
-rows and no next page, so their chunks are sized by the days read); closed ``Opportunity`` rows
-for the win rate and the open ones for the pipeline review, paged. The read fields are the
+from ``Event``, counted per owner a week at a time by queries grouped by owner (a grouped answer
+has at most 2,000 rows and no next page, so 2,000 owners a query); closed ``Opportunity`` rows for
+the win rate and the open ones for the pipeline review, paged. The read fields are the
 standard objects' own, so the integration user needs only read access to them.
 
 What a CRM cannot give without history of its own (pipeline coverage at a past week's end, the
@@ -41,8 +41,8 @@ from daemon.core.metrics import BASELINE_WEEKS, WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsUnavailable, Opportunity, Row
 
-IN_CHUNK = 500  # owners per query: well under SOQL's 100,000 characters
-GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers, with no next page
+IN_CHUNK = 500  # emails or owners in one IN list: well under SOQL's 100,000 characters
+GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page); 2,000 ids: 42 KB
 WIN_RATE_WEEKS = 13  # the trailing window of the win rate (SPEC)
 # The weeks read: those a pass still shows (its numbers' baselines, recaps a while after).
 WEEKS_READ = BASELINE_WEEKS + 3
@@ -110,24 +110,23 @@ class SalesforceSource:
         for user in users.values():
             for metric in (Metric.ACTIVITIES, Metric.MEETINGS_BOOKED):
                 counts[(user, metric)] = dict.fromkeys(weeks, 0.0)
-        days = (end - start).days
-        for owner, day, n in self._grouped(
-            sf, list(users), days,
-            "SELECT OwnerId, ActivityDate, COUNT(Id) n FROM Task WHERE OwnerId IN ({ids}) "  # noqa: S608
-            f"AND TaskSubtype IN ('Call', 'Email') AND ActivityDate >= {start} "
-            f"AND ActivityDate < {end} GROUP BY OwnerId, ActivityDate",
-            "ActivityDate",
-        ):  # fmt: skip
-            counts[(users[owner], Metric.ACTIVITIES)][monday_of(day)] += n
-        since, until = (_instant(d, self.zone) for d in (start, end))
-        for owner, day, n in self._grouped(
-            sf, list(users), days,
-            "SELECT OwnerId, DAY_ONLY(convertTimezone(CreatedDate)) day, COUNT(Id) n FROM Event "  # noqa: S608
-            f"WHERE OwnerId IN ({{ids}}) AND CreatedDate >= {since} AND CreatedDate < {until} "
-            "GROUP BY OwnerId, DAY_ONLY(convertTimezone(CreatedDate))",
-            "day",
-        ):  # fmt: skip
-            counts[(users[owner], Metric.MEETINGS_BOOKED)][monday_of(day)] += n
+        for week in weeks:
+            after = week + WEEK
+            activities = (
+                "SELECT OwnerId, COUNT(Id) n FROM Task WHERE OwnerId IN ({ids}) "  # noqa: S608
+                f"AND TaskSubtype IN ('Call', 'Email') AND ActivityDate >= {week} "
+                f"AND ActivityDate < {after} GROUP BY OwnerId"
+            )
+            for owner, n in self._grouped(sf, list(users), activities):
+                counts[(users[owner], Metric.ACTIVITIES)][week] += n
+            # Booked that week: created between the organisation's Monday midnights.
+            since, until = _instant(week, self.zone), _instant(after, self.zone)
+            meetings = (
+                "SELECT OwnerId, COUNT(Id) n FROM Event WHERE OwnerId IN ({ids}) "  # noqa: S608
+                f"AND CreatedDate >= {since} AND CreatedDate < {until} GROUP BY OwnerId"
+            )
+            for owner, n in self._grouped(sf, list(users), meetings):
+                counts[(users[owner], Metric.MEETINGS_BOOKED)][week] += n
         closed: dict[str, list[tuple[date, bool]]] = defaultdict(list)
         first = start - WEEK * (WIN_RATE_WEEKS - 1)
         for record in self._records(
@@ -251,13 +250,13 @@ class SalesforceSource:
             yield from self._query(sf, soql.format(ids=", ".join(_quote(o) for o in chunk)))
 
     def _grouped(
-        self, sf: Salesforce, owners: Sequence[str], days: int, soql: str, day_field: str
-    ) -> Iterator[tuple[str, date, int]]:
-        """(owner, day, count) of a query grouped by owner and day: as many owners a query as
-        keep its rows within the 2,000 a grouped answer holds."""
-        for chunk in _chunks(owners, max(1, min(IN_CHUNK, GROUPED_ROWS // days))):
+        self, sf: Salesforce, owners: Sequence[str], soql: str
+    ) -> Iterator[tuple[str, int]]:
+        """(owner, count) of a query grouped by owner: one row an owner, so as many owners a
+        query as a grouped answer holds (2,000; it has no next page)."""
+        for chunk in _chunks(owners, GROUPED_ROWS):
             for record in self._query(sf, soql.format(ids=", ".join(_quote(o) for o in chunk))):
-                yield record["OwnerId"], date.fromisoformat(record[day_field]), int(record["n"])
+                yield record["OwnerId"], int(record["n"])
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
