@@ -32,10 +32,11 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from urllib3.exceptions import HTTPError
 
 from daemon.config import HubspotSettings, read_secret
+from daemon.core.deals import Opportunity
 from daemon.core.metrics import WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.errors import ConfigError
-from daemon.metrics.base import MetricsUnavailable, Opportunity, Row
+from daemon.metrics.base import MetricsUnavailable, Row
 from daemon.metrics.salesforce import WEEKS_READ, WIN_RATE_WEEKS
 
 IN_CHUNK = 100  # owners in one IN filter
@@ -147,7 +148,7 @@ class HubspotSource:
                 if window:
                     yield Row(owners[owner], Metric.WIN_RATE, week, sum(window) / len(window))
 
-    def opportunities(self, reps: frozenset[str]) -> Iterator[Opportunity]:
+    def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         owners = self._owners(reps)
         extra = [{"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"}]
         found = []
@@ -164,7 +165,7 @@ class HubspotSource:
                 stage=props.get("dealstage") or "",
                 close_date=_day(props["closedate"], self.zone),
             ))  # fmt: skip
-        yield from sorted(found, key=lambda o: (o.rep, o.close_date, o.name))
+        return sorted(found, key=lambda o: (o.rep, o.close_date, o.name))
 
     # --- HubSpot ------------------------------------------------------------------------------
 

@@ -37,9 +37,10 @@ from tenacity import (
 )
 
 from daemon.config import SalesforceSettings, read_secret
+from daemon.core.deals import Opportunity
 from daemon.core.metrics import BASELINE_WEEKS, WEEK, monday_of
 from daemon.core.model import Metric
-from daemon.metrics.base import MetricsUnavailable, Opportunity, Row
+from daemon.metrics.base import MetricsUnavailable, Row
 
 IN_CHUNK = 500  # emails or owners in one IN list: well under SOQL's 100,000 characters
 GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page); 2,000 ids: 42 KB
@@ -148,7 +149,7 @@ class SalesforceSource:
                 if window:
                     yield Row(users[owner], Metric.WIN_RATE, week, sum(window) / len(window))
 
-    def opportunities(self, reps: frozenset[str]) -> Iterator[Opportunity]:
+    def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         """Each rep's open opportunities, closing soonest first."""
         sf = self._connect()
         users = self._users(sf, reps)
@@ -166,7 +167,7 @@ class SalesforceSource:
                 "WHERE OwnerId IN ({ids}) AND IsClosed = false",
             )
         ]  # fmt: skip
-        yield from sorted(found, key=lambda o: (o.rep, o.close_date, o.name))
+        return sorted(found, key=lambda o: (o.rep, o.close_date, o.name))
 
     # --- Salesforce ---------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from daemon.core.deals import Opportunity
 from daemon.core.model import Metric
-from daemon.metrics.base import MetricsSource, Opportunity, OpportunitySource, Row
+from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
 
 SAM = "sam@acme.test"
 LEE = "lee@acme.test"
@@ -67,12 +68,17 @@ class MetricsSourceContract:
     def test_a_label_people_recognise(self) -> None:
         assert self.publish(DATA).label
 
+    def test_what_it_cannot_give_is_said_with_why(self) -> None:
+        source = self.publish(DATA)
+        assert all(metric in Metric and why for metric, why in source.cannot.items())
+        assert not set(source.cannot) & {row.metric for row in source.rows(frozenset({SAM, LEE}))}
+
 
 class OpportunitiesContract:
     """For the sources that also give open opportunities (the CRMs): ``publish_deals`` puts
     these deals where the source reads them."""
 
-    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitySource:
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitiesSource:
         raise NotImplementedError
 
     def test_open_opportunities_of_the_reps_asked_closing_soonest_first(self) -> None:
@@ -81,4 +87,4 @@ class OpportunitiesContract:
         won = Opportunity(SAM, "Initech", 9000.0, "Closed Won", date(2026, 11, 20))
         other = Opportunity(GONE, "Umbrella", 1000.0, "Proposal", date(2026, 12, 1))
         source = self.publish_deals([(late, False), (soon, False), (won, True), (other, False)])
-        assert list(source.opportunities(frozenset({SAM, LEE}))) == [soon, late]
+        assert open_opportunities(source, frozenset({SAM, LEE})) == {SAM: (soon, late), LEE: ()}

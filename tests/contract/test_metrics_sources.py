@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from daemon.config import HubspotSettings, SalesforceSettings
+from daemon.core.deals import Opportunity
 from daemon.core.model import Metric
-from daemon.metrics.base import MetricsSource, Opportunity, OpportunitySource, Row
+from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
 from daemon.metrics.csvfile import CsvSource
 from daemon.metrics.hubspot import HubspotSource
 from daemon.metrics.salesforce import SalesforceSource
@@ -38,6 +39,9 @@ class TestCsvSource(MetricsSourceContract):
 
     def publish(self, rows: Sequence[Row]) -> MetricsSource:
         return CsvSource(write_csv(self.path, rows))
+
+    def test_offers_no_opportunities(self) -> None:
+        assert open_opportunities(self.publish([]), frozenset({"sam@acme.test"})) is None
 
 
 @pytest.fixture
@@ -96,7 +100,7 @@ class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract):
         put_rows(self.fake, rows)
         return salesforce_source(self.fake, self.key)
 
-    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitySource:
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitiesSource:
         self._fresh()
         ids: dict[str, str] = {}
         for deal, closed in deals:
@@ -156,7 +160,7 @@ class TestHubspotSource(MetricsSourceContract, OpportunitiesContract):
         put_hubspot(self.fake, rows)
         return hubspot_source(self.fake)
 
-    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitySource:
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitiesSource:
         self._fresh()
         ids: dict[str, str] = {}
         for deal, closed in deals:
