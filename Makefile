@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/report_scale.py
 	$(BIN)/python benchmarks/prep_form.py
 	$(BIN)/python benchmarks/metrics_scale.py
+	$(BIN)/python benchmarks/crm_scale.py 1000
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis
