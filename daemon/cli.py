@@ -101,8 +101,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_metrics(config: Config) -> None:
-    """The metrics file is part of what ``validate`` checks: every row, named by line."""
-    from daemon.metrics.base import MetricsUnusable
+    """The metrics file is part of what ``validate`` checks: every row, named by line. A CRM
+    that cannot be reached is a warning (``_metrics_warnings``), not an invalid config."""
+    from daemon.metrics.base import MetricsUnavailable, MetricsUnusable
     from daemon.metrics.cache import open_source
 
     source = open_source(config)
@@ -113,6 +114,8 @@ def _check_metrics(config: Config) -> None:
             pass
     except MetricsUnusable as exc:
         raise ConfigError(exc.problems) from None
+    except MetricsUnavailable:
+        pass
 
 
 def _metrics_warnings(config: Config, now: datetime) -> list[str]:

@@ -150,12 +150,40 @@ class CsvMetricsSettings(_Settings):
     path: Path = Path("metrics.csv")  # relative to the config file
 
 
+class SalesforceSettings(_Settings):
+    """A connected app's JWT bearer flow for one integration user (PROVIDERS "CRMs")."""
+
+    login_url: str = Field(
+        default="https://login.salesforce.com", pattern=r"^https://[^\s/?#]+/?$"
+    )  # test.salesforce.com for a sandbox, or the org's My Domain URL
+    client_id: str = Field(min_length=1)  # the connected app's consumer key
+    username: str = Field(min_length=1)  # the pre-authorised integration user
+    private_key_file: Path  # PEM, 0600: the key of the certificate uploaded to the app
+    api_version: str = Field(default="62.0", pattern=r"^[0-9]{2,3}\.0$")
+
+
+class HubspotSettings(_Settings):
+    """A private app's access token, with the CRM read scopes only."""
+
+    token_env: str = "CADENCE_HUBSPOT_TOKEN"  # noqa: S105 - the name of an env var
+    token_file: Path | None = None  # or a 0600 file holding it
+    api_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://[^\s?#]+$")
+
+
 class MetricsSettings(_Settings):
     """Where the number in each agenda comes from (SPEC "The number in the agenda")."""
 
-    source: Literal["csv"] = "csv"  # salesforce and hubspot: not yet
+    source: Literal["csv", "salesforce", "hubspot"] = "csv"
     csv: CsvMetricsSettings = CsvMetricsSettings()
-    refresh_hours: float = Field(default=6, gt=0, le=24 * 7)
+    refresh_hours: float = Field(default=6, gt=0, le=24 * 7)  # a CRM is read at most this often
+    salesforce: SalesforceSettings | None = None
+    hubspot: HubspotSettings = HubspotSettings()
+
+    @model_validator(mode="after")
+    def _source_configured(self) -> MetricsSettings:
+        if self.source == "salesforce" and self.salesforce is None:
+            raise ValueError("source salesforce needs a salesforce: section")
+        return self
 
 
 class Settings(_Settings):

@@ -245,7 +245,7 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
         provider = open_calendar(config, stack, clock)
         yield Runtime(
             config, provider, mailer, ledger, renderer, restore_missing,
-            metrics=metrics_cache.open_source(config), clock=clock,
+            metrics=metrics_cache.open_source(config, clock), clock=clock,
         )  # fmt: skip
 
 
