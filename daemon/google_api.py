@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,14 +223,27 @@ class GoogleApi:
         return self._retrying(lambda: self._guard(user, once))
 
     def batch(
-        self, user: str, builds: Sequence[Callable[[Any], HttpRequest]]
+        self, calls: Sequence[tuple[str, Callable[[Any], HttpRequest]]]
     ) -> list[Any | CallFailed]:
-        """Several calls as ``user`` in batch requests of up to ``BATCH_LIMIT``; a call that
-        failed with a transient error is retried alone (``call``), the others are kept."""
-        http = self._http_of(user)
-        results: list[Any | CallFailed] = [None] * len(builds)
-        for first in range(0, len(builds), BATCH_LIMIT):
-            chunk = range(first, min(first + BATCH_LIMIT, len(builds)))
+        """Several calls, each as its own user (``(user, build)``), in batch requests of up to
+        ``BATCH_LIMIT``: Google applies each part's own ``Authorization``, so one batch serves
+        many managers. A user without a token fails only their own calls; a call that failed
+        with a transient error is retried alone (``call``), the others are kept."""
+        results: list[Any | CallFailed] = [None] * len(calls)
+        refused: dict[str, CallFailed] = {}
+        for user in dict.fromkeys(user for user, _ in calls):
+            try:
+                self._fresh(user)
+            except CallFailed as failed:
+                refused[user] = failed
+        todo = []
+        for index, (user, _) in enumerate(calls):
+            if user in refused:
+                results[index] = refused[user]
+            else:
+                todo.append(index)
+        for first in range(0, len(todo), BATCH_LIMIT):
+            chunk = todo[first : first + BATCH_LIMIT]
             answers: dict[int, Any] = {}
 
             def collect(
@@ -241,27 +254,40 @@ class GoogleApi:
             ) -> None:
                 answers[int(request_id)] = exception if exception is not None else response
 
-            def send(indexes: range = chunk) -> None:
+            def send(indexes: list[int] = chunk) -> None:
                 batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
                 for index in indexes:
-                    batch.add(self._request(user, builds[index]), request_id=str(index))
-                self.budget.take(user, len(indexes))
-                batch.execute(http=http)
+                    user, build = calls[index]
+                    batch.add(self._request(user, build), request_id=str(index))
+                for user, count in Counter(calls[i][0] for i in indexes).items():
+                    self.budget.take(user, count)
+                batch.execute(http=self._http_of(calls[indexes[0]][0]))
 
-            self._retrying(lambda send=send: self._guard(user, send))  # type: ignore[misc]
+            user = calls[chunk[0]][0]
+            try:
+                self._retrying(lambda send=send, user=user: self._guard(user, send))  # type: ignore[misc]
+            except CallFailed as whole:  # the batch request itself: each of its calls failed
+                answers.update(dict.fromkeys(chunk, whole))
             for index in chunk:
                 answer = answers.get(index)
-                if isinstance(answer, Exception):
-                    failed = _translate(user, answer, self)
-                    if failed.transient:
+                if isinstance(answer, Exception) and not isinstance(answer, CallFailed):
+                    one = _translate(calls[index][0], answer, self)
+                    if one.transient:
                         try:
-                            answer = self.call(user, builds[index])
+                            answer = self.call(*calls[index])
                         except CallFailed as again:
                             answer = again
                     else:
-                        answer = failed
+                        answer = one
                 results[index] = answer
         return results
+
+    def _fresh(self, user: str) -> None:
+        """The user's access token, obtained now when it is missing or expiring: the batch
+        library refreshes only the outer request's, so each part would first meet a 401."""
+        credentials = self._http_of(user).credentials
+        if not credentials.valid:
+            self._guard(user, lambda: credentials.refresh(google_auth_httplib2.Request(self._http)))
 
     # -- failure handling ------------------------------------------------------------------------
 
