@@ -69,6 +69,7 @@ class CallFailed(Exception):
     ) -> None:
         super().__init__(message)
         self.kind, self.status, self.reason, self.retry_after = kind, status, reason, retry_after
+        self.key_refused = False  # the key itself, whoever it acts as: a start-up problem
 
     @property
     def rate_limited(self) -> bool:
@@ -212,6 +213,16 @@ class GoogleApi:
         """Obtain an access token as ``user`` (what ``doctor`` checks first)."""
         credentials = self._credentials.with_subject(user)  # type: ignore[no-untyped-call]
         self._guard(user, lambda: credentials.refresh(google_auth_httplib2.Request(self._http)))
+
+    def check_key(self, user: str, what: str) -> None:
+        """At start-up: a key Google refuses whoever it acts as (deleted, another project's)
+        is a ``ConfigError`` naming ``what``. Anything about ``user`` alone, or a Google that
+        cannot be reached, is left to the passes, which skip that manager or back off."""
+        try:
+            self.token(user)
+        except CallFailed as failed:
+            if failed.key_refused:
+                raise ConfigError([f"{what}: {failed}"]) from None
 
     def call(self, user: str, build: Callable[[Any], HttpRequest]) -> Any:
         """Execute ``build(service)`` as ``user``: budgeted, retried, failures as ``CallFailed``."""
@@ -375,7 +386,9 @@ def _translate(user: str, exc: Exception, api: GoogleApi) -> CallFailed:
         retry_after = _seconds(exc.resp.get("retry-after"))
         return CallFailed("http", message, status, reason, retry_after)
     if isinstance(exc, auth_exceptions.RefreshError):
-        return CallFailed("auth", _refusal(user, exc, api))
+        failed = CallFailed("auth", _refusal(user, exc, api))
+        failed.key_refused = _key_refused(exc)
+        return failed
     if isinstance(exc, auth_exceptions.TransportError | OSError | httplib2.HttpLib2Error):
         return CallFailed("network", f"Google cannot be reached at {api.root}: {_short(exc)}")
     return CallFailed(
@@ -399,11 +412,19 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
+def _key_refused(exc: auth_exceptions.RefreshError) -> bool:
+    """Whether Google refused the key itself (any user would be refused), not one user."""
+    text = str(exc.args[0] if exc.args else exc)
+    if "Invalid email or User ID" in text:
+        return False
+    return "invalid_grant" in text or "invalid_client" in text
+
+
 def _refusal(user: str, exc: auth_exceptions.RefreshError, api: GoogleApi) -> str:
     text = str(exc.args[0] if exc.args else exc)
     if "Invalid email or User ID" in text:
         return f"Google has no mailbox {user} (Invalid email or User ID)"
-    if "invalid_grant" in text or "invalid_client" in text:
+    if _key_refused(exc):
         return f"Google does not accept the service-account key ({text.split(':', 1)[0]}): " \
                "is it deleted, or another project's?"  # fmt: skip
     return (

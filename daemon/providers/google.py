@@ -591,15 +591,23 @@ class GoogleCalendarProvider:
         )
 
 
-def open_google(config_path: Path, settings: GoogleSettings | None) -> GoogleCalendarProvider:
-    """The provider ``calendar.google`` describes; ``ConfigError`` (one line) when unusable."""
+def open_google(
+    config_path: Path, settings: GoogleSettings | None, check_as: str | None = None
+) -> GoogleCalendarProvider:
+    """The provider ``calendar.google`` describes; ``ConfigError`` (one line) when unusable.
+    ``check_as``: a manager to obtain a token for now, so that a key Google refuses stops the
+    start (exit 2) instead of failing every manager at every pass."""
     if settings is None:
         raise ConfigError(
             [f"{config_path}: calendar.google: required when provider is google "
              "(credentials_file, calendar_id)"]
         )  # fmt: skip
     key = load_key(settings.credentials_file)
-    return GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    provider = GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    if check_as is not None:
+        what = f"{config_path}: calendar.google.credentials_file {settings.credentials_file}"
+        provider.api.check_key(check_as, what)
+    return provider
 
 
 def _events_list(service: Any, params: dict[str, Any]) -> Any:

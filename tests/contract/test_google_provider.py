@@ -7,12 +7,14 @@ people on the calendar (a rep declining, a manager deleting or moving an occurre
 
 from __future__ import annotations
 
+import ssl
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from daemon.core.agenda import wrap
-from daemon.errors import AuthError, NotFound, ProviderError, RateLimited
+from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, Transient
 from daemon.providers.base import Agendas, CalendarProvider, Changes, Create, End, Write
 from daemon.providers.google import GoogleCalendarProvider, event_id
 from tests.contract.provider_contract import (
@@ -24,6 +26,7 @@ from tests.contract.provider_contract import (
     series_spec,
 )
 from tests.fixtures.google import FakeGoogle, Fault
+from tests.fixtures.graph import make_certificates
 
 
 def make_provider(fake: FakeGoogle, waits: list[float] | None = None) -> GoogleCalendarProvider:
@@ -365,3 +368,29 @@ def test_a_calendar_id_that_does_not_exist_is_one_clear_error(
     provider.create_series(manager, series_spec(manager, "g-secondary"))
     assert list(google_server.events(manager, "c_1on1s@group.calendar.google.com"))
     assert google_server.events(manager) == {}
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_the_ca_variables_make_a_private_ca_trusted_for_the_api_and_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    ca_file, cert, key = make_certificates(tmp_path)
+    fake = FakeGoogle()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    fake.server.socket = context.wrap_socket(fake.server.socket, server_side=True)
+    fake.url = fake.url.replace("http://", "https://")
+    fake.token_uri = fake.url + "token"
+    fake.start()
+    try:
+        fake.add_user("maya@acme.test")
+        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HTTPLIB2_CA_CERTS"):
+            monkeypatch.delenv(name, raising=False)
+        untrusted = GoogleCalendarProvider(fake.key_info(), root=fake.url, sleep=lambda _: None)
+        with pytest.raises(Transient, match="cannot be reached"):
+            untrusted.changes("maya@acme.test", None)
+        monkeypatch.setenv(variable, str(ca_file))
+        trusted = GoogleCalendarProvider(fake.key_info(), root=fake.url, sleep=lambda _: None)
+        assert trusted.changes("maya@acme.test", None).complete  # the token, then the listing
+    finally:
+        fake.stop()

@@ -96,15 +96,17 @@ def test_an_unusable_key_file_is_one_line_and_exit_2(deployment: Deployment, pro
 
 
 @pytest.mark.parametrize("deployment", ["google"], indirect=True)
-def test_a_key_of_another_project_skips_every_manager_with_one_line_each(
+def test_a_key_of_another_project_stops_the_start_with_one_line(
     deployment: Deployment,
 ) -> None:
     assert isinstance(deployment, GoogleDeployment)
     maya, raj = setup(deployment)
     deployment.fake.write_key(deployment.key_file, other_key=True)
-    result = deployment.cli("once")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
+    for command in ("once", "run"):
+        result = deployment.cli(command)
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert str(deployment.key_file) in line and "another project" in line
     assert deployment.fake.events(maya) == {} and deployment.fake.events(raj) == {}
 
 
