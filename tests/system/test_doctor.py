@@ -3,8 +3,13 @@ an admin can act on, and nothing written."""
 
 from __future__ import annotations
 
+import io
+import json
+from datetime import timedelta
+
 import pytest
 
+from daemon import logs
 from tests.system.harness import Deployment, GoogleDeployment, OutlookDeployment
 from tests.system.test_series_lifecycle import T0, setup
 
@@ -120,3 +125,30 @@ def test_a_manager_without_a_mailbox_is_skipped_and_the_others_go_on(
     result = deployment.once(T0)
     assert any(raj in e and "no mailbox" in e for e in result.errors)
     assert len(deployment.series(maya)) == 4
+
+
+@pytest.mark.parametrize("deployment", ["google"], indirect=True)
+def test_a_manager_without_delegation_is_told_once_and_its_recovery_once(
+    deployment: Deployment,
+) -> None:
+    assert isinstance(deployment, GoogleDeployment)
+    maya, raj = setup(deployment)
+    deployment.fake.no_delegation.add(raj)
+    stream = io.StringIO()
+    logs.configure(stream=stream, json=True)
+    try:
+        passes = [deployment.once(T0 + timedelta(hours=h)) for h in range(3)]
+        deployment.fake.no_delegation.discard(raj)
+        passes += [deployment.once(T0 + timedelta(hours=h)) for h in range(3, 5)]
+    finally:
+        logs.configure()
+    about_raj = [
+        event["event"]
+        for event in map(json.loads, stream.getvalue().splitlines())
+        if raj in json.dumps(event) and event.get("level") in ("warning", "error", "info")
+        and event["event"] != "email sent"
+    ]  # fmt: skip
+    assert about_raj == ["calendar unreadable", "admin alert", "admin alert cleared"]
+    assert all(any(raj in e for e in p.errors) for p in passes[:3])  # `once` still says it
+    assert all(p.errors == [] for p in passes[3:])
+    assert len(deployment.series(maya)) == 4  # the other manager went on all along
