@@ -8,7 +8,9 @@ through ``GoogleApi.call``: a per-user request budget (Google allows 600 request
 user; a cold start of a big roster would trip it), retries with exponential back-off and jitter
 for 429, 403 rate-limit reasons and 5xx, honouring ``Retry-After`` (tenacity), and one
 translation of every third-party failure into ``CallFailed``, which callers map onto their own
-error vocabulary (``ProviderError`` or ``MailError``).
+error vocabulary (``ProviderError`` or ``MailError``). ``GoogleApi.batch`` sends many users'
+calls in one batch request: each part carries its own user's ``Authorization``, which Google
+applies to that call alone.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ taken, by our series or by its tombstone, which is restored rather than duplicat
 events are skipped without being parsed into series. Creating and ending a series notifies the
 rep (``sendUpdates=all``); agenda rewrites notify nobody.
 
+Many managers' work goes to Google at once (``changes_many``, ``apply``): batch requests of up
+to 50 calls are filled across managers, each call carrying its own manager's token, so a cold
+start of a big roster costs a few round trips per fifty calls rather than several per manager.
+An occurrence is addressed by its computed instance id (``instance_id``), never looked up.
+
 Every failure leaves as a ``daemon.errors`` class naming the manager; ``HttpError`` never does.
 """
 

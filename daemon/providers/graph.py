@@ -16,6 +16,9 @@ How the contract's verbs map onto Graph (PROVIDERS.md has the facts):
 * ``write_agendas``: the HTML ``body`` of the master and of occurrences (found through
   ``instances``); only the text between the markers is replaced, escaped.
 * ``free_busy``: ``calendar/getSchedule``; ``working_hours``: ``mailboxSettings``.
+* ``apply``: many mailboxes' creates, ends and agenda rewrites in three rounds of ``$batch``
+  (20 requests each, filled across mailboxes); ``changes_many`` looks up the primary calendars
+  not yet known in one ``$batch`` set, then reads each mailbox's delta.
 
 Roster zones are IANA names; Graph is sent the Windows name from the CLDR mapping that tzlocal
 maintains, and the IANA name rides along in a second extended property so it reads back exactly.
