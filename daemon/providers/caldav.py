@@ -46,6 +46,9 @@ from daemon.providers.base import (
     Changes,
     ObservedSeries,
     SeriesSpec,
+    Write,
+    each_changes,
+    one_by_one,
 )
 
 log = logging.getLogger(__name__)
@@ -247,18 +250,14 @@ class CalDAVProvider:
         if status == 412:
             log.debug("series %s already on the calendar", series.uid)
 
-    def create_many(
-        self, manager: str, series: Sequence[SeriesSpec]
-    ) -> Mapping[str, ProviderError]:
-        failed: dict[str, ProviderError] = {}
-        for spec in series:
-            try:
-                self.create_series(manager, spec)
-            except Transient:
-                raise
-            except ProviderError as err:
-                failed[spec.uid] = err
-        return failed
+    def changes_many(
+        self, tokens: Mapping[str, str | None]
+    ) -> Mapping[str, Changes | ProviderError]:
+        return each_changes(self, tokens)
+
+    def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
+        """One by one: CalDAV has no batch write (each resource is its own conditional PUT)."""
+        return one_by_one(self, writes)
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
         def change(cal: Calendar) -> bool | _Remove:

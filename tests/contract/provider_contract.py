@@ -15,7 +15,15 @@ import pytest
 
 from daemon.core.agenda import wrap
 from daemon.errors import NotFound, ProviderError, TokenExpired
-from daemon.providers.base import CalendarProvider, Changes, ObservedSeries, SeriesSpec
+from daemon.providers.base import (
+    Agendas,
+    CalendarProvider,
+    Changes,
+    Create,
+    End,
+    ObservedSeries,
+    SeriesSpec,
+)
 
 ZONE = "America/Denver"
 # A Tuesday in the Mountain zone, three weeks before DST ends; the series runs across the change.
@@ -200,3 +208,40 @@ class ProviderContract:
         with pytest.raises(ProviderError):
             calendar.create_series(manager, spec)
         assert calendar.changes(manager, None).changed == ()
+
+    def test_apply_does_each_write_as_its_verb_and_answers_for_each(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        specs = [series_spec(manager, f"contract-apply-{n}") for n in range(3)]
+        bad = series_spec(manager, "contract-apply-bad", timezone="Mars/Olympus")
+        made = calendar.apply([Create(manager, s) for s in [*specs, bad]])
+        assert made[:3] == [None, None, None] and isinstance(made[3], ProviderError)
+        week_two = occurrence(1, thursday=True)
+        outcome = calendar.apply(
+            [
+                End(manager, specs[0].uid, date(2030, 12, 31)),
+                Agendas(manager, specs[1].uid, wrap("Number: new"), {week_two: wrap("Career")}),
+                End(manager, specs[2].uid, FIRST_START.date() - timedelta(days=1)),  # removed
+                End(manager, "contract-never-created", date(2030, 12, 1)),
+            ]
+        )
+        assert outcome[:3] == [None, None, None] and isinstance(outcome[3], NotFound)
+        listing = calendar.changes(manager, None)
+        assert sorted(s.uid for s in listing.changed) == [specs[0].uid, specs[1].uid]
+        assert only_series(listing, specs[0].uid).until == date(2030, 12, 31)
+        agenda = only_series(listing, specs[1].uid)
+        assert "Number: new" in agenda.description and agenda.description.endswith(PERSONAL_NOTE)
+        [override] = agenda.overrides
+        assert override.recurrence_id == week_two and "Career" in override.description
+
+    def test_changes_many_answers_for_each_calendar(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        calendar.create_series(manager, series_spec(manager, "contract-many"))
+        first = calendar.changes_many({manager: None})[manager]
+        assert isinstance(first, Changes) and first.complete
+        assert [s.uid for s in first.changed] == ["contract-many"]
+        quiet = calendar.changes_many({manager: first.token})[manager]
+        assert isinstance(quiet, Changes) and quiet.changed == () and not quiet.complete
+        refused = calendar.changes_many({manager: "not-a-token-this-server-ever-issued"})
+        assert isinstance(refused[manager], TokenExpired)  # answered, not raised
