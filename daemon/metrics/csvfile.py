@@ -46,6 +46,10 @@ class CsvSource:
     def through(self) -> date | None:
         return self._through
 
+    def open_opportunities(self, reps: frozenset[str]) -> None:
+        """A weekly-values export holds no deals: the review agenda asks reps for theirs."""
+        return None
+
     def rows(self, reps: frozenset[str] | None) -> Iterator[Row]:
         """The rows of ``reps`` (None: everyone's), after checking every row of the file."""
         problems: list[str] = []

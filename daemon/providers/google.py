@@ -271,6 +271,56 @@ class GoogleCalendarProvider:
             if uid in failed:
                 raise failed[uid]
 
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        """The event's and its instances' ``attendees``; newcomers get an invitation."""
+        google_id = event_id(uid)
+        master = self._live_master(manager, uid)
+        if None in attendees:
+            people = _people(master, attendees[None])
+            if people is not None:
+                master = self._patch(manager, google_id, {"attendees": people}, notify=True)
+        originals = sorted(o for o in attendees if o is not None)
+        if not originals:
+            return
+        params = {
+            "calendarId": self.calendar_id, "eventId": google_id,
+            "timeMin": _rfc3339(originals[0]),
+            "timeMax": _rfc3339(originals[-1] + timedelta(days=1)),
+            "showDeleted": True, "maxResults": _PAGE,
+        }  # fmt: skip
+        answer = self._call(
+            manager, partial(_events_instances, params=params), what=f"series {uid}"
+        )
+        try:
+            instances = {
+                _time(item["originalStartTime"]): item
+                for item in _field(answer, "items", list, default=[])
+            }
+            if any(moment not in instances for moment in originals):
+                for item in self._whole(manager, master)[1]:  # moved: among the exceptions
+                    instances.setdefault(_time(item["originalStartTime"]), item)
+        except (KeyError, TypeError, ValueError):
+            raise self._unexpected(manager, "events.instances") from None
+        patches = []
+        for original in originals:
+            instance = instances.get(original)
+            if instance is None or instance.get("status") == "cancelled":
+                continue
+            people = _people(instance, attendees[original])
+            if people is None:
+                continue
+            patch = {"calendarId": self.calendar_id, "eventId": str(instance["id"]),
+                     "body": {"attendees": people}, "sendUpdates": "all"}  # fmt: skip
+            patches.append(partial(_events_patch, params=patch))
+        for answer in self._batch(manager, patches):
+            if isinstance(answer, CallFailed):
+                raise self._error(manager, answer, f"attendees of {uid}")
+
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
@@ -671,6 +721,19 @@ def _series(
     )
 
 
+def _people(event: Mapping[str, Any], wanted: Sequence[Attendee]) -> list[dict[str, Any]] | None:
+    """The ``attendees`` to write so that exactly ``wanted`` are invited (those who stay keep
+    their answers), or None when they already are."""
+    listed = [p for p in event.get("attendees", []) if p.get("email")]
+    organiser = [p for p in listed if p.get("organizer")]  # Google may list the organiser too
+    current = {str(p["email"]).lower(): p for p in listed if not p.get("organizer")}
+    if sorted(current) == sorted(a.email.lower() for a in wanted):
+        return None
+    return organiser + [
+        current.get(a.email.lower()) or {"email": a.email, "displayName": a.name} for a in wanted
+    ]
+
+
 def _event_body(spec: SeriesSpec) -> dict[str, Any]:
     """The series as a Google event; a bad zone or rule is refused before anything is sent."""
     try:
@@ -694,7 +757,7 @@ def _event_body(spec: SeriesSpec) -> dict[str, Any]:
         "start": when(start),
         "end": when(end),
         "recurrence": ["RRULE:" + rule],
-        "attendees": [{"email": spec.rep_email, "displayName": spec.rep_name}],
+        "attendees": [{"email": a.email, "displayName": a.name} for a in spec.invitees],
         "extendedProperties": {"private": {OWNER_KEY: spec.uid}},
         "guestsCanModify": False,
     }

@@ -361,6 +361,45 @@ class GraphCalendarProvider:
         if occurrence_blocks:
             self._write_occurrences(manager, master, occurrence_blocks)
 
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        """PATCH ``attendees`` of the master and of occurrences (found through ``instances``);
+        Exchange sends newcomers an invitation."""
+        master, data = self._owned_master(manager, uid)
+        if None in attendees:
+            people = _people(data, attendees[None])
+            if people is not None:
+                path = f"/users/{manager}/events/{master}"
+                self.client.call(Request("PATCH", path, body={"attendees": people}))
+        originals = sorted(o for o in attendees if o is not None)
+        if not originals:
+            return
+        read = self._instances_request(manager, master, originals)
+        read = Request(read.method, read.path, {**read.params, "$select": "id,originalStart,"
+                       "attendees,type,isCancelled"}, headers=read.headers)  # fmt: skip
+        found = self.client.call(read, ok=(200,)).body or {}
+        by_original = {
+            datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
+            for i in found.get("value") or []
+            if i.get("originalStart")
+        }
+        patches = []
+        for original in originals:
+            instance = by_original.get(original.astimezone(UTC))
+            if instance is None or instance.get("isCancelled"):
+                continue
+            people = _people(instance, attendees[original])
+            if people is not None:
+                path = f"/users/{manager}/events/{instance['id']}"
+                patches.append(Request("PATCH", path, body={"attendees": people}))
+        for request, response in zip(patches, self.client.batch(patches), strict=True):
+            if response.status not in (200, 204):
+                raise failure(request, response)
+
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
@@ -623,10 +662,8 @@ class GraphCalendarProvider:
                 "range": rng,
             },
             "attendees": [
-                {
-                    "emailAddress": {"address": series.rep_email, "name": series.rep_name},
-                    "type": "required",
-                }
+                {"emailAddress": {"address": a.email, "name": a.name}, "type": "required"}
+                for a in series.invitees
             ],
             "transactionId": _transaction_id(series.uid),
             "singleValueExtendedProperties": [
@@ -781,6 +818,23 @@ def _id_of(body: Any, manager: str) -> str:
     if not isinstance(body, dict) or not body.get("id"):
         raise ProviderError(f"Microsoft Graph created an event for {manager} but sent no id")
     return str(body["id"])
+
+
+def _people(event: Mapping[str, Any], wanted: Sequence[Attendee]) -> list[Any] | None:
+    """The ``attendees`` to write so that exactly ``wanted`` are invited (those who stay keep
+    their answers), or None when they already are."""
+    current = {
+        str((p.get("emailAddress") or {}).get("address") or "").lower(): p
+        for p in event.get("attendees") or []
+    }
+    current.pop("", None)
+    if sorted(current) == sorted(a.email.lower() for a in wanted):
+        return None
+    return [
+        current.get(a.email.lower())
+        or {"emailAddress": {"address": a.email, "name": a.name}, "type": "required"}
+        for a in wanted
+    ]
 
 
 def _attendees(values: Any) -> tuple[Attendee, ...]:
