@@ -199,7 +199,7 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print(render_table(at, plans))
         if reviews:
-            print(render_reviews(reviews))
+            print("\n" + render_reviews(reviews))
     return EXIT_OK
 
 

@@ -327,9 +327,14 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
         for r in ledger.reschedules(since=since)
     ]
     emails = ledger.emails(since=now - EMAILS_WINDOW)
+    tally: dict[str, tuple[int, int]] = {}
+    for r in ledger.review_outcomes(since=since):
+        cancelled, moved = tally.get(r.manager, (0, 0))
+        tally[r.manager] = (cancelled + (r.status == "cancelled"), moved + (r.status == "moved"))
     return LedgerView(
         series=tuple(series),
         reviews=reviews,
+        review_tally=tally,
         review_outcomes=frozenset(
             f"{r.uid} {r.original_start}" for r in ledger.review_outcomes(since=now - LOOKBACK)
         ),

@@ -6,7 +6,6 @@ first review of each month only; a declined review that sends nothing and counts
 from __future__ import annotations
 
 import json
-import textwrap
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -164,3 +163,5 @@ def test_a_declined_review_sends_nothing_and_is_no_cancellation(deployment: Depl
     report = json.loads(d.cli("report", "--format", "json", "--at",
                               (T0 + timedelta(days=30)).isoformat()).stdout)  # fmt: skip
     assert all(m["cancelled"] == 0 for m in report["managers"])
+    [mayas] = [m for m in report["managers"] if m["email"] == maya]
+    assert mayas["pipeline_reviews"] == {"cancelled": 2, "moved": 0}

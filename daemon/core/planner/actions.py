@@ -101,6 +101,9 @@ class LedgerView:
     opportunities: Opportunities | None = None
     # occurrence keys of pipeline reviews whose cancellation or move is already recorded
     review_outcomes: frozenset[str] = frozenset()
+    # manager -> (reviews cancelled, reviews moved) since the rate window's start: the report
+    # shows them apart from the 1:1s
+    review_tally: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

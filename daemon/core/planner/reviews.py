@@ -386,8 +386,10 @@ def _vp_starts(now: datetime, d: ReviewPlan, first: datetime) -> list[datetime]:
 
 
 def _with_vp(d: ReviewPlan) -> tuple[Attendee, ...]:
-    assert d.vp is not None
-    return (*d.attendees(), Attendee(d.vp, name=""))
+    team = d.attendees()
+    if d.vp is None or d.vp in {a.email for a in team}:
+        return team
+    return (*team, Attendee(d.vp, name=""))
 
 
 def _create(
