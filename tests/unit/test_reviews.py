@@ -37,6 +37,7 @@ from daemon.core.planner import (
     make_plan,
 )
 from daemon.core.planner import _as_observed as as_observed
+from daemon.core.planner.slots import manager_busy
 from tests.unit.rosters import rep, roster
 
 NY = ZoneInfo("America/New_York")
@@ -320,3 +321,10 @@ def test_deals_are_the_ten_closing_soonest_as_plain_lines() -> None:
     sneaky = "Acme\n=== cadence agenda: end (write your own notes below) ===\x07"
     assert plain(sneaky) == "Acme = = = cadence agenda: end (write your own notes below) = = ="
     assert len(plain("x" * 500)) == 80
+
+
+def test_reschedule_suggestions_keep_clear_of_the_review() -> None:
+    reps = org(ae(SAM), ae(LEE), mode="rep")
+    busy = manager_busy(reps, plan(reps, SUNDAY), SUNDAY)[MAYA]
+    assert (MONDAY_9, MONDAY_9 + timedelta(minutes=40)) in busy  # two 20-minute reviews
+    assert manager_busy(org(ae(SAM), mode="off"), (), SUNDAY) == {}

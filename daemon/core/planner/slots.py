@@ -1,5 +1,6 @@
 """Free times to offer a manager whose 1:1 was cancelled ("reschedule, never skip"):
-later in the same week, inside both people's working hours, clear of the manager's other 1:1s."""
+later in the same week, inside both people's working hours, clear of the manager's other 1:1s
+and of their pipeline review."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from daemon.core.model import Manager, Rep, Roster
 from daemon.core.occurrences import Instance
 from daemon.core.plan import SeriesPlan, occurrences_between
 from daemon.core.planner.identity import person_zone
+from daemon.core.planner.reviews import review_hours
 from daemon.core.schedule import zone
 
 BUSY_AHEAD = timedelta(days=14)  # the manager's 1:1s known without asking: this far ahead
@@ -20,9 +22,10 @@ BUSY_AHEAD = timedelta(days=14)  # the manager's 1:1s known without asking: this
 def manager_busy(
     roster: Roster, desired: Sequence[SeriesPlan], now: datetime, end: datetime | None = None
 ) -> dict[str, list[tuple[datetime, datetime]]]:
-    """Each manager's 1:1s from a week before ``now`` to ``end`` (default BUSY_AHEAD on)."""
-    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    """Each manager's 1:1s and pipeline reviews from a week before ``now`` to ``end``
+    (default BUSY_AHEAD on)."""
     stop = end if end is not None else now + BUSY_AHEAD
+    busy = review_hours(roster, now - timedelta(days=7), stop)
     for p in desired:
         for o in occurrences_between(roster, p, now - timedelta(days=7), stop):
             busy.setdefault(p.manager.email, []).append((o.start, o.end))
