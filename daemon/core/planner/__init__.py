@@ -6,8 +6,9 @@ fingerprint differs from the ledger's) from "a manager moved one meeting" (the c
 from both, and the person's edit wins).
 
 The package is split by concern: ``actions`` (inputs and outputs as values), ``identity``,
-``series`` (lifecycle), ``agendas``, ``notices`` (what happened to occurrences) and ``slots``
-(reschedule suggestions). ``make_plan`` ties them together.
+``series`` (lifecycle), ``agendas``, ``notices`` (what happened to occurrences), ``slots``
+(reschedule suggestions) and ``reviews`` (the pipeline review, a series of its own).
+``make_plan`` ties them together.
 """
 
 from __future__ import annotations

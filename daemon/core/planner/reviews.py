@@ -184,31 +184,6 @@ def desired_reviews(
     return tuple(plans)
 
 
-def review_hours(
-    roster: Roster, start: datetime, end: datetime
-) -> dict[str, list[tuple[datetime, datetime]]]:
-    """Each manager's pipeline-review time between ``start`` and ``end``: busy for the times
-    offered to reschedule a 1:1 (the per-rep reviews taken as one block, back to back)."""
-    review = roster.pipeline_review
-    if not review.on:
-        return {}
-    counts: dict[str, int] = {}
-    for r in roster.reps:
-        counts[r.manager] = counts.get(r.manager, 0) + 1
-    busy: dict[str, list[tuple[datetime, datetime]]] = {}
-    for manager in roster.managers:
-        if not counts.get(manager.email):
-            continue
-        tz = manager.timezone or roster.organization.timezone
-        length = review.minutes * (counts[manager.email] if review.mode is ReviewMode.REP else 1)
-        pattern = Pattern((review.day,), review.time, 1, length, tz, start.date())
-        for begin in pattern.occurrences(start.astimezone(zone(tz)).date()):
-            if begin >= end:
-                break
-            busy.setdefault(manager.email, []).append((begin, begin + pattern.duration))
-    return busy
-
-
 def _minute(t: time) -> int:
     return t.hour * 60 + t.minute
 
@@ -309,9 +284,11 @@ def review_actions(
             actions.extend(_upkeep(roster, now, d, rec.uid, mine[rec.uid], ledger, render))
             continue
         if rec is not None:
-            # A person deleted it while the config still asks for it: put back as it was.
+            # Made before a crash (pending), or deleted by a person while the config still asks
+            # for it (active): made again as it was, under the same uid.
             first = d.pattern.first_on_or_after(rec.start.astimezone(zone(d.timezone)).date())
-            actions.extend(_create(roster, now, d, first, rec.uid, ledger, render, restore=True))
+            restore = rec.state == "active"
+            actions.extend(_create(roster, now, d, first, rec.uid, ledger, render, restore=restore))
         else:
             first = firsts[d.fingerprint]
             uid = series_uid(d.fingerprint, first.date())

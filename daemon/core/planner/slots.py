@@ -9,14 +9,38 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
-from daemon.core.model import Manager, Rep, Roster
+from daemon.core.model import Manager, Rep, ReviewMode, Roster
 from daemon.core.occurrences import Instance
 from daemon.core.plan import SeriesPlan, occurrences_between
 from daemon.core.planner.identity import person_zone
-from daemon.core.planner.reviews import review_hours
-from daemon.core.schedule import zone
+from daemon.core.schedule import Pattern, zone
 
 BUSY_AHEAD = timedelta(days=14)  # the manager's 1:1s known without asking: this far ahead
+
+
+def review_hours(
+    roster: Roster, start: datetime, end: datetime
+) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each manager's pipeline-review time between ``start`` and ``end``: busy for the times
+    offered to reschedule a 1:1 (the per-rep reviews taken as one block, back to back)."""
+    review = roster.pipeline_review
+    if not review.on:
+        return {}
+    counts: dict[str, int] = {}
+    for r in roster.reps:
+        counts[r.manager] = counts.get(r.manager, 0) + 1
+    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    for manager in roster.managers:
+        if not counts.get(manager.email):
+            continue
+        tz = manager.timezone or roster.organization.timezone
+        length = review.minutes * (counts[manager.email] if review.mode is ReviewMode.REP else 1)
+        pattern = Pattern((review.day,), review.time, 1, length, tz, start.date())
+        for begin in pattern.occurrences(start.astimezone(zone(tz)).date()):
+            if begin >= end:
+                break
+            busy.setdefault(manager.email, []).append((begin, begin + pattern.duration))
+    return busy
 
 
 def manager_busy(
