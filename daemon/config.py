@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from daemon.core.model import Manager, Organization, Policy, Rep, Roster
+from daemon.core.model import Manager, Organization, PipelineReview, Policy, Rep, Roster
 from daemon.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/cadence.yaml")
@@ -210,7 +210,7 @@ class Config:
     sources: tuple[Path, ...] = field(default=())
 
 
-ROSTER_KEYS = ("organization", "managers", "reps", "policy")
+ROSTER_KEYS = ("organization", "managers", "reps", "policy", "pipeline_review")
 
 
 # --- YAML with line numbers ---------------------------------------------------------------------
@@ -530,6 +530,8 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
     )  # fmt: skip
     policy = _validate(Policy, data.get("policy") or {}, problems, path, lines, ("policy",),
                        "policy")  # fmt: skip
+    review = _validate(PipelineReview, data.get("pipeline_review") or {}, problems, path, lines,
+                       ("pipeline_review",), "pipeline_review")  # fmt: skip
     settings_data = {k: v for k, v in data.items() if k not in ROSTER_KEYS}
     settings = _validate(Settings, settings_data, problems, path, lines, (), "")
 
@@ -551,8 +553,11 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
     if problems.lines:
         raise ConfigError(sorted(problems.lines, key=_by_place))
 
-    assert org is not None and policy is not None and settings is not None
-    roster = Roster(organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy)
+    assert org is not None and policy is not None and settings is not None and review is not None
+    roster = Roster(
+        organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy,
+        pipeline_review=review,
+    )  # fmt: skip
     warnings = _warnings(roster, rep_entry, now)
     raw_reps = data.get("reps")
     sources = (path, _roster_file(path, raw_reps)) if isinstance(raw_reps, str) else (path,)

@@ -26,6 +26,7 @@ from daemon import faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
+from daemon.core.deals import Opportunities
 from daemon.core.metrics import Weekly
 from daemon.core.observed import ObservedSeries
 from daemon.core.planner import (
@@ -43,8 +44,12 @@ from daemon.core.planner import (
     RecordCommitment,
     RecordRateBand,
     RecordReschedule,
+    RecordReviewOutcome,
+    ReviewView,
     SendEmail,
+    SetAttendees,
     WriteAgendas,
+    is_review,
     make_plan,
     person,
     stage_view,
@@ -71,11 +76,22 @@ from daemon.lock import state_lock
 from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
 from daemon.metrics import cache as metrics_cache
-from daemon.metrics.base import MetricsSource, MetricsUnavailable, MetricsUnusable
+from daemon.metrics.base import (
+    MetricsSource,
+    MetricsUnavailable,
+    MetricsUnusable,
+    open_opportunities,
+)
 from daemon.providers.base import Agendas, CalendarProvider, Create, End, Write
 from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
-from daemon.store import CancellationRecord, Ledger, RescheduleRecord, SeriesRecord
+from daemon.store import (
+    CancellationRecord,
+    Ledger,
+    RescheduleRecord,
+    ReviewOutcomeRecord,
+    SeriesRecord,
+)
 
 if TYPE_CHECKING:
     from daemon.web.status import Health, Instruments
@@ -163,6 +179,7 @@ class Runtime:
     metrics: MetricsSource | None = None
     metrics_refused: str | None = None  # the version of a source read and found unusable
     metrics_view: tuple[Any, Weekly] | None = None
+    deals: tuple[datetime, Opportunities | None] | None = None  # when read, and what
     clock: PassClock = field(default_factory=PassClock)
 
 
@@ -323,6 +340,7 @@ def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
 def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
     """The ledger as the planner and the rates read it at ``now``. Only reads."""
     series = ledger_series(ledger)
+    reviews = ledger_series(ledger, reviews=True)
     commitments: dict[str, list[tuple[datetime, str]]] = {}
     for rep, original_start, text in ledger.commitments():
         when = datetime.fromisoformat(original_start.replace("Z", "+00:00"))
@@ -337,8 +355,17 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
         for r in ledger.reschedules(since=since)
     ]
     emails = ledger.emails(since=now - EMAILS_WINDOW)
+    tally: dict[str, tuple[int, int]] = {}
+    for r in ledger.review_outcomes(since=since):
+        cancelled, moved = tally.get(r.manager, (0, 0))
+        tally[r.manager] = (cancelled + (r.status == "cancelled"), moved + (r.status == "moved"))
     return LedgerView(
         series=tuple(series),
+        reviews=reviews,
+        review_tally=tally,
+        review_outcomes=frozenset(
+            f"{r.uid} {r.original_start}" for r in ledger.review_outcomes(since=now - LOOKBACK)
+        ),
         commitments={k: tuple(v) for k, v in commitments.items()},
         emails_sent=frozenset((e.occurrence, e.kind) for e in emails),
         cancellations=frozenset(
@@ -356,8 +383,9 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
     )
 
 
-def ledger_series(ledger: Ledger) -> tuple[LedgerSeries, ...]:
-    return tuple(
+def ledger_series(ledger: Ledger, *, reviews: bool = False) -> tuple[LedgerSeries, ...]:
+    """The 1:1 series cadence made, or (``reviews``) its pipeline-review series."""
+    found = (
         LedgerSeries(
             uid=rec.uid, rep=rec.rep, manager=rec.manager, stage=rec.stage,
             fingerprint=rec.fingerprint, start=datetime.fromisoformat(rec.start),
@@ -366,6 +394,7 @@ def ledger_series(ledger: Ledger) -> tuple[LedgerSeries, ...]:
         )
         for rec in ledger.all_series()
     )  # fmt: skip
+    return tuple(rec for rec in found if is_review(rec) == reviews)
 
 
 def _instant(utc: str) -> datetime:
@@ -391,6 +420,22 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
         },
         "number": view.number.line() if view.number is not None else None,
         "metrics_on": view.metrics_on,
+    }
+
+
+def review_context(view: ReviewView) -> dict[str, Any]:
+    """What the deal-review agenda template sees; deal lines are already plain text."""
+    return {
+        "manager": person(view.manager),
+        "mode": view.mode.value,
+        "reps": [
+            {**person(rep), "deals": None if view.deals is None else view.deals.get(rep.email)}
+            for rep in view.reps
+        ],
+        "start": view.start,
+        "duration_minutes": view.duration_minutes,
+        "vp": view.vp,
+        "deals_on": view.deals is not None,
     }
 
 
@@ -430,9 +475,14 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     def render(view: AgendaView) -> str:
         return rt.renderer.agenda(agenda_context(view))
 
+    def render_review(view: ReviewView) -> str:
+        return rt.renderer.review(review_context(view))
+
     view = _ledger_view(rt, now)
     if rt.metrics is not None:
         view = replace(view, metrics=_metrics(rt, rt.metrics, now))
+        if rt.config.roster.pipeline_review.on:
+            view = replace(view, opportunities=_deals(rt, rt.metrics, now))
     return make_plan(
         rt.config.roster,
         now,
@@ -443,6 +493,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
         prep=prep_policy(rt.config),
+        render_review=render_review,
     )
 
 
@@ -473,6 +524,23 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
     if rt.metrics_view is None or rt.metrics_view[0] != key:
         rt.metrics_view = (key, metrics_cache.weekly(rt.ledger, source, today))
     return rt.metrics_view[1]
+
+
+def _deals(rt: Runtime, source: MetricsSource, now: datetime) -> Opportunities | None:
+    """Each rep's open opportunities for the pipeline reviews' agendas, read from the source at
+    most every ``refresh_hours``; a source that cannot be read leaves the last ones."""
+    settings = rt.config.settings.metrics
+    every = timedelta(hours=settings.refresh_hours if settings is not None else 6)
+    if rt.deals is not None and now - rt.deals[0] < every:
+        return rt.deals[1]
+    reps = frozenset(r.email for r in rt.config.roster.reps)
+    try:
+        rt.deals = (now, open_opportunities(source, reps))
+    except (MetricsUnavailable, MetricsUnusable) as exc:
+        logs.get().warning("opportunities unavailable; keeping the last ones",
+                           source=source.label, error=str(exc))  # fmt: skip
+        return None if rt.deals is None else rt.deals[1]
+    return rt.deals[1]
 
 
 def _confirm_pending(rt: Runtime, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> None:
@@ -556,6 +624,10 @@ class Executor:
                     self.record_band(action)
                 elif isinstance(action, EndSeries):
                     self._ended(action, written=False)  # the calendar already stops sooner
+                elif isinstance(action, RecordReviewOutcome):
+                    self.record_review(action)
+                elif isinstance(action, SetAttendees):
+                    self.set_attendees(index, action)
             except MailUnavailable as exc:
                 self._count_error(exc)
                 self.mail_down = True
@@ -718,6 +790,46 @@ class Executor:
                 "series ended" if action.retire else "series end set", action="end",
                 rep=action.rep, manager=action.manager, series=action.uid,
                 until=action.until.isoformat(), reason=action.reason,
+            )  # fmt: skip
+
+    def set_attendees(self, index: int, action: SetAttendees) -> None:
+        """Who a pipeline review invites, after the waves (the series may be this pass's):
+        one write under the same cap, and a failure stops the subject's later actions."""
+        cap = self.rt.config.settings.max_writes_per_pass
+        if self.result.writes >= cap:
+            self.log.warning("write cap reached", cap=cap, rep=action.rep)
+            self.rep_stop[action.rep] = min(self.rep_stop.get(action.rep, index), index)
+            return
+        try:
+            self.rt.provider.set_attendees(action.manager, action.uid, action.attendees)
+        except ProviderError as exc:
+            self._failed(index, action, exc)
+            return
+        faults.point("attendees-set")
+        self.result.writes += 1
+        self.log.info(
+            "attendees set", action="attendees", rep=action.rep, manager=action.manager,
+            series=action.uid, occurrences=sum(k is not None for k in action.attendees),
+            series_attendees=[a.email for a in action.attendees.get(None, ())] or None,
+        )  # fmt: skip
+
+    def record_review(self, action: RecordReviewOutcome) -> None:
+        """A pipeline review cancelled or moved: remembered, counted apart, nobody emailed."""
+        with self.rt.ledger.transaction():
+            new = self.rt.ledger.record_review_outcome(
+                ReviewOutcomeRecord(
+                    uid=action.uid, original_start=_utc(action.original_start),
+                    manager=action.manager, subject=action.subject, status=action.status,
+                    reason=action.reason, detected_at=_utc(self.now),
+                )
+            )  # fmt: skip
+        if new:
+            if action.status == "cancelled":
+                self.result.cancellations["pipeline_review"] += 1
+            self.log.info(
+                "pipeline review " + action.status, action="review_outcome", rep=action.subject,
+                manager=action.manager, series=action.uid,
+                original_start=action.original_start.isoformat(), reason=action.reason,
             )  # fmt: skip
 
     def record_band(self, action: RecordRateBand) -> None:

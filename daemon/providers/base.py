@@ -18,6 +18,10 @@ Designed for CalDAV, Google Calendar v3 and Microsoft Graph alike:
   ``recurrence`` with ``range.type: endDate``.
 * ``write_agendas``   the series' and some occurrences' agenda blocks (overrides with
   ``RECURRENCE-ID`` / instance PATCH); only the text between the markers is owned.
+* ``set_attendees``   who is invited to the series and to some occurrences (a team's pipeline
+  review follows the roster; the VP joins one occurrence a month): CalDAV ``ATTENDEE`` lines on
+  the master and on overrides, Google ``attendees`` on the event and on instance exceptions, Graph
+  ``attendees`` on the master and on occurrences. People who stay keep their answers.
 * ``free_busy``       busy intervals for slot choice and reschedule suggestions.
 * ``diagnose``        ``cadence doctor``'s rows for one manager: reachable, writable, permitted;
   writes nothing.
@@ -126,6 +130,20 @@ class CalendarProvider(Protocol):
 
         Text outside the markers, attendees' answers, moves and cancellations are kept. An
         occurrence without an override gets one at its original time.
+        """
+
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        """Make the attendees (besides the organiser) of the series (key None) and of the
+        occurrences named by their original start exactly these people; newcomers are invited.
+
+        People who stay keep their answers. An occurrence without an override gets one at its
+        original time (as ``write_agendas`` makes them); cancelled occurrences, and occurrences
+        not named, are left alone.
         """
 
     def free_busy(

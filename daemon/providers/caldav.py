@@ -42,6 +42,7 @@ from daemon.errors import (
 from daemon.providers import ical
 from daemon.providers.base import (
     OWNER_PROPERTY,
+    Attendee,
     Capabilities,
     Changes,
     ObservedSeries,
@@ -281,6 +282,14 @@ class CalDAVProvider:
             uid,
             lambda cal: ical.splice_agendas(cal, master_block, occurrence_blocks, self._clock()),
         )
+
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        self._edit(manager, uid, lambda cal: ical.set_attendees(cal, attendees, self._clock()))
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime

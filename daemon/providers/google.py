@@ -385,6 +385,43 @@ class GoogleCalendarProvider:
             raise NotFound(f"series {uid} was deleted from {manager}'s calendar")
         return dict(answer)
 
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        """The event's and its instances' ``attendees``; newcomers get an invitation. The
+        master and the instances (their ids computed) are read in one batch; the master is
+        patched before its instances, so an instance's own list is the last word."""
+        google_id = event_id(uid)
+        originals = sorted(o for o in attendees if o is not None)
+        reads = [(manager, self._get_call(google_id))] + [
+            (manager, self._get_call(instance_id(uid, original))) for original in originals
+        ]
+        answers = self._batch(reads)
+        master = self._owned(manager, uid, answers[0])
+        if None in attendees:
+            people = _people(master, attendees[None])
+            if people is not None:
+                patch = self._patch_call(google_id, {"attendees": people}, notify=True)
+                self._call(manager, patch, what=f"attendees of {uid}")
+        patches = []
+        for original, instance in zip(originals, answers[1:], strict=True):
+            if isinstance(instance, CallFailed):
+                if instance.status in (404, 410):
+                    continue
+                raise self._error(manager, instance, f"attendees of {uid}")
+            if not isinstance(instance, dict) or instance.get("status") == "cancelled":
+                continue
+            people = _people(instance, attendees[original])
+            if people is not None:
+                body = {"attendees": people}
+                patches.append((manager, self._patch_call(str(instance["id"]), body, notify=True)))
+        for answer in self._batch(patches):
+            if isinstance(answer, CallFailed):
+                raise self._error(manager, answer, f"attendees of {uid}")
+
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
@@ -793,6 +830,19 @@ def _series(
     )
 
 
+def _people(event: Mapping[str, Any], wanted: Sequence[Attendee]) -> list[dict[str, Any]] | None:
+    """The ``attendees`` to write so that exactly ``wanted`` are invited (those who stay keep
+    their answers), or None when they already are."""
+    listed = [p for p in event.get("attendees", []) if p.get("email")]
+    organiser = [p for p in listed if p.get("organizer")]  # Google may list the organiser too
+    current = {str(p["email"]).lower(): p for p in listed if not p.get("organizer")}
+    if sorted(current) == sorted(a.email.lower() for a in wanted):
+        return None
+    return organiser + [
+        current.get(a.email.lower()) or {"email": a.email, "displayName": a.name} for a in wanted
+    ]
+
+
 def _event_body(spec: SeriesSpec) -> dict[str, Any]:
     """The series as a Google event; a bad zone or rule is refused before anything is sent."""
     try:
@@ -816,7 +866,7 @@ def _event_body(spec: SeriesSpec) -> dict[str, Any]:
         "start": when(start),
         "end": when(end),
         "recurrence": ["RRULE:" + rule],
-        "attendees": [{"email": spec.rep_email, "displayName": spec.rep_name}],
+        "attendees": [{"email": a.email, "displayName": a.name} for a in spec.invitees],
         "extendedProperties": {"private": {OWNER_KEY: spec.uid}},
         "guestsCanModify": False,
     }

@@ -445,6 +445,45 @@ class GraphCalendarProvider:
         )
         return rows
 
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        """PATCH ``attendees`` of the master and of occurrences (found through ``instances``);
+        Exchange sends newcomers an invitation."""
+        master, data = self._owned_master(manager, uid)
+        if None in attendees:
+            people = _people(data, attendees[None])
+            if people is not None:
+                path = f"/users/{manager}/events/{master}"
+                self.client.call(Request("PATCH", path, body={"attendees": people}))
+        originals = sorted(o for o in attendees if o is not None)
+        if not originals:
+            return
+        read = self._instances_request(manager, master, originals)
+        read = Request(read.method, read.path, {**read.params, "$select": "id,originalStart,"
+                       "attendees,type,isCancelled"}, headers=read.headers)  # fmt: skip
+        found = self.client.call(read, ok=(200,)).body or {}
+        by_original = {
+            datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
+            for i in found.get("value") or []
+            if i.get("originalStart")
+        }
+        patches = []
+        for original in originals:
+            instance = by_original.get(original.astimezone(UTC))
+            if instance is None or instance.get("isCancelled"):
+                continue
+            people = _people(instance, attendees[original])
+            if people is not None:
+                path = f"/users/{manager}/events/{instance['id']}"
+                patches.append(Request("PATCH", path, body={"attendees": people}))
+        for request, response in zip(patches, self.client.batch(patches), strict=True):
+            if response.status not in (200, 204):
+                raise failure(request, response)
+
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
@@ -707,10 +746,8 @@ class GraphCalendarProvider:
                 "range": rng,
             },
             "attendees": [
-                {
-                    "emailAddress": {"address": series.rep_email, "name": series.rep_name},
-                    "type": "required",
-                }
+                {"emailAddress": {"address": a.email, "name": a.name}, "type": "required"}
+                for a in series.invitees
             ],
             "transactionId": _transaction_id(series.uid),
             "singleValueExtendedProperties": [
@@ -791,6 +828,14 @@ class GraphCalendarProvider:
             raise NotFound(f"series {uid} is not on {manager}'s calendar")
         return masters[0]
 
+    def _owned_master(self, manager: str, uid: str) -> tuple[str, dict[str, Any]]:
+        """The master id of cadence's series ``uid`` and its properties, read alone."""
+        master = self._master_id(manager, uid)
+        request = self._master_request(manager, master)
+        request = Request("GET", request.path, request.params, headers=_UTC)
+        response = self.client.call(request, ok=(200, 404))
+        return master, self._owned(manager, uid, master, request, response)
+
     def _owned(
         self, manager: str, uid: str, master: str, request: Request, response: Response
     ) -> dict[str, Any]:
@@ -826,6 +871,23 @@ def _id_of(body: Any, manager: str) -> str:
     if not isinstance(body, dict) or not body.get("id"):
         raise ProviderError(f"Microsoft Graph created an event for {manager} but sent no id")
     return str(body["id"])
+
+
+def _people(event: Mapping[str, Any], wanted: Sequence[Attendee]) -> list[Any] | None:
+    """The ``attendees`` to write so that exactly ``wanted`` are invited (those who stay keep
+    their answers), or None when they already are."""
+    current = {
+        str((p.get("emailAddress") or {}).get("address") or "").lower(): p
+        for p in event.get("attendees") or []
+    }
+    current.pop("", None)
+    if sorted(current) == sorted(a.email.lower() for a in wanted):
+        return None
+    return [
+        current.get(a.email.lower())
+        or {"emailAddress": {"address": a.email, "name": a.name}, "type": "required"}
+        for a in wanted
+    ]
 
 
 def _attendees(values: Any) -> tuple[Attendee, ...]:

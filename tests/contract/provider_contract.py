@@ -17,6 +17,7 @@ from daemon.core.agenda import wrap
 from daemon.errors import NotFound, ProviderError, TokenExpired
 from daemon.providers.base import (
     Agendas,
+    Attendee,
     CalendarProvider,
     Changes,
     Create,
@@ -183,6 +184,43 @@ class ProviderContract:
         series = only_series(calendar.changes(manager, None), spec.uid)
         assert "Number: new" in series.description
         assert "Commitment: run two discovery calls with the new opener" in series.description
+
+    def test_a_series_may_invite_several_people(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        team = (Attendee("sam@acme.test", name="Sam Ortiz"), Attendee("ana@acme.test", name="Ana"))
+        spec = series_spec(manager, "contract-team", rep_email="", rep_name="", attendees=team)
+        calendar.create_series(manager, spec)
+
+        series = only_series(calendar.changes(manager, None), spec.uid)
+        assert sorted(a.email for a in series.attendees) == ["ana@acme.test", "sam@acme.test"]
+
+    def test_set_attendees_on_the_series_and_on_occurrences(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        team = (Attendee("sam@acme.test", name="Sam Ortiz"), Attendee("ana@acme.test", name="Ana"))
+        spec = series_spec(manager, "contract-people", rep_email="", rep_name="", attendees=team)
+        calendar.create_series(manager, spec)
+        calendar.write_agendas(manager, spec.uid, None, {occurrence(1): wrap("Week two")})
+        now = (Attendee("sam@acme.test", name="Sam Ortiz"), Attendee("lee@acme.test", name="Lee"))
+        vp = Attendee("vp@acme.test", name="Val Price")
+        wanted = {None: now, occurrence(1): now, occurrence(2): (*now, vp)}
+        calendar.set_attendees(manager, spec.uid, wanted)
+
+        listing = calendar.changes(manager, None)
+        series = only_series(listing, spec.uid)
+        assert sorted(a.email for a in series.attendees) == ["lee@acme.test", "sam@acme.test"]
+        people = {o.recurrence_id: sorted(a.email for a in o.attendees) for o in series.overrides}
+        assert people == {
+            occurrence(1): ["lee@acme.test", "sam@acme.test"],
+            occurrence(2): ["lee@acme.test", "sam@acme.test", "vp@acme.test"],
+        }
+        assert "Week two" in next(
+            o.description for o in series.overrides if o.recurrence_id == occurrence(1)
+        )
+        # Asking again for what is there writes nothing.
+        calendar.set_attendees(manager, spec.uid, wanted)
+        assert calendar.changes(manager, listing.token).changed == ()
 
     def test_unknown_series_is_not_found(self, calendar: CalendarProvider, manager: str) -> None:
         with pytest.raises(NotFound):
