@@ -80,6 +80,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/status_cost.py
 	$(BIN)/python benchmarks/prep_form.py
 	$(BIN)/python benchmarks/metrics_scale.py
+	$(BIN)/python benchmarks/crm_scale.py 1000
 
 clean:
 	rm -rf $(VENV) var/ .pytest_cache .mypy_cache .ruff_cache .hypothesis

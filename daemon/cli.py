@@ -21,6 +21,7 @@ from daemon.config import DEFAULT_CONFIG, Config, load
 from daemon.core.metrics import Weekly
 from daemon.core.model import DAY_NAMES, Roster
 from daemon.core.plan import SeriesPlan, series_json, to_json
+from daemon.core.planner.reviews import ReviewPlan, review_json
 from daemon.errors import CadenceError, ConfigError, Locked
 
 EXIT_OK = 0
@@ -101,8 +102,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _check_metrics(config: Config) -> None:
-    """The metrics file is part of what ``validate`` checks: every row, named by line."""
-    from daemon.metrics.base import MetricsUnusable
+    """The metrics file is part of what ``validate`` checks: every row, named by line. A CRM
+    that cannot be reached is a warning (``_metrics_warnings``), not an invalid config."""
+    from daemon.metrics.base import MetricsUnavailable, MetricsUnusable
     from daemon.metrics.cache import open_source
 
     source = open_source(config)
@@ -113,6 +115,8 @@ def _check_metrics(config: Config) -> None:
             pass
     except MetricsUnusable as exc:
         raise ConfigError(exc.problems) from None
+    except MetricsUnavailable:
+        pass
 
 
 def _metrics_warnings(config: Config, now: datetime) -> list[str]:
@@ -188,14 +192,39 @@ def _plan(args: argparse.Namespace) -> int:
             print(dryrun.render_diff(at, actions, problems))
         return EXIT_FAILED if problems else EXIT_OK
     plans = dryrun.stateful_plan(config, at)
+    reviews = dryrun.stateful_reviews(config, at)
     if args.pretty:
         metrics = _plan_metrics(config)
-        print(json.dumps(to_json(at, plans, config.roster, metrics), indent=2))
+        whole = to_json(at, plans, config.roster, metrics)
+        whole["pipeline_reviews"] = [review_json(r) for r in reviews]
+        print(json.dumps(whole, indent=2))
     elif args.json:
-        write_json(sys.stdout, at, plans, config.roster, _plan_metrics(config))
+        write_json(sys.stdout, at, plans, config.roster, _plan_metrics(config), reviews)
     else:
         print(render_table(at, plans))
+        if reviews:
+            print("\n" + render_reviews(reviews))
     return EXIT_OK
+
+
+def render_reviews(reviews: Sequence[ReviewPlan]) -> str:
+    """The pipeline reviews for people: one row per series, apart from the 1:1s."""
+    header = ("PIPELINE REVIEW", "MANAGER", "WHEN", "MIN", "TIME ZONE", "ATTENDEES", "NEXT (VP)")
+    rows = [header]
+    for r in reviews:
+        when = f"{DAY_NAMES[r.pattern.days[0]].capitalize()} {r.pattern.time:%H:%M} weekly"
+        vp = next((o.start for o in r.upcoming if o.vp), None) if r.vp else None
+        rows.append(
+            (r.mode.value, r.manager.email, when, str(r.pattern.duration_minutes), r.timezone,
+             ", ".join(rep.email for rep in r.reps),
+             f"{r.upcoming[0].start:%a %d %b %H:%M}" if r.upcoming else "-")
+        )  # fmt: skip
+        if vp is not None:
+            rows[-1] = (*rows[-1][:-1], rows[-1][-1] + f" ({r.vp} {vp:%a %d %b})")
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def write_json(
@@ -204,6 +233,7 @@ def write_json(
     plans: Sequence[SeriesPlan],
     roster: Roster | None = None,
     metrics: Weekly | None = None,
+    reviews: Sequence[ReviewPlan] = (),
 ) -> None:
     """The plan as compact JSON, written a series at a time: a big roster's plan is never one
     string in memory."""
@@ -211,7 +241,8 @@ def write_json(
     for i, p in enumerate(plans):
         item = series_json(p, roster, metrics)
         out.write(("," if i else "") + json.dumps(item, separators=(",", ":")))
-    out.write("]}\n")
+    listed = [review_json(r) for r in reviews]
+    out.write('],"pipeline_reviews":' + json.dumps(listed, separators=(",", ":")) + "}\n")
 
 
 def _once(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from daemon.core.model import Manager, Organization, Policy, Rep, Roster
+from daemon.core.model import Manager, Organization, PipelineReview, Policy, Rep, Roster
 from daemon.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config/cadence.yaml")
@@ -150,12 +150,40 @@ class CsvMetricsSettings(_Settings):
     path: Path = Path("metrics.csv")  # relative to the config file
 
 
+class SalesforceSettings(_Settings):
+    """A connected app's JWT bearer flow for one integration user (PROVIDERS "CRMs")."""
+
+    login_url: str = Field(
+        default="https://login.salesforce.com", pattern=r"^https://[^\s/?#]+/?$"
+    )  # test.salesforce.com for a sandbox, or the org's My Domain URL
+    client_id: str = Field(min_length=1)  # the connected app's consumer key
+    username: str = Field(min_length=1)  # the pre-authorised integration user
+    private_key_file: Path  # PEM, 0600: the key of the certificate uploaded to the app
+    api_version: str = Field(default="62.0", pattern=r"^[0-9]{2,3}\.0$")
+
+
+class HubspotSettings(_Settings):
+    """A private app's access token, with the CRM read scopes only."""
+
+    token_env: str = "CADENCE_HUBSPOT_TOKEN"  # noqa: S105 - the name of an env var
+    token_file: Path | None = None  # or a 0600 file holding it
+    api_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://[^\s?#]+$")
+
+
 class MetricsSettings(_Settings):
     """Where the number in each agenda comes from (SPEC "The number in the agenda")."""
 
-    source: Literal["csv"] = "csv"  # salesforce and hubspot: not yet
+    source: Literal["csv", "salesforce", "hubspot"] = "csv"
     csv: CsvMetricsSettings = CsvMetricsSettings()
-    refresh_hours: float = Field(default=6, gt=0, le=24 * 7)
+    refresh_hours: float = Field(default=6, gt=0, le=24 * 7)  # a CRM is read at most this often
+    salesforce: SalesforceSettings | None = None
+    hubspot: HubspotSettings = HubspotSettings()
+
+    @model_validator(mode="after")
+    def _source_configured(self) -> MetricsSettings:
+        if self.source == "salesforce" and self.salesforce is None:
+            raise ValueError("source salesforce needs a salesforce: section")
+        return self
 
 
 class Settings(_Settings):
@@ -182,7 +210,7 @@ class Config:
     sources: tuple[Path, ...] = field(default=())
 
 
-ROSTER_KEYS = ("organization", "managers", "reps", "policy")
+ROSTER_KEYS = ("organization", "managers", "reps", "policy", "pipeline_review")
 
 
 # --- YAML with line numbers ---------------------------------------------------------------------
@@ -502,6 +530,8 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
     )  # fmt: skip
     policy = _validate(Policy, data.get("policy") or {}, problems, path, lines, ("policy",),
                        "policy")  # fmt: skip
+    review = _validate(PipelineReview, data.get("pipeline_review") or {}, problems, path, lines,
+                       ("pipeline_review",), "pipeline_review")  # fmt: skip
     settings_data = {k: v for k, v in data.items() if k not in ROSTER_KEYS}
     settings = _validate(Settings, settings_data, problems, path, lines, (), "")
 
@@ -523,8 +553,11 @@ def load(path: Path, *, now: datetime | None = None) -> Config:
     if problems.lines:
         raise ConfigError(sorted(problems.lines, key=_by_place))
 
-    assert org is not None and policy is not None and settings is not None
-    roster = Roster(organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy)
+    assert org is not None and policy is not None and settings is not None and review is not None
+    roster = Roster(
+        organization=org, managers=tuple(managers), reps=tuple(reps), policy=policy,
+        pipeline_review=review,
+    )  # fmt: skip
     warnings = _warnings(roster, rep_entry, now)
     raw_reps = data.get("reps")
     sources = (path, _roster_file(path, raw_reps)) if isinstance(raw_reps, str) else (path,)

@@ -30,13 +30,19 @@ from daemon.core.planner import (
     RecordCommitment,
     RecordRateBand,
     RecordReschedule,
+    RecordReviewOutcome,
+    ReviewPlan,
+    ReviewView,
     SendEmail,
+    SetAttendees,
     WriteAgendas,
+    desired_reviews,
     make_plan,
     sticky_slots,
+    sticky_times,
 )
 from daemon.errors import ConfigError, NotFound, ProviderError, TemplateProblem
-from daemon.metrics.base import MetricsUnusable
+from daemon.metrics.base import MetricsUnusable, open_opportunities
 from daemon.metrics.cache import open_source, read_now
 from daemon.render import Renderer
 from daemon.report import read_view
@@ -58,10 +64,26 @@ def stateful_plan(config: Config, at: datetime) -> tuple[SeriesPlan, ...]:
     return plan(config.roster, at, sticky=sticky_slots(view, at))
 
 
+def stateful_reviews(config: Config, at: datetime) -> tuple[ReviewPlan, ...]:
+    """The pipeline reviews at ``at``; a per-rep review in use keeps its time."""
+    from daemon.reconcile import ledger_series
+
+    if not config.roster.pipeline_review.on:
+        return ()
+    ledger = Ledger.open_readonly(config.settings.state_dir)
+    if ledger is None:
+        return desired_reviews(config.roster, at)
+    try:
+        in_use = ledger_series(ledger, reviews=True)
+    finally:
+        ledger.close()
+    return desired_reviews(config.roster, at, sticky_times(in_use))
+
+
 def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]:
     """The next pass's actions as JSON-able dicts, and the problems met (calendars that could
     not be read are left out of the plan, as a pass would)."""
-    from daemon.reconcile import agenda_context, open_calendar, prep_policy
+    from daemon.reconcile import agenda_context, open_calendar, prep_policy, review_context
 
     renderer = Renderer(config.settings.templates.dir)
     try:
@@ -73,6 +95,9 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
     if source is not None:
         try:
             view = replace(view, metrics=read_now(source, config))
+            if config.roster.pipeline_review.on:
+                reps = frozenset(r.email for r in config.roster.reps)
+                view = replace(view, opportunities=open_opportunities(source, reps))
         except MetricsUnusable as exc:
             raise ConfigError(exc.problems) from None
     problems: list[str] = []
@@ -97,9 +122,13 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
         def render(v: AgendaView) -> str:
             return renderer.agenda(agenda_context(v))
 
+        def render_review(v: ReviewView) -> str:
+            return renderer.review(review_context(v))
+
         result = make_plan(
             config.roster, at, observed, view, render, complete=frozenset(observed),
             unreachable=frozenset(unreachable), prep=prep_policy(config),
+            render_review=render_review,
         )  # fmt: skip
     problems += [alarm.message for alarm in result.alarms]
     return [_describe(a) for a in result.actions], problems
@@ -107,7 +136,7 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
 
 def _managers(config: Config, view: LedgerView) -> list[str]:
     names = [m.email for m in config.roster.managers]
-    for rec in view.series:
+    for rec in (*view.series, *view.reviews):
         if rec.state != "ended" and rec.manager not in names:
             names.append(rec.manager)
     return names
@@ -133,6 +162,22 @@ def _describe(action: Action) -> dict[str, Any]:
             "action": "agenda", "rep": action.rep, "manager": action.manager, "uid": action.uid,
             "series_description": action.master_block is not None,
             "occurrences": sorted(o.isoformat() for o in action.blocks),
+        }  # fmt: skip
+    if isinstance(action, SetAttendees):
+        people = action.attendees.get(None)
+        return {
+            "action": "attendees", "rep": action.rep, "manager": action.manager,
+            "uid": action.uid,
+            "series_attendees": None if people is None else [a.email for a in people],
+            "occurrences": {
+                o.isoformat(): [a.email for a in action.attendees[o]]
+                for o in sorted(k for k in action.attendees if k is not None)
+            },
+        }  # fmt: skip
+    if isinstance(action, RecordReviewOutcome):
+        return {
+            "action": "record_review_outcome", "rep": action.subject, "manager": action.manager,
+            "occurrence": action.occurrence, "status": action.status, "reason": action.reason,
         }  # fmt: skip
     if isinstance(action, SendEmail):
         return {
@@ -189,6 +234,16 @@ def render_diff(at: datetime, actions: list[dict[str, Any]], problems: list[str]
             what = f"{a['occurrence']} moved to {a['start']}"
         elif kind == "record_commitment":
             what = a["original_start"]
+        elif kind == "attendees":
+            parts = (
+                []
+                if a["series_attendees"] is None
+                else ["series: " + (", ".join(a["series_attendees"]) or "nobody")]
+            )
+            parts += [f"{o}: {', '.join(people)}" for o, people in a["occurrences"].items()]
+            what = "; ".join(parts)
+        elif kind == "record_review_outcome":
+            what = f"{a['occurrence']}: pipeline review {a['status']} ({a['reason'] or 'moved'})"
         else:
             what = f"band {a['band']}"
         lines.append(f"{kind:<20} {who:<28} {what}")

@@ -8,7 +8,9 @@ through ``GoogleApi.call``: a per-user request budget (Google allows 600 request
 user; a cold start of a big roster would trip it), retries with exponential back-off and jitter
 for 429, 403 rate-limit reasons and 5xx, honouring ``Retry-After`` (tenacity), and one
 translation of every third-party failure into ``CallFailed``, which callers map onto their own
-error vocabulary (``ProviderError`` or ``MailError``).
+error vocabulary (``ProviderError`` or ``MailError``). ``GoogleApi.batch`` sends many users'
+calls in one batch request: each part carries its own user's ``Authorization``, which Google
+applies to that call alone.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import stat
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,7 @@ class CallFailed(Exception):
     ) -> None:
         super().__init__(message)
         self.kind, self.status, self.reason, self.retry_after = kind, status, reason, retry_after
+        self.key_refused = False  # the key itself, whoever it acts as: a start-up problem
 
     @property
     def rate_limited(self) -> bool:
@@ -213,6 +216,16 @@ class GoogleApi:
         credentials = self._credentials.with_subject(user)  # type: ignore[no-untyped-call]
         self._guard(user, lambda: credentials.refresh(google_auth_httplib2.Request(self._http)))
 
+    def check_key(self, user: str, what: str) -> None:
+        """At start-up: a key Google refuses whoever it acts as (deleted, another project's)
+        is a ``ConfigError`` naming ``what``. Anything about ``user`` alone, or a Google that
+        cannot be reached, is left to the passes, which skip that manager or back off."""
+        try:
+            self.token(user)
+        except CallFailed as failed:
+            if failed.key_refused:
+                raise ConfigError([f"{what}: {failed}"]) from None
+
     def call(self, user: str, build: Callable[[Any], HttpRequest]) -> Any:
         """Execute ``build(service)`` as ``user``: budgeted, retried, failures as ``CallFailed``."""
 
@@ -223,14 +236,27 @@ class GoogleApi:
         return self._retrying(lambda: self._guard(user, once))
 
     def batch(
-        self, user: str, builds: Sequence[Callable[[Any], HttpRequest]]
+        self, calls: Sequence[tuple[str, Callable[[Any], HttpRequest]]]
     ) -> list[Any | CallFailed]:
-        """Several calls as ``user`` in batch requests of up to ``BATCH_LIMIT``; a call that
-        failed with a transient error is retried alone (``call``), the others are kept."""
-        http = self._http_of(user)
-        results: list[Any | CallFailed] = [None] * len(builds)
-        for first in range(0, len(builds), BATCH_LIMIT):
-            chunk = range(first, min(first + BATCH_LIMIT, len(builds)))
+        """Several calls, each as its own user (``(user, build)``), in batch requests of up to
+        ``BATCH_LIMIT``: Google applies each part's own ``Authorization``, so one batch serves
+        many managers. A user without a token fails only their own calls; a call that failed
+        with a transient error is retried alone (``call``), the others are kept."""
+        results: list[Any | CallFailed] = [None] * len(calls)
+        refused: dict[str, CallFailed] = {}
+        for user in dict.fromkeys(user for user, _ in calls):
+            try:
+                self._fresh(user)
+            except CallFailed as failed:
+                refused[user] = failed
+        todo = []
+        for index, (user, _) in enumerate(calls):
+            if user in refused:
+                results[index] = refused[user]
+            else:
+                todo.append(index)
+        for first in range(0, len(todo), BATCH_LIMIT):
+            chunk = todo[first : first + BATCH_LIMIT]
             answers: dict[int, Any] = {}
 
             def collect(
@@ -241,27 +267,40 @@ class GoogleApi:
             ) -> None:
                 answers[int(request_id)] = exception if exception is not None else response
 
-            def send(indexes: range = chunk) -> None:
+            def send(indexes: list[int] = chunk) -> None:
                 batch = BatchHttpRequest(callback=collect, batch_uri=self.batch_uri)
                 for index in indexes:
-                    batch.add(self._request(user, builds[index]), request_id=str(index))
-                self.budget.take(user, len(indexes))
-                batch.execute(http=http)
+                    user, build = calls[index]
+                    batch.add(self._request(user, build), request_id=str(index))
+                for user, count in Counter(calls[i][0] for i in indexes).items():
+                    self.budget.take(user, count)
+                batch.execute(http=self._http_of(calls[indexes[0]][0]))
 
-            self._retrying(lambda send=send: self._guard(user, send))  # type: ignore[misc]
+            user = calls[chunk[0]][0]
+            try:
+                self._retrying(lambda send=send, user=user: self._guard(user, send))  # type: ignore[misc]
+            except CallFailed as whole:  # the batch request itself: each of its calls failed
+                answers.update(dict.fromkeys(chunk, whole))
             for index in chunk:
                 answer = answers.get(index)
-                if isinstance(answer, Exception):
-                    failed = _translate(user, answer, self)
-                    if failed.transient:
+                if isinstance(answer, Exception) and not isinstance(answer, CallFailed):
+                    one = _translate(calls[index][0], answer, self)
+                    if one.transient:
                         try:
-                            answer = self.call(user, builds[index])
+                            answer = self.call(*calls[index])
                         except CallFailed as again:
                             answer = again
                     else:
-                        answer = failed
+                        answer = one
                 results[index] = answer
         return results
+
+    def _fresh(self, user: str) -> None:
+        """The user's access token, obtained now when it is missing or expiring: the batch
+        library refreshes only the outer request's, so each part would first meet a 401."""
+        credentials = self._http_of(user).credentials
+        if not credentials.valid:
+            self._guard(user, lambda: credentials.refresh(google_auth_httplib2.Request(self._http)))
 
     # -- failure handling ------------------------------------------------------------------------
 
@@ -349,7 +388,9 @@ def _translate(user: str, exc: Exception, api: GoogleApi) -> CallFailed:
         retry_after = _seconds(exc.resp.get("retry-after"))
         return CallFailed("http", message, status, reason, retry_after)
     if isinstance(exc, auth_exceptions.RefreshError):
-        return CallFailed("auth", _refusal(user, exc, api))
+        failed = CallFailed("auth", _refusal(user, exc, api))
+        failed.key_refused = _key_refused(exc)
+        return failed
     if isinstance(exc, auth_exceptions.TransportError | OSError | httplib2.HttpLib2Error):
         return CallFailed("network", f"Google cannot be reached at {api.root}: {_short(exc)}")
     return CallFailed(
@@ -373,11 +414,19 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
+def _key_refused(exc: auth_exceptions.RefreshError) -> bool:
+    """Whether Google refused the key itself (any user would be refused), not one user."""
+    text = str(exc.args[0] if exc.args else exc)
+    if "Invalid email or User ID" in text:
+        return False
+    return "invalid_grant" in text or "invalid_client" in text
+
+
 def _refusal(user: str, exc: auth_exceptions.RefreshError, api: GoogleApi) -> str:
     text = str(exc.args[0] if exc.args else exc)
     if "Invalid email or User ID" in text:
         return f"Google has no mailbox {user} (Invalid email or User ID)"
-    if "invalid_grant" in text or "invalid_client" in text:
+    if _key_refused(exc):
         return f"Google does not accept the service-account key ({text.split(':', 1)[0]}): " \
                "is it deleted, or another project's?"  # fmt: skip
     return (

@@ -26,11 +26,13 @@ from daemon import faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
+from daemon.core.deals import Opportunities
 from daemon.core.metrics import Weekly
 from daemon.core.observed import ObservedSeries
 from daemon.core.planner import (
     EMAILS_WINDOW,
     LOOKBACK,
+    Action,
     AgendaView,
     CreateSeries,
     EndSeries,
@@ -42,8 +44,12 @@ from daemon.core.planner import (
     RecordCommitment,
     RecordRateBand,
     RecordReschedule,
+    RecordReviewOutcome,
+    ReviewView,
     SendEmail,
+    SetAttendees,
     WriteAgendas,
+    is_review,
     make_plan,
     person,
     stage_view,
@@ -70,11 +76,22 @@ from daemon.lock import state_lock
 from daemon.mail.base import Mailer
 from daemon.mail.message import build_message
 from daemon.metrics import cache as metrics_cache
-from daemon.metrics.base import MetricsSource, MetricsUnavailable, MetricsUnusable
-from daemon.providers.base import CalendarProvider
+from daemon.metrics.base import (
+    MetricsSource,
+    MetricsUnavailable,
+    MetricsUnusable,
+    open_opportunities,
+)
+from daemon.providers.base import Agendas, CalendarProvider, Create, End, Write
 from daemon.render import Renderer
 from daemon.roster_watch import Outcome, RosterWatch
-from daemon.store import CancellationRecord, Ledger, RescheduleRecord, SeriesRecord
+from daemon.store import (
+    CancellationRecord,
+    Ledger,
+    RescheduleRecord,
+    ReviewOutcomeRecord,
+    SeriesRecord,
+)
 
 if TYPE_CHECKING:
     from daemon.web.status import Health, Instruments
@@ -111,7 +128,7 @@ class PassResult:
     def access_denied(self, manager: str, exc: AuthError) -> None:
         self.problems.append(
             Problem(
-                f"calendar-access {manager}",
+                _access_key(manager),
                 f"cadence cannot use {manager}'s calendar: {exc}",
                 advice="Check that the account cadence uses may read and write this manager's "
                 "calendar (CalDAV rights, Google domain-wide delegation or Graph application "
@@ -131,6 +148,11 @@ class PassResult:
         if self.alarms:
             return EXIT_SAFETY_VALVE
         return EXIT_UNREACHABLE if self.errors else EXIT_OK
+
+
+def _access_key(manager: str) -> str:
+    """The admin alert's key for a calendar the credentials cannot use."""
+    return f"calendar-access {manager}"
 
 
 class PassClock:
@@ -157,6 +179,7 @@ class Runtime:
     metrics: MetricsSource | None = None
     metrics_refused: str | None = None  # the version of a source read and found unusable
     metrics_view: tuple[Any, Weekly] | None = None
+    deals: tuple[datetime, Opportunities | None] | None = None  # when read, and what
     clock: PassClock = field(default_factory=PassClock)
 
 
@@ -164,8 +187,14 @@ class Runtime:
 
 
 def open_calendar(
-    config: Config, stack: ExitStack, clock: Callable[[], datetime] | None = None
+    config: Config,
+    stack: ExitStack,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    starting: bool = False,
 ) -> CalendarProvider:
+    """The configured calendar provider. ``starting`` (``once``/``run``): credentials a
+    provider can check up front are checked, so a key refused outright stops the start."""
     settings = config.settings
     if settings.calendar.provider == "outlook":
         from daemon.providers.graph import open_outlook
@@ -174,7 +203,9 @@ def open_calendar(
     if settings.calendar.provider == "google":
         from daemon.providers.google import open_google
 
-        return open_google(config.path, settings.calendar.google)
+        managers = config.roster.managers
+        check_as = managers[0].email if starting and managers else None
+        return open_google(config.path, settings.calendar.google, check_as)
     if settings.calendar.provider != "caldav":
         raise ConfigError(
             [f"{config.path}: calendar.provider: {settings.calendar.provider!r} is not available"
@@ -242,10 +273,10 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
         stack.callback(ledger.close)
         mailer = open_mailer(config)
         clock = PassClock()
-        provider = open_calendar(config, stack, clock)
+        provider = open_calendar(config, stack, clock, starting=True)
         yield Runtime(
             config, provider, mailer, ledger, renderer, restore_missing,
-            metrics=metrics_cache.open_source(config), clock=clock,
+            metrics=metrics_cache.open_source(config, clock), clock=clock,
         )  # fmt: skip
 
 
@@ -260,32 +291,46 @@ def _managers(rt: Runtime) -> list[str]:
     return names
 
 
-def _sync(rt: Runtime, manager: str) -> None:
-    """Bring the observed cache of one calendar up to date: a full listing the first time (or
-    when the token expired), the changes since the token after; either way the cache is then
-    the whole calendar, which is what the safety valve compares with the ledger."""
-    token = rt.ledger.get_token(manager)
-    try:
-        changes = rt.provider.changes(manager, token)
-    except TokenExpired:
-        logs.get().info("sync token expired, full resync", manager=manager)
-        changes = rt.provider.changes(manager, None)
-    except NotFound:
-        # No calendar yet: made now, so this pass's series land in it without a failed write
-        # each, and the pass ends holding a sync token for it.
-        rt.provider.ensure_calendar(manager)
-        changes = rt.provider.changes(manager, None)
-    with rt.ledger.transaction():
-        if changes.complete:
-            rt.ledger.clear_observed(manager)
-        for series in changes.changed:
-            if series.owned:
-                rt.ledger.put_observed(manager, series.uid, observed_cache.dump(series))
-            else:
-                rt.ledger.delete_observed(manager, series.uid)
-        for uid in changes.removed:
-            rt.ledger.delete_observed(manager, uid)
-        rt.ledger.set_token(manager, changes.token)
+def _sync(rt: Runtime, managers: Sequence[str]) -> dict[str, ProviderError]:
+    """Bring the observed cache of every calendar up to date, all handed to the provider at
+    once (a provider with batch requests reads them in a few round trips): a full listing the
+    first time (or when the token expired), the changes since the token after; either way the
+    cache is then the whole calendar, which is what the safety valve compares with the ledger.
+    Returns the calendars that could not be read, with why."""
+    found = dict(rt.provider.changes_many({m: rt.ledger.get_token(m) for m in managers}))
+    again: dict[str, str | None] = {}
+    for manager, got in found.items():
+        if isinstance(got, TokenExpired):
+            logs.get().info("sync token expired, full resync", manager=manager)
+            again[manager] = None
+        elif isinstance(got, NotFound):
+            # No calendar yet: made now, so this pass's series land in it without a failed
+            # write each, and the pass ends holding a sync token for it.
+            try:
+                rt.provider.ensure_calendar(manager)
+                again[manager] = None
+            except ProviderError as exc:
+                found[manager] = exc
+    if again:
+        found.update(rt.provider.changes_many(again))
+    failed: dict[str, ProviderError] = {}
+    for manager in managers:
+        changes = found[manager]
+        if isinstance(changes, ProviderError):
+            failed[manager] = changes
+            continue
+        with rt.ledger.transaction():
+            if changes.complete:
+                rt.ledger.clear_observed(manager)
+            for series in changes.changed:
+                if series.owned:
+                    rt.ledger.put_observed(manager, series.uid, observed_cache.dump(series))
+                else:
+                    rt.ledger.delete_observed(manager, series.uid)
+            for uid in changes.removed:
+                rt.ledger.delete_observed(manager, uid)
+            rt.ledger.set_token(manager, changes.token)
+    return failed
 
 
 def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
@@ -295,6 +340,7 @@ def _ledger_view(rt: Runtime, now: datetime) -> LedgerView:
 def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
     """The ledger as the planner and the rates read it at ``now``. Only reads."""
     series = ledger_series(ledger)
+    reviews = ledger_series(ledger, reviews=True)
     commitments: dict[str, list[tuple[datetime, str]]] = {}
     for rep, original_start, text in ledger.commitments():
         when = datetime.fromisoformat(original_start.replace("Z", "+00:00"))
@@ -309,8 +355,17 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
         for r in ledger.reschedules(since=since)
     ]
     emails = ledger.emails(since=now - EMAILS_WINDOW)
+    tally: dict[str, tuple[int, int]] = {}
+    for r in ledger.review_outcomes(since=since):
+        cancelled, moved = tally.get(r.manager, (0, 0))
+        tally[r.manager] = (cancelled + (r.status == "cancelled"), moved + (r.status == "moved"))
     return LedgerView(
         series=tuple(series),
+        reviews=reviews,
+        review_tally=tally,
+        review_outcomes=frozenset(
+            f"{r.uid} {r.original_start}" for r in ledger.review_outcomes(since=now - LOOKBACK)
+        ),
         commitments={k: tuple(v) for k, v in commitments.items()},
         emails_sent=frozenset((e.occurrence, e.kind) for e in emails),
         cancellations=frozenset(
@@ -328,8 +383,9 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
     )
 
 
-def ledger_series(ledger: Ledger) -> tuple[LedgerSeries, ...]:
-    return tuple(
+def ledger_series(ledger: Ledger, *, reviews: bool = False) -> tuple[LedgerSeries, ...]:
+    """The 1:1 series cadence made, or (``reviews``) its pipeline-review series."""
+    found = (
         LedgerSeries(
             uid=rec.uid, rep=rec.rep, manager=rec.manager, stage=rec.stage,
             fingerprint=rec.fingerprint, start=datetime.fromisoformat(rec.start),
@@ -338,6 +394,7 @@ def ledger_series(ledger: Ledger) -> tuple[LedgerSeries, ...]:
         )
         for rec in ledger.all_series()
     )  # fmt: skip
+    return tuple(rec for rec in found if is_review(rec) == reviews)
 
 
 def _instant(utc: str) -> datetime:
@@ -366,6 +423,22 @@ def agenda_context(view: AgendaView) -> dict[str, Any]:
     }
 
 
+def review_context(view: ReviewView) -> dict[str, Any]:
+    """What the deal-review agenda template sees; deal lines are already plain text."""
+    return {
+        "manager": person(view.manager),
+        "mode": view.mode.value,
+        "reps": [
+            {**person(rep), "deals": None if view.deals is None else view.deals.get(rep.email)}
+            for rep in view.reps
+        ],
+        "start": view.start,
+        "duration_minutes": view.duration_minutes,
+        "vp": view.vp,
+        "deals_on": view.deals is not None,
+    }
+
+
 def prep_policy(config: Config) -> PrepPolicy | None:
     prep = config.settings.prep
     return None if prep is None else PrepPolicy(check=timedelta(hours=prep.check_hours))
@@ -375,10 +448,12 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     observed: dict[str, dict[str, ObservedSeries]] = {}
     unreachable: set[str] = set()
     log = logs.get()
-    for manager in _managers(rt):
-        try:
-            _sync(rt, manager)
-        except ProviderError as exc:
+    managers = _managers(rt)
+    failed = _sync(rt, managers)
+    known = {a["problem"] for a in open_alerts(rt.ledger)}
+    for manager in managers:
+        exc = failed.get(manager)
+        if exc is not None:
             unreachable.add(manager)
             result.api_errors[(rt.config.settings.calendar.provider, type(exc).__name__)] += 1
             if isinstance(exc, Transient):
@@ -387,7 +462,10 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
                 result.errors.append(str(exc))
                 if isinstance(exc, AuthError):
                     result.access_denied(manager, exc)
-            log.warning("calendar unreadable", manager=manager, error=str(exc))
+            if not isinstance(exc, AuthError) or _access_key(manager) not in known:
+                # An access problem already alerted on is not logged again each pass: the
+                # admin alert said it once, and says once when it is over.
+                log.warning("calendar unreadable", manager=manager, error=str(exc))
             continue
         observed[manager] = {
             uid: observed_cache.load(text) for uid, text in rt.ledger.observed(manager).items()
@@ -397,9 +475,14 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     def render(view: AgendaView) -> str:
         return rt.renderer.agenda(agenda_context(view))
 
+    def render_review(view: ReviewView) -> str:
+        return rt.renderer.review(review_context(view))
+
     view = _ledger_view(rt, now)
     if rt.metrics is not None:
         view = replace(view, metrics=_metrics(rt, rt.metrics, now))
+        if rt.config.roster.pipeline_review.on:
+            view = replace(view, opportunities=_deals(rt, rt.metrics, now))
     return make_plan(
         rt.config.roster,
         now,
@@ -410,6 +493,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
         prep=prep_policy(rt.config),
+        render_review=render_review,
     )
 
 
@@ -440,6 +524,23 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
     if rt.metrics_view is None or rt.metrics_view[0] != key:
         rt.metrics_view = (key, metrics_cache.weekly(rt.ledger, source, today))
     return rt.metrics_view[1]
+
+
+def _deals(rt: Runtime, source: MetricsSource, now: datetime) -> Opportunities | None:
+    """Each rep's open opportunities for the pipeline reviews' agendas, read from the source at
+    most every ``refresh_hours``; a source that cannot be read leaves the last ones."""
+    settings = rt.config.settings.metrics
+    every = timedelta(hours=settings.refresh_hours if settings is not None else 6)
+    if rt.deals is not None and now - rt.deals[0] < every:
+        return rt.deals[1]
+    reps = frozenset(r.email for r in rt.config.roster.reps)
+    try:
+        rt.deals = (now, open_opportunities(source, reps))
+    except (MetricsUnavailable, MetricsUnusable) as exc:
+        logs.get().warning("opportunities unavailable; keeping the last ones",
+                           source=source.label, error=str(exc))  # fmt: skip
+        return None if rt.deals is None else rt.deals[1]
+    return rt.deals[1]
 
 
 def _confirm_pending(rt: Runtime, observed: Mapping[str, Mapping[str, ObservedSeries]]) -> None:
@@ -495,19 +596,22 @@ class Executor:
         self.rt = rt
         self.now = now
         self.result = result
-        self.failed_reps: set[str] = set()
-        self.down_managers: set[str] = set()
+        # A rep's actions after this plan index wait for another pass (a write of theirs
+        # failed, or the write cap was reached); likewise a manager's whose calendar is down.
+        self.rep_stop: dict[str, int] = {}
+        self.manager_stop: dict[str, int] = {}
         self.mail_down = False
         self.log = logs.get()
-        self.created: dict[str, ProviderError | None] = {}
+        self.alerted = {a["problem"] for a in open_alerts(rt.ledger)}
 
     def run(self, plan: Plan) -> None:
+        """The calendar writes first, in waves handed to the provider at once, then the rest in
+        plan order. Each action still acts as if in plan order: one whose rep (or calendar)
+        failed at an earlier write is left for the next pass, and so is nothing before it."""
         settings = self.rt.config.settings
-        self.created = self._create_ahead(plan.actions)
-        for action in plan.actions:
-            rep = action.rep
-            manager = getattr(action, "manager", None)
-            if rep in self.failed_reps or manager in self.down_managers:
+        self.write_all(plan.actions)
+        for index, action in enumerate(plan.actions):
+            if self._stopped(index, action) or _is_write(action):
                 continue
             try:
                 if isinstance(action, SendEmail):
@@ -518,29 +622,12 @@ class Executor:
                     self.record(action)
                 elif isinstance(action, RecordRateBand):
                     self.record_band(action)
-                else:
-                    if self.result.writes >= settings.max_writes_per_pass:
-                        self.log.warning("write cap reached", cap=settings.max_writes_per_pass)
-                        # The rep's later actions (emails about a series not yet created)
-                        # wait for the pass that makes this write.
-                        self.failed_reps.add(rep)
-                        continue
-                    self.write(action)
-            except Transient as exc:
-                self._count_error(exc)
-                self.down_managers.add(str(manager))
-                # Nothing more for this rep this pass either: after a failed end on the old
-                # manager's calendar, a create on the new one would give the rep two series.
-                self.failed_reps.add(rep)
-                self.result.server_down(exc)
-                self.log.warning("calendar unavailable", manager=manager, error=str(exc))
-            except ProviderError as exc:
-                self._count_error(exc)
-                self.failed_reps.add(rep)
-                self.result.errors.append(f"{rep}: {exc}")
-                self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
-                if isinstance(exc, AuthError):
-                    self.result.access_denied(str(manager), exc)
+                elif isinstance(action, EndSeries):
+                    self._ended(action, written=False)  # the calendar already stops sooner
+                elif isinstance(action, RecordReviewOutcome):
+                    self.record_review(action)
+                elif isinstance(action, SetAttendees):
+                    self.set_attendees(index, action)
             except MailUnavailable as exc:
                 self._count_error(exc)
                 self.mail_down = True
@@ -549,7 +636,7 @@ class Executor:
             except (MailError, TemplateProblem) as exc:
                 if isinstance(exc, MailError):
                     self._count_error(exc)
-                self.log.error("email not sent", rep=rep, error=str(exc))
+                self.log.error("email not sent", rep=action.rep, error=str(exc))
                 self.result.errors.append(str(exc))
                 if isinstance(exc, MailRejected) and isinstance(action, SendEmail):
                     self.result.problems.append(
@@ -562,6 +649,76 @@ class Executor:
                         )
                     )
 
+    def _stopped(self, index: int, action: Action) -> bool:
+        manager = getattr(action, "manager", None)
+        return self.rep_stop.get(action.rep, index) < index or (
+            manager is not None and self.manager_stop.get(manager, index) < index
+        )
+
+    def write_all(self, actions: Sequence[Action]) -> None:
+        """Every calendar write of the plan, within the pass's cap, in waves: each rep's first
+        write in the first wave, their second (which may depend on the first: a handover ends
+        the old series before the new one is made) in the second, and so on. A wave goes to
+        the provider in one ``apply``, which fills its batches across managers."""
+        cap = self.rt.config.settings.max_writes_per_pass
+        queues: dict[str, list[int]] = {}
+        planned = 0
+        for index, action in enumerate(actions):
+            if not _is_write(action):
+                continue
+            if planned >= cap:
+                if action.rep not in self.rep_stop:
+                    self.log.warning("write cap reached", cap=cap, rep=action.rep)
+                # The rep's later actions (emails about a series not yet created) wait for
+                # the pass that makes this write.
+                self.rep_stop[action.rep] = min(self.rep_stop.get(action.rep, index), index)
+                continue
+            planned += 1
+            queues.setdefault(action.rep, []).append(index)
+        while queues:
+            wave = [queue.pop(0) for queue in queues.values()]
+            queues = {rep: queue for rep, queue in queues.items() if queue}
+            self._apply(actions, [i for i in wave if not self._stopped(i, actions[i])])
+
+    def _apply(self, actions: Sequence[Action], wave: list[int]) -> None:
+        ledger = self.rt.ledger
+        creates = [a for i in wave if isinstance(a := actions[i], CreateSeries)]
+        if creates:
+            # In the ledger as pending before the calendar has them: a crash in between is
+            # found by the next pass (the series on the calendar confirms it).
+            with ledger.transaction():
+                for create in creates:
+                    ledger.upsert_series(self._record(create))
+            faults.point("series-pending")
+        writes = [_provider_write(actions[i]) for i in wave]
+        try:
+            outcome = self.rt.provider.apply(writes)
+        except ProviderError as exc:  # the provider could not take the writes at all
+            outcome = [exc] * len(writes)
+        for index, error in zip(wave, outcome, strict=True):
+            try:
+                self._done(actions[index], error)
+            except ProviderError as exc:
+                self._failed(index, actions[index], exc)
+
+    def _failed(self, index: int, action: Action, exc: ProviderError) -> None:
+        rep, manager = action.rep, str(getattr(action, "manager", ""))
+        self._count_error(exc)
+        # Nothing more for this rep this pass either: after a failed end on the old manager's
+        # calendar, a create on the new one would give the rep two series.
+        self.rep_stop[rep] = min(self.rep_stop.get(rep, index), index)
+        if isinstance(exc, Transient):
+            self.manager_stop[manager] = min(self.manager_stop.get(manager, index), index)
+            self.result.server_down(exc)
+            self.log.warning("calendar unavailable", manager=manager, error=str(exc))
+            return
+        self.result.errors.append(f"{rep}: {exc}")
+        if isinstance(exc, AuthError):
+            self.result.access_denied(manager, exc)
+            if _access_key(manager) in self.alerted:
+                return  # said once, by the admin alert; and said once when it is over
+        self.log.error("rep skipped", rep=rep, manager=manager, error=str(exc))
+
     def _record(self, action: CreateSeries) -> SeriesRecord:
         spec = action.spec
         return SeriesRecord(
@@ -572,59 +729,33 @@ class Executor:
             updated_at=_utc(self.now),
         )  # fmt: skip
 
-    def _create_ahead(self, actions: Sequence[object]) -> dict[str, ProviderError | None]:
-        """The pass's new series, made first with one ``create_many`` per manager (a provider
-        with batch requests then makes a cold start cost a few round trips per manager).
-
-        Each is in the ledger as pending before, exactly as a single create; the outcome is
-        taken up at the action's turn (``write``). Only when every write fits the pass's cap.
-        """
-        # A rep whose old series must end first (a handover) gets their new one at its turn:
-        # made ahead, it would stay beside the old one if the end then failed.
-        ending = {a.rep for a in actions if isinstance(a, EndSeries) and a.write}
-        creates = [a for a in actions if isinstance(a, CreateSeries) and a.rep not in ending]
-        writes = sum(isinstance(a, CreateSeries | EndSeries | WriteAgendas) for a in actions)
-        if not creates or writes > self.rt.config.settings.max_writes_per_pass:
-            return {}
-        groups: dict[str, list[CreateSeries]] = {}
-        for action in creates:
-            groups.setdefault(action.manager, []).append(action)
-        outcome: dict[str, ProviderError | None] = {}
-        for manager, group in groups.items():
-            with self.rt.ledger.transaction():
-                for action in group:
-                    self.rt.ledger.upsert_series(self._record(action))
-            faults.point("series-pending")
-            try:
-                failed = self.rt.provider.create_many(manager, [a.spec for a in group])
-            except ProviderError as exc:  # the whole calendar: each action reports it
-                failed = {a.spec.uid: exc for a in group}
-            for action in group:
-                outcome[action.spec.uid] = failed.get(action.spec.uid)
-        return outcome
-
     def _count_error(self, exc: ProviderError | MailError) -> None:
         settings = self.rt.config.settings
         side = settings.mail.transport if isinstance(exc, MailError) else settings.calendar.provider
         self.result.api_errors[(side, type(exc).__name__)] += 1
 
-    def write(self, action: CreateSeries | EndSeries | WriteAgendas) -> None:
-        ledger, provider = self.rt.ledger, self.rt.provider
+    def _done(self, action: Action, error: ProviderError | None) -> None:
+        """What follows a calendar write the provider answered: the ledger, the log."""
+        if isinstance(action, EndSeries):
+            if isinstance(error, NotFound):
+                # Gone already (a person deleted it, or an earlier pass removed it just
+                # before a crash): there is nothing left to end; only the ledger catches up.
+                self.log.info(
+                    "series already gone", action="end", rep=action.rep,
+                    manager=action.manager, series=action.uid, detail=str(error),
+                )  # fmt: skip
+            elif error is not None:
+                raise error
+            faults.point("series-ended")
+            self._ended(action, written=error is None)
+            return
+        if error is not None:
+            raise error
         if isinstance(action, CreateSeries):
             spec = action.spec
-            record = self._record(action)
-            if spec.uid in self.created:
-                error = self.created.pop(spec.uid)
-                if error is not None:
-                    raise error
-            else:
-                with ledger.transaction():
-                    ledger.upsert_series(record)
-                faults.point("series-pending")
-                provider.create_series(action.manager, spec)
             faults.point("series-created")
-            with ledger.transaction():
-                ledger.upsert_series(_with(record, state="active"))
+            with self.rt.ledger.transaction():
+                self.rt.ledger.upsert_series(_with(self._record(action), state="active"))
             self.result.writes += 1
             self.result.created += 1
             self.log.info(
@@ -632,45 +763,73 @@ class Executor:
                 action="create", rep=action.rep, manager=action.manager, series=spec.uid,
                 stage=action.stage, rrule=spec.rrule, start=spec.start.isoformat(),
             )  # fmt: skip
-        elif isinstance(action, EndSeries):
-            written = action.write
-            if action.write:
-                try:
-                    provider.end_series(action.manager, action.uid, action.until)
-                except NotFound as exc:
-                    # Gone already (a person deleted it, or an earlier pass removed it just
-                    # before a crash): there is nothing left to end; only the ledger catches up.
-                    written = False
-                    self.log.info(
-                        "series already gone", action="end", rep=action.rep,
-                        manager=action.manager, series=action.uid, detail=str(exc),
-                    )  # fmt: skip
-                faults.point("series-ended")
-            rec = ledger.get_series(action.uid)
-            if rec is not None:
-                state = "ended" if action.retire else rec.state
-                with ledger.transaction():
-                    ledger.upsert_series(
-                        _with(rec, state=state, until=action.until.isoformat(),
-                              updated_at=_utc(self.now))
-                    )  # fmt: skip
-            if written:
-                self.result.writes += 1
-                self.result.ended += 1
-            if written or action.retire:
-                self.log.info(
-                    "series ended" if action.retire else "series end set", action="end",
-                    rep=action.rep, manager=action.manager, series=action.uid,
-                    until=action.until.isoformat(), reason=action.reason,
-                )  # fmt: skip
-        else:
-            provider.write_agendas(action.manager, action.uid, action.master_block, action.blocks)
+        elif isinstance(action, WriteAgendas):
             faults.point("agendas-written")
             self.result.writes += 1
             self.result.agendas += 1
             self.log.info(
                 "agendas written", action="agenda", rep=action.rep, manager=action.manager,
                 series=action.uid, occurrences=len(action.blocks),
+            )  # fmt: skip
+
+    def _ended(self, action: EndSeries, *, written: bool) -> None:
+        ledger = self.rt.ledger
+        rec = ledger.get_series(action.uid)
+        if rec is not None:
+            state = "ended" if action.retire else rec.state
+            with ledger.transaction():
+                ledger.upsert_series(
+                    _with(rec, state=state, until=action.until.isoformat(),
+                          updated_at=_utc(self.now))
+                )  # fmt: skip
+        if written:
+            self.result.writes += 1
+            self.result.ended += 1
+        if written or action.retire:
+            self.log.info(
+                "series ended" if action.retire else "series end set", action="end",
+                rep=action.rep, manager=action.manager, series=action.uid,
+                until=action.until.isoformat(), reason=action.reason,
+            )  # fmt: skip
+
+    def set_attendees(self, index: int, action: SetAttendees) -> None:
+        """Who a pipeline review invites, after the waves (the series may be this pass's):
+        one write under the same cap, and a failure stops the subject's later actions."""
+        cap = self.rt.config.settings.max_writes_per_pass
+        if self.result.writes >= cap:
+            self.log.warning("write cap reached", cap=cap, rep=action.rep)
+            self.rep_stop[action.rep] = min(self.rep_stop.get(action.rep, index), index)
+            return
+        try:
+            self.rt.provider.set_attendees(action.manager, action.uid, action.attendees)
+        except ProviderError as exc:
+            self._failed(index, action, exc)
+            return
+        faults.point("attendees-set")
+        self.result.writes += 1
+        self.log.info(
+            "attendees set", action="attendees", rep=action.rep, manager=action.manager,
+            series=action.uid, occurrences=sum(k is not None for k in action.attendees),
+            series_attendees=[a.email for a in action.attendees.get(None, ())] or None,
+        )  # fmt: skip
+
+    def record_review(self, action: RecordReviewOutcome) -> None:
+        """A pipeline review cancelled or moved: remembered, counted apart, nobody emailed."""
+        with self.rt.ledger.transaction():
+            new = self.rt.ledger.record_review_outcome(
+                ReviewOutcomeRecord(
+                    uid=action.uid, original_start=_utc(action.original_start),
+                    manager=action.manager, subject=action.subject, status=action.status,
+                    reason=action.reason, detected_at=_utc(self.now),
+                )
+            )  # fmt: skip
+        if new:
+            if action.status == "cancelled":
+                self.result.cancellations["pipeline_review"] += 1
+            self.log.info(
+                "pipeline review " + action.status, action="review_outcome", rep=action.subject,
+                manager=action.manager, series=action.uid,
+                original_start=action.original_start.isoformat(), reason=action.reason,
             )  # fmt: skip
 
     def record_band(self, action: RecordRateBand) -> None:
@@ -766,6 +925,22 @@ class Executor:
             manager=action.manager, occurrence=action.occurrence, to=list(action.to),
             cc=list(action.cc),
         )  # fmt: skip
+
+
+def _is_write(action: Action) -> bool:
+    """Whether the action writes to a calendar (an end the calendar already has does not)."""
+    if isinstance(action, EndSeries):
+        return action.write
+    return isinstance(action, CreateSeries | WriteAgendas)
+
+
+def _provider_write(action: Action) -> Write:
+    if isinstance(action, CreateSeries):
+        return Create(action.manager, action.spec)
+    if isinstance(action, EndSeries):
+        return End(action.manager, action.uid, action.until)
+    assert isinstance(action, WriteAgendas)
+    return Agendas(action.manager, action.uid, action.master_block, action.blocks)
 
 
 # --- the commands -------------------------------------------------------------------------------

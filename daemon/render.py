@@ -47,6 +47,7 @@ EMAIL_KINDS = (
 )
 AGENDA_TEMPLATES = ("coaching", "career")
 PAGES = ("prep_form", "prep_gone")  # the pre-read form's pages
+REVIEW_AGENDA = "agenda_pipeline_review"  # the deal review's agenda, in its own invite
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -121,6 +122,8 @@ class Renderer:
             try:
                 if key in PAGES:
                     self.page(key, ctx)
+                elif key == REVIEW_AGENDA:
+                    self.review(ctx)
                 elif key.startswith("agenda"):
                     self._check_agenda(ctx)
                 else:
@@ -139,6 +142,10 @@ class Renderer:
                 f"no agenda template for {kind!r}; expected one of {', '.join(AGENDA_TEMPLATES)}"
             )
         return self._render(self._text, f"agenda_{kind}.txt.j2", ctx).rstrip("\n")
+
+    def review(self, ctx: Mapping[str, object]) -> str:
+        """The plain-text deal-review agenda for a pipeline review's invite."""
+        return self._render(self._text, f"{REVIEW_AGENDA}.txt.j2", ctx).rstrip("\n")
 
     def email(self, kind: str, ctx: Mapping[str, object]) -> RenderedEmail:
         """Subject, plain text and HTML of one email."""
@@ -464,6 +471,21 @@ SAMPLES: dict[str, dict[str, object]] = {
     },
 }
 
+_DEALS = [
+    {"name": "Globex renewal", "amount": "48,000", "stage": "Negotiation",
+     "close_date": "2026-12-04"},
+    {"name": "Initech pilot", "amount": "12,500", "stage": "Proposal", "close_date": "2026-12-18"},
+]  # fmt: skip
+SAMPLES[REVIEW_AGENDA] = {
+    "manager": _MAYA,
+    "mode": "team",
+    "reps": [{**_SAM, "deals": _DEALS}, {**_LEE, "deals": []}],
+    "start": _LEE_MON,
+    "duration_minutes": 30,
+    "vp": "vp@acme.test",
+    "deals_on": True,
+}
+
 # Branches the samples above do not reach; check() renders these too.
 _VARIANTS: dict[str, list[dict[str, object]]] = {
     "agenda_coaching": [
@@ -501,13 +523,22 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
     "series_restored": [{"ended_early": True}],
     "rate_warning": [{"level": "red flag", "rate_percent": 27, "scope": "Sam Ortiz"}],
     "admin_alert": [{"cleared": True}, {"details": []}],
+    REVIEW_AGENDA: [
+        {
+            "start": None,
+            "vp": None,
+            "deals_on": False,
+            "reps": [{**_SAM, "deals": None}, {**_LEE, "deals": None}],
+        },
+        {"mode": "rep", "vp": None, "reps": [{**_SAM, "deals": _DEALS}]},
+    ],
 }
 
 
 def _check_contexts() -> list[tuple[str, dict[str, object]]]:
     out: list[tuple[str, dict[str, object]]] = []
     for key, ctx in SAMPLES.items():
-        kind = key if key in EMAIL_KINDS or key in PAGES else "agenda"
+        kind = key if key in EMAIL_KINDS or key in PAGES or key == REVIEW_AGENDA else "agenda"
         out.append((kind, ctx))
         out.extend((kind, {**ctx, **v}) for v in _VARIANTS.get(key, ()))
     return out

@@ -79,7 +79,13 @@ def build(config: Config, at: datetime, view: LedgerView | None = None) -> dict[
     if view is None:
         view = read_view(config, at)
     rates = rates_of(roster, view, at)
-    return to_json(config, at, rates)
+    out = to_json(config, at, rates)
+    if roster.pipeline_review.on or view.review_tally:
+        # The deal reviews, apart: never in a 1:1 rate.
+        for manager in out["managers"]:
+            cancelled, moved = view.review_tally.get(manager["email"], (0, 0))
+            manager["pipeline_reviews"] = {"cancelled": cancelled, "moved": moved}
+    return out
 
 
 def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
@@ -180,6 +186,14 @@ def render_text(data: dict[str, Any]) -> str:
         f"{_pct(data['thresholds']['red_flag_above'])}, judged from "
         f"{data['thresholds']['min_meetings']} 1:1s on."
     )
+    reviews = [
+        f"  {m['name']} <{m['email']}>: {m['pipeline_reviews']['cancelled']} cancelled, "
+        f"{m['pipeline_reviews']['moved']} moved"
+        for m in data["managers"]
+        if "pipeline_reviews" in m
+    ]
+    if reviews:
+        lines += ["Pipeline reviews (their own meetings, not in the rates):", *reviews]
     return "\n".join(lines)
 
 

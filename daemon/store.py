@@ -157,6 +157,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX prereads_by_start ON prereads (original_start);
     """,
+    # v6: what happened to pipeline reviews (cancelled, declined, moved). Their own kind, apart
+    # from the 1:1 cancellations: no warning is sent about them and the rates never count them.
+    """
+    CREATE TABLE review_outcomes (
+        uid TEXT NOT NULL,
+        original_start TEXT NOT NULL,
+        manager TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('cancelled', 'moved')),
+        reason TEXT NOT NULL,
+        detected_at TEXT NOT NULL,
+        PRIMARY KEY (uid, original_start)
+    );
+    CREATE INDEX review_outcomes_by_manager ON review_outcomes (manager);
+    """,
 ]
 
 
@@ -214,6 +229,17 @@ class RescheduleRecord:
     rep: str
     manager: str
     start: str
+    detected_at: str
+
+
+@dataclass(frozen=True)
+class ReviewOutcomeRecord:
+    uid: str
+    original_start: str
+    manager: str
+    subject: str  # the rep, or "team:<manager>"
+    status: str  # "cancelled" | "moved"
+    reason: str
     detected_at: str
 
 
@@ -655,6 +681,26 @@ class Ledger:
             (utc_iso(since) if since else "",),
         )
         return [RescheduleRecord(**dict(row)) for row in rows]
+
+    def record_review_outcome(self, rec: ReviewOutcomeRecord) -> bool:
+        """True when this is news; the first record of (uid, original_start) wins."""
+        added = self._write(
+            "recording a pipeline review's outcome",
+            "INSERT OR IGNORE INTO review_outcomes (uid, original_start, manager, subject, status,"
+            " reason, detected_at) VALUES (:uid, :original_start, :manager, :subject, :status,"
+            " :reason, :detected_at)",
+            asdict(rec),
+        )
+        return added == 1
+
+    def review_outcomes(self, since: datetime | None = None) -> list[ReviewOutcomeRecord]:
+        """Pipeline reviews cancelled or moved, of occurrences from ``since`` on."""
+        rows = self._rows(
+            "reading pipeline review outcomes",
+            "SELECT * FROM review_outcomes WHERE original_start >= ? ORDER BY original_start, uid",
+            (utc_iso(since) if since else "",),
+        )
+        return [ReviewOutcomeRecord(**dict(row)) for row in rows]
 
     def rate_alerts(self) -> dict[str, tuple[str, int, str]]:
         """subject -> (band last told or fallen back to, crossings so far, the pass instant of

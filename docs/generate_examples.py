@@ -33,6 +33,7 @@ AGENDAS = {
     "agenda_prep": "a coaching 1:1 with the rep's and the manager's pre-read filed",
     "agenda_career": "the last 1:1 of the month: the career conversation",
     "agenda_week11": "a coaching 1:1 in week 11 of the quarter",
+    "agenda_pipeline_review": "a team's pipeline review (its own series), the VP's monthly one",
 }
 
 PAGES_ABOUT = {
@@ -46,7 +47,7 @@ def render() -> dict[str, str]:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from daemon.core.agenda import wrap
-    from daemon.render import EMAIL_KINDS, PAGES, SAMPLES, Renderer
+    from daemon.render import EMAIL_KINDS, PAGES, REVIEW_AGENDA, SAMPLES, Renderer
 
     renderer = Renderer()
     files: dict[str, str] = {}
@@ -58,6 +59,8 @@ def render() -> dict[str, str]:
             files[f"{key}.html"] = email.html
         elif key in PAGES:
             files[f"{key}.html"] = renderer.page(key, ctx)
+        elif key == REVIEW_AGENDA:
+            files[f"{key}.txt"] = wrap(renderer.review(ctx)) + "\n"
         else:
             files[f"{key}.txt"] = wrap(renderer.agenda(ctx)) + "\n"
     files["README.md"] = _index(files)

@@ -303,11 +303,45 @@ class Policy(Frozen):
         return timedelta(minutes=self.recap_delay_minutes)
 
 
+class ReviewMode(StrEnum):
+    OFF = "off"
+    TEAM = "team"  # one series per manager, with all their reps
+    REP = "rep"  # one series per rep
+
+
+class PipelineReview(Frozen):
+    """The deal review, a meeting of its own (seeds 001-004), so the 1:1 stays about skill."""
+
+    mode: ReviewMode = ReviewMode.OFF
+    day: Weekday = 0  # seed 001: "ideally Monday morning"
+    time: Clock = time(9, 0)  # in the manager's time zone
+    duration_minutes: int | None = Field(default=None, ge=10, le=120)
+    vp: Email | None = None  # invited to the first review of each month (seed 001 FAQ)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare ``off`` as false.
+        return ReviewMode.OFF if value is False else value
+
+    @property
+    def on(self) -> bool:
+        return self.mode is not ReviewMode.OFF
+
+    @property
+    def minutes(self) -> int:
+        """Seeds 002 and 003: a per-rep review is 20 minutes; seed 001's team review 30."""
+        if self.duration_minutes is not None:
+            return self.duration_minutes
+        return 20 if self.mode is ReviewMode.REP else 30
+
+
 class Roster(Frozen):
     organization: Organization
     managers: tuple[Manager, ...]
     reps: tuple[Rep, ...]
     policy: Policy = Policy()
+    pipeline_review: PipelineReview = PipelineReview()
 
     def manager(self, email: str) -> Manager:
         for manager in self.managers:

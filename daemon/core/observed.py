@@ -80,3 +80,10 @@ class SeriesSpec:
     description: str = ""  # the full description for a new event (agenda block inside markers)
     # Agenda overrides written together with the series: original start -> description.
     occurrence_descriptions: Mapping[datetime, str] = field(default_factory=dict)
+    # Everyone invited besides the organiser, when not the rep alone (a team's pipeline review).
+    attendees: tuple[Attendee, ...] = ()
+
+    @property
+    def invitees(self) -> tuple[Attendee, ...]:
+        """The people the series invites: ``attendees``, or else the rep."""
+        return self.attendees or (Attendee(self.rep_email, "NEEDS-ACTION", self.rep_name),)

@@ -110,6 +110,8 @@ def plan(
     policy = roster.policy
     requests: list[PairRequest] = []
     spans: dict[str, tuple[StageSpan, StageSpan | None, str]] = {}
+    review = roster.pipeline_review
+    avoid_day = review.day if review.on else None  # seed 002: pipeline Monday, coaching later
     for rep in roster.reps:
         manager = managers[rep.manager]
         tz = series_zone(rep, manager, roster)
@@ -131,6 +133,8 @@ def plan(
                 sessions_per_week=rule.sessions_per_week,
                 duration_minutes=rule.duration_minutes,
                 preferred=preferred,
+                avoid_day=avoid_day,
+                named=rep.slot is not None,
             )
         )
     week = monday_of(at.date()) + timedelta(weeks=1)

@@ -110,6 +110,10 @@ class PairRequest:
     sessions_per_week: int
     duration_minutes: int
     preferred: tuple[int, time] | None  # (weekday, time) in the series zone
+    # The pipeline review's weekday in the manager's zone: a slot cadence chooses (or keeps)
+    # stays off it; a slot the rep's ``slot`` names is honoured anyway (``named``).
+    avoid_day: int | None = None
+    named: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,23 @@ def fits(request: PairRequest, days: Sequence[int], at: time, week: date) -> boo
     )  # fmt: skip
 
 
+def on_avoided_day(request: PairRequest, days: Sequence[int], at: time, week: date) -> bool:
+    """Whether a slot meets on the manager's pipeline-review day, in the manager's zone."""
+    if request.avoid_day is None:
+        return False
+    return any(
+        _weekday_in(request.series_zone, week, d, at, request.manager_zone) == request.avoid_day
+        for d in days
+    )
+
+
+@lru_cache(maxsize=65536)
+def _weekday_in(series_zone: str, week: date, day: int, at: time, other_zone: str) -> int:
+    d = week + timedelta(days=day)
+    local = datetime(d.year, d.month, d.day, at.hour, at.minute, tzinfo=zone(series_zone))
+    return local.astimezone(zone(other_zone)).weekday()
+
+
 def slot_days(first: int, sessions: int) -> tuple[int, ...]:
     """The sorted days of a slot starting on ``first``, meeting ``sessions`` times a week."""
     return (first,) if sessions == 1 else tuple(sorted((first, second_day(first))))
@@ -187,6 +208,8 @@ def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Ch
         if request.preferred is not None:
             first, at = request.preferred
             days = slot_days(first, request.sessions_per_week)
+            if not request.named and on_avoided_day(request, days, at, week):
+                continue  # kept from before the review was on its day: it moves off it
             chosen[request.key] = Choice(days, at, fits(request, days, at, week))
             book(request, days, at)
 
@@ -195,7 +218,8 @@ def choose_slots(requests: Sequence[PairRequest], week: date) -> Mapping[str, Ch
             continue
         choice = _first_free(request, week, free)
         if choice is None:
-            days = slot_days(0, request.sessions_per_week)
+            first = 1 if request.avoid_day == 0 else 0
+            days = slot_days(first, request.sessions_per_week)
             choice = Choice(days, request.rep_hours.start, fits=False)
         chosen[request.key] = choice
         book(request, choice.days, choice.time)
@@ -211,7 +235,7 @@ def _first_free(request: PairRequest, week: date, free: _Free) -> Choice | None:
         request.series_zone, request.rep_zone, request.rep_hours, request.manager_zone,
         request.manager_hours, request.sessions_per_week, request.duration_minutes, week,
     ):  # fmt: skip
-        if free(request, intervals):
+        if free(request, intervals) and not on_avoided_day(request, days, at, week):
             return Choice(days, at, fits=True)
     return None
 

@@ -9,10 +9,11 @@ it when its data may have changed and keeps the last good read in the ledger; th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
+from daemon.core.deals import Opportunities, Opportunity
 from daemon.core.model import Metric
 from daemon.errors import CadenceError
 
@@ -38,6 +39,8 @@ class Row(NamedTuple):  # a named tuple: an export of everyone is a million of t
 
 class MetricsSource(Protocol):
     label: str  # how people see it named in the agenda: "metrics.csv", "Salesforce"
+    # Metrics it cannot give, with why (said in the agenda and by ``cadence doctor``).
+    cannot: Mapping[Metric, str]
 
     def version(self) -> str | None:
         """A token that changes whenever the data may have (a file's digest); None when only
@@ -49,3 +52,28 @@ class MetricsSource(Protocol):
 
     def through(self) -> date | None:
         """After ``rows``: the last week the source had figures for, anyone's."""
+
+
+@runtime_checkable
+class OpportunitiesSource(Protocol):
+    """The optional part of the contract, for the pipeline review's agenda: a CRM source that
+    also knows each rep's open opportunities. A source without it (or answering None) leaves
+    the agenda asking reps to bring their deals."""
+
+    def open_opportunities(self, reps: frozenset[str]) -> Sequence[Opportunity] | None:
+        """The open opportunities owned by the reps named, read for all of them at once; None
+        when this source has no opportunities to offer."""
+
+
+def open_opportunities(source: object, reps: frozenset[str]) -> Opportunities | None:
+    """Each rep's open opportunities from ``source``, or None when it offers none."""
+    if not isinstance(source, OpportunitiesSource):
+        return None
+    found = source.open_opportunities(reps)
+    if found is None:
+        return None
+    by_rep: dict[str, list[Opportunity]] = {rep: [] for rep in reps}
+    for deal in found:
+        if deal.rep in by_rep:
+            by_rep[deal.rep].append(deal)
+    return {rep: tuple(deals) for rep, deals in by_rep.items()}

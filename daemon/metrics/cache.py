@@ -8,8 +8,10 @@ in place, and the daemon says so in its log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from daemon.config import Config, MetricsSettings
 from daemon.core.metrics import BASELINE_WEEKS, WEEK, Weekly, monday_of
@@ -23,10 +25,23 @@ from daemon.store import Ledger, MetricsRead, utc_iso
 _BACK = WEEK * (BASELINE_WEEKS + 3)
 
 
-def open_source(config: Config) -> MetricsSource | None:
+def open_source(
+    config: Config, clock: Callable[[], datetime] | None = None
+) -> MetricsSource | None:
+    """The configured source; ``clock`` tells a CRM source which weeks are over."""
     settings = config.settings.metrics
     if settings is None:
         return None
+    zone = ZoneInfo(config.roster.organization.timezone)
+    if settings.source == "salesforce":
+        from daemon.metrics.salesforce import SalesforceSource
+
+        assert settings.salesforce is not None
+        return SalesforceSource(settings.salesforce, zone, clock)
+    if settings.source == "hubspot":
+        from daemon.metrics.hubspot import HubspotSource
+
+        return HubspotSource(settings.hubspot, zone, clock)
     return CsvSource(csv_path(config, settings))
 
 
@@ -67,7 +82,7 @@ def weekly(ledger: Ledger, source: MetricsSource, today: date) -> Weekly:
     no values, every week not in yet."""
     last = ledger.metrics_read()
     if last is None:
-        return Weekly(source=source.label, values={}, through=None)
+        return Weekly(source=source.label, values={}, through=None, unavailable=source.cannot)
     since = monday_of(today) - _BACK
     values: dict[tuple[str, Metric], dict[date, float]] = {}
     for rep, metric, week, value in ledger.metric_values(since.isoformat()):
@@ -77,6 +92,7 @@ def weekly(ledger: Ledger, source: MetricsSource, today: date) -> Weekly:
         values=values,
         through=date.fromisoformat(last.through) if last.through else None,
         read_at=datetime.fromisoformat(last.read_at.replace("Z", "+00:00")),
+        unavailable=source.cannot,
     )
 
 
@@ -87,4 +103,6 @@ def read_now(source: MetricsSource, config: Config) -> Weekly:
     values: dict[tuple[str, Metric], dict[date, float]] = {}
     for row in source.rows(reps):
         values.setdefault((row.rep, row.metric), {})[row.week] = row.value
-    return Weekly(source=source.label, values=values, through=source.through())
+    return Weekly(
+        source=source.label, values=values, through=source.through(), unavailable=source.cannot
+    )

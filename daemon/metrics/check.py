@@ -28,7 +28,9 @@ def check(config: Config, today: date) -> list[tuple[str, bool, str]]:
     except MetricsUnavailable as exc:
         return [(source.label, False, str(exc))]
     through = weekly.through.isoformat() if weekly.through else "none"
-    rows = [(source.label, True, f"readable; figures up to the week of {through}")]
+    usage = getattr(source, "api_usage", None)  # a CRM's daily allowance, where it tells
+    used = f"; API requests today {usage}" if usage else ""
+    rows = [(source.label, True, f"readable; figures up to the week of {through}{used}")]
     policy = config.roster.policy
     wanting: dict[Metric, list[str]] = {}
     for rep in config.roster.reps:
@@ -36,6 +38,10 @@ def check(config: Config, today: date) -> list[tuple[str, bool, str]]:
         metric = policy.rule(span.stage).metric
         if not weekly.values.get((rep.email, metric)):
             wanting.setdefault(metric, []).append(rep.email)
+    for metric in sorted(set(wanting) & set(source.cannot)):
+        why = source.cannot[metric]
+        rows.append((metric.value, False, f"{source.label} cannot give it ({why})"))
+        del wanting[metric]
     for metric, reps in sorted(wanting.items()):
         shown = ", ".join(reps[:SHOWN_REPS]) + (
             f" and {len(reps) - SHOWN_REPS} more" if len(reps) > SHOWN_REPS else ""

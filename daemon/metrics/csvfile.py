@@ -12,7 +12,7 @@ import csv
 import hashlib
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -23,10 +23,11 @@ COLUMNS = ("rep", "week", "metric", "value")
 MAX_PROBLEMS = 50  # a wholly wrong file is named by its first problems, not a million lines
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _METRICS = {m.value: m for m in Metric}
-_EPOCH = date(2000, 1, 3).toordinal()  # a Monday: week numbers count from it
 
 
 class CsvSource:
+    cannot: Mapping[Metric, str] = {}  # an export can hold any metric
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = path.name
@@ -45,6 +46,10 @@ class CsvSource:
 
     def through(self) -> date | None:
         return self._through
+
+    def open_opportunities(self, reps: frozenset[str]) -> None:
+        """A weekly-values export holds no deals: the review agenda asks reps for theirs."""
+        return None
 
     def rows(self, reps: frozenset[str] | None) -> Iterator[Row]:
         """The rows of ``reps`` (None: everyone's), after checking every row of the file."""
@@ -83,10 +88,14 @@ class CsvSource:
             width = len(header)
             # A file repeats few distinct reps, weeks and metrics: each is checked once.
             reps_seen: dict[str, str | None] = {}
-            weeks_seen: dict[str, date | str] = {}
-            # Weeks already given per (rep, metric), as bits of the week's number.
+            weeks: dict[str, date] = {}
+            bad_weeks: dict[str, str] = {}  # as written -> what is wrong with it
+            numbers: dict[date, int] = {}  # a week's number, counted from the first week met
+            # Weeks already given per (rep, metric), as bits of the week's number: small ints,
+            # since an export spans months, not decades.
             given: dict[tuple[str, Metric], int] = {}
             old: set[tuple[str, Metric, date]] = set()
+            first: int | None = None
             while True:
                 try:
                     cells = next(reader)
@@ -104,49 +113,52 @@ class CsvSource:
                 if rep == "":
                     text = raw.strip().lower()
                     rep = reps_seen[raw] = text if _EMAIL.fullmatch(text) else None
-                week = weeks_seen.get(cells[wi])
-                if week is None:
-                    week = weeks_seen[cells[wi]] = _week(cells[wi].strip())
+                week = weeks.get(cells[wi])
+                if week is None and cells[wi] not in bad_weeks:
+                    checked = _week(cells[wi].strip())
+                    if isinstance(checked, str):
+                        bad_weeks[cells[wi]] = checked
+                    else:
+                        week = weeks[cells[wi]] = checked
+                        if first is None:
+                            first = week.toordinal() // 7 - 520  # ten years back
+                        numbers[week] = week.toordinal() // 7 - first
                 metric = _METRICS.get(cells[mi])
                 if metric is None:
                     metric = _METRICS.get(cells[mi].strip().lower())
                 try:
-                    number = float(cells[vi])
+                    value: float | None = float(cells[vi])
                 except ValueError:
-                    number = math.nan
-                value = number if 0 <= number < math.inf else _value(cells[vi].strip())
-                if (
-                    rep is None or metric is None or isinstance(week, str)
-                    or isinstance(value, str)
-                ):  # fmt: skip
+                    value = None
+                if value is not None and not 0 <= value < math.inf:
+                    value = None
+                if rep is None or week is None or metric is None or value is None:
                     if not any(c.strip() for c in cells):
                         continue  # a row of empty cells, as spreadsheets export
                     line, who = reader.line_num, rep or ""
                     if rep is None:
                         problem(line, "", f"rep: not an email address: {raw.strip().lower()!r}")
-                    if isinstance(week, str):
-                        problem(line, who, f"week: {week}")
+                    if week is None:
+                        problem(line, who, f"week: {bad_weeks[cells[wi]]}")
                     if metric is None:
                         problem(line, who, f"metric: unknown metric {cells[mi].strip()!r}, "
                                            f"expected one of {', '.join(_METRICS)}")  # fmt: skip
-                    if isinstance(value, str):
-                        problem(line, who, f"value: {value}")
+                    if value is None:
+                        problem(line, who, f"value: {_value(cells[vi].strip())}")
                     continue
                 key = (rep, metric)
-                index = (week.toordinal() - _EPOCH) // 7
+                index = numbers[week]
                 if index >= 0:
                     bits = given.get(key, 0)
                     duplicate = bits >> index & 1
                     given[key] = bits | 1 << index
-                else:  # a week before 2000, kept apart so that the bits stay short
+                else:  # a week long before the first, kept apart so that the bits stay short
                     duplicate = (rep, metric, week) in old
                     old.add((rep, metric, week))
                 if duplicate:
                     problem(reader.line_num, rep,
                             f"a second row for {metric.value} in the week of {week}")  # fmt: skip
                     continue
-                if self._through is None or week > self._through:
-                    self._through = week
                 if problems or (reps is not None and rep not in reps):
                     continue
                 yield Row(rep, metric, week, value)
@@ -154,6 +166,8 @@ class CsvSource:
             if extra:
                 problems.append(f"{self.path}: and {extra} more problems")
             raise MetricsUnusable(problems)
+        # Every row was good: each week named in the file had a figure.
+        self._through = max(numbers, default=None)
 
 
 def _week(text: str) -> date | str:
@@ -166,11 +180,10 @@ def _week(text: str) -> date | str:
     return day
 
 
-def _value(text: str) -> float | str:
+def _value(text: str) -> str:
+    """What is wrong with a value that is not a count, ratio or fraction."""
     try:
-        value = float(text)
+        float(text)
     except ValueError:
         return f"not a number: {text!r}"
-    if not math.isfinite(value) or value < 0:
-        return f"not a count, ratio or fraction: {text!r}"
-    return value
+    return f"not a count, ratio or fraction: {text!r}"

@@ -42,10 +42,14 @@ from daemon.errors import (
 from daemon.providers import ical
 from daemon.providers.base import (
     OWNER_PROPERTY,
+    Attendee,
     Capabilities,
     Changes,
     ObservedSeries,
     SeriesSpec,
+    Write,
+    each_changes,
+    one_by_one,
 )
 
 log = logging.getLogger(__name__)
@@ -247,18 +251,14 @@ class CalDAVProvider:
         if status == 412:
             log.debug("series %s already on the calendar", series.uid)
 
-    def create_many(
-        self, manager: str, series: Sequence[SeriesSpec]
-    ) -> Mapping[str, ProviderError]:
-        failed: dict[str, ProviderError] = {}
-        for spec in series:
-            try:
-                self.create_series(manager, spec)
-            except Transient:
-                raise
-            except ProviderError as err:
-                failed[spec.uid] = err
-        return failed
+    def changes_many(
+        self, tokens: Mapping[str, str | None]
+    ) -> Mapping[str, Changes | ProviderError]:
+        return each_changes(self, tokens)
+
+    def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
+        """One by one: CalDAV has no batch write (each resource is its own conditional PUT)."""
+        return one_by_one(self, writes)
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
         def change(cal: Calendar) -> bool | _Remove:
@@ -282,6 +282,14 @@ class CalDAVProvider:
             uid,
             lambda cal: ical.splice_agendas(cal, master_block, occurrence_blocks, self._clock()),
         )
+
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        self._edit(manager, uid, lambda cal: ical.set_attendees(cal, attendees, self._clock()))
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime

@@ -14,6 +14,11 @@ taken, by our series or by its tombstone, which is restored rather than duplicat
 events are skipped without being parsed into series. Creating and ending a series notifies the
 rep (``sendUpdates=all``); agenda rewrites notify nobody.
 
+Many managers' work goes to Google at once (``changes_many``, ``apply``): batch requests of up
+to 50 calls are filled across managers, each call carrying its own manager's token, so a cold
+start of a big roster costs a few round trips per fifty calls rather than several per manager.
+An occurrence is addressed by its computed instance id (``instance_id``), never looked up.
+
 Every failure leaves as a ``daemon.errors`` class naming the manager; ``HttpError`` never does.
 """
 
@@ -24,6 +29,7 @@ import binascii
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -48,12 +54,17 @@ from daemon.errors import (
 from daemon.google_api import CALENDAR, CALENDAR_SCOPES, CallFailed, GoogleApi, load_key
 from daemon.providers import ical
 from daemon.providers.base import (
+    Agendas,
     Attendee,
     Capabilities,
     Changes,
+    Create,
+    End,
     ObservedOverride,
     ObservedSeries,
     SeriesSpec,
+    Write,
+    done,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +74,7 @@ OWNER_KEY = "cadence-series"
 # even when its text happens to equal the series'.
 OCCURRENCE_KEY = "cadence-occurrence"
 _PAGE = 2500
+_MASTER = "master"  # in ``apply``, the answer about the series itself (beside its instances)
 _FREEBUSY_LIMIT = 50
 _PARTSTAT = {
     "accepted": "ACCEPTED",
@@ -78,6 +90,12 @@ _ID_PREFIX = b"cadence:"
 def event_id(uid: str) -> str:
     """The Google event id of a series: base32hex (``a-v0-9``) of a tagged UID, reversibly."""
     return base64.b32hexencode(_ID_PREFIX + uid.encode()).decode().rstrip("=").lower()
+
+
+def instance_id(uid: str, original: datetime) -> str:
+    """Google's id of one occurrence of a timed series: the series' id, ``_`` and the original
+    start in UTC, basic format (``..._20301015T160000Z``); a moved or edited instance keeps it."""
+    return f"{event_id(uid)}_{original.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def uid_of(google_id: str) -> str | None:
@@ -128,129 +146,68 @@ class GoogleCalendarProvider:
             ) from None
 
     def changes(self, manager: str, token: str | None) -> Changes:
-        watermark, sync = _split_token(token) if token is not None else ("", None)
-        items, next_sync = self._list(manager, sync)
-        newest = max([watermark, *(str(i.get("updated", "")) for i in items)])
-        masters: dict[str, dict[str, Any]] = {}
-        exceptions: dict[str, list[dict[str, Any]]] = {}
-        removed: list[str] = []
-        for item in items:
-            if item.get("recurringEventId"):
-                exceptions.setdefault(str(item["recurringEventId"]), []).append(item)
-            elif item.get("status") == "cancelled":
-                uid = _owner_uid(item) or uid_of(str(item.get("id", "")))
-                if uid is not None:
-                    removed.append(uid)
-            elif _owner_uid(item) is not None and item.get("recurrence"):
-                masters[str(item["id"])] = item
-        changed: dict[str, ObservedSeries] = {}
-        if sync is None:
-            for master_id, master in masters.items():
-                changed_series = self._observe(manager, master, exceptions.get(master_id, []))
-                if changed_series is not None:
-                    changed[changed_series.uid] = changed_series
-        else:
-            for master_id in [*masters, *(m for m in exceptions if m not in masters)]:
-                found = masters.get(master_id)
-                parts = exceptions.get(master_id, [])
+        found = self.changes_many({manager: token})[manager]
+        if isinstance(found, ProviderError):
+            raise found
+        return found
+
+    def changes_many(
+        self, tokens: Mapping[str, str | None]
+    ) -> Mapping[str, Changes | ProviderError]:
+        """Every calendar's listing in the same batches (next pages too), then, in one more
+        round, the series a delta names whose exceptions may predate the token."""
+        out: dict[str, Changes | ProviderError] = {}
+        parsed: dict[str, tuple[str, str | None]] = {}
+        for manager, token in tokens.items():
+            try:
+                parsed[manager] = _split_token(token) if token is not None else ("", None)
+            except TokenExpired as err:
+                out[manager] = err
+        listed = self._list_many({m: sync for m, (_, sync) in parsed.items()})
+        grouped: dict[str, _Listing] = {}
+        rereads: list[tuple[str, str, Mapping[str, Any]]] = []  # manager, master id, any item
+        for manager, got in listed.items():
+            if isinstance(got, ProviderError):
+                out[manager] = got
+                continue
+            watermark, sync = parsed[manager]
+            listing = grouped[manager] = _group(*got, watermark=watermark, full=sync is None)
+            if sync is None:
+                continue
+            for master_id in [*listing.masters, *listing.orphans()]:
+                found = listing.masters.get(master_id)
                 if found is None or str(found.get("created", "")) <= watermark:
-                    found, parts = self._whole(manager, found or parts[0])
-                    if found is None:
-                        continue
-                series = self._observe(manager, found, parts)
-                if series is not None:
-                    changed[series.uid] = series
-        return Changes(
-            token=f"{newest}|{next_sync}",
-            changed=tuple(changed.values()),
-            removed=tuple(dict.fromkeys(uid for uid in removed if uid not in changed)),
-            complete=sync is None,
-        )
+                    rereads.append((manager, master_id, found or listing.exceptions[master_id][0]))
+        wholes = self._whole_many(rereads)
+        for manager, listing in grouped.items():
+            changed: dict[str, ObservedSeries] = {}
+            try:
+                for master_id in [*listing.masters, *listing.orphans()]:
+                    master, parts = wholes.get(
+                        (manager, master_id),
+                        (listing.masters.get(master_id), listing.exceptions.get(master_id, [])),
+                    )
+                    if isinstance(master, ProviderError):
+                        raise master
+                    series = self._observe(manager, master, parts) if master else None
+                    if series is not None:
+                        changed[series.uid] = series
+            except ProviderError as err:
+                out[manager] = err
+                continue
+            out[manager] = Changes(
+                token=f"{listing.newest}|{listing.sync_token}",
+                changed=tuple(changed.values()),
+                removed=tuple(dict.fromkeys(u for u in listing.removed if u not in changed)),
+                complete=listing.full,
+            )
+        return out
 
     def create_series(self, manager: str, series: SeriesSpec) -> None:
-        failed = self.create_many(manager, [series])
-        if series.uid in failed:
-            raise failed[series.uid]
-
-    def create_many(
-        self, manager: str, series: Sequence[SeriesSpec]
-    ) -> Mapping[str, ProviderError]:
-        """Inserts in batches; a 409 (ours already, or its tombstone) is adopted one by one;
-        then every new series' agenda exceptions, again in batches."""
-        failed: dict[str, ProviderError] = {}
-        bodies: dict[str, dict[str, Any]] = {}
-        for spec in series:
-            try:
-                bodies[spec.uid] = _event_body(spec)
-            except ProviderError as err:
-                failed[spec.uid] = err
-        specs = [spec for spec in series if spec.uid in bodies]
-        inserts = [
-            partial(
-                _events_insert,
-                params={
-                    "calendarId": self.calendar_id,
-                    "sendUpdates": "all",
-                    "body": bodies[spec.uid],
-                },
-            )  # fmt: skip
-            for spec in specs
-        ]
-        masters: dict[str, Mapping[str, Any]] = {}
-        for spec, answer in zip(specs, self._batch(manager, inserts), strict=True):
-            if isinstance(answer, CallFailed) and answer.status == 409:
-                try:
-                    masters[spec.uid] = self._adopt(manager, spec, bodies[spec.uid])
-                except ProviderError as err:
-                    failed[spec.uid] = err
-            elif isinstance(answer, CallFailed):
-                failed[spec.uid] = self._error(manager, answer, f"series {spec.uid}")
-            elif isinstance(answer, dict):
-                masters[spec.uid] = answer
-            else:
-                failed[spec.uid] = self._unexpected(manager, "events.insert")
-        wanted = {
-            spec.uid: spec.occurrence_descriptions
-            for spec in specs
-            if spec.uid in masters and spec.occurrence_descriptions
-        }
-        failed.update(self._write_occurrences_many(manager, masters, wanted))
-        return failed
-
-    def _adopt(self, manager: str, spec: SeriesSpec, body: dict[str, Any]) -> Mapping[str, Any]:
-        """The id is taken: by our series (kept) or by its tombstone (restored, not copied)."""
-        master = self._get(manager, body["id"], spec.uid)
-        if master.get("status") == "cancelled":
-            log.info("restoring series %s from its tombstone", spec.uid)
-            restore = {k: v for k, v in body.items() if k != "id"} | {"status": "confirmed"}
-            master = self._patch(manager, body["id"], restore, notify=True)
-        return master
+        done(self.apply([Create(manager, series)]))
 
     def end_series(self, manager: str, uid: str, until: date) -> None:
-        google_id = event_id(uid)
-        master = self._live_master(manager, uid)
-        zone_name = str(master["start"]["timeZone"])
-        zone = ZoneInfo(zone_name)
-        start = _time(master["start"]).astimezone(zone)
-        if until < start.date():
-            self._call(
-                manager,
-                lambda s: s.events().delete(
-                    calendarId=self.calendar_id, eventId=google_id, sendUpdates="all"
-                ),
-                what=f"series {uid}",
-            )
-            return
-        lines = list(master.get("recurrence", []))
-        rule_index = next(i for i, line in enumerate(lines) if line.upper().startswith("RRULE:"))
-        rule = vRecur.from_ical(lines[rule_index][len("RRULE:") :])
-        _, current = ical.canonical_rrule(rule, zone)
-        if current == until and "COUNT" not in rule:
-            return
-        rule.pop("COUNT", None)
-        rule["UNTIL"] = [ical.until_utc(until, zone)]
-        lines[rule_index] = "RRULE:" + rule.to_ical().decode()
-        self._patch(manager, google_id, {"recurrence": lines}, notify=True)
+        done(self.apply([End(manager, uid, until)]))
 
     def write_agendas(
         self,
@@ -259,17 +216,211 @@ class GoogleCalendarProvider:
         master_block: str | None,
         occurrence_blocks: Mapping[datetime, str],
     ) -> None:
-        google_id = event_id(uid)
-        master = self._live_master(manager, uid)
-        if master_block is not None:
+        done(self.apply([Agendas(manager, uid, master_block, occurrence_blocks)]))
+
+    def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
+        """Two rounds of batches across every manager and series: first the inserts and the
+        reads (a master to end or rewrite, the instances to rewrite: their ids are computed,
+        not looked up), then the patches and deletes those call for. A 409 on insert (ours
+        already, or its tombstone) is adopted call by call."""
+        out: list[ProviderError | None] = [None] * len(writes)
+        bodies: dict[int, dict[str, Any]] = {}
+        first: list[tuple[int, object, Callable[[Any], Any]]] = []  # write, what, call
+        for index, write in enumerate(writes):
+            if isinstance(write, Create):
+                try:
+                    bodies[index] = _event_body(write.series)
+                except ProviderError as err:
+                    out[index] = err
+                    continue
+                params = {"calendarId": self.calendar_id, "sendUpdates": "all",
+                          "body": bodies[index]}  # fmt: skip
+                first.append((index, _MASTER, partial(_events_insert, params=params)))
+                continue
+            first.append((index, _MASTER, self._get_call(event_id(write.uid))))
+            if isinstance(write, Agendas):
+                for original in sorted(write.occurrence_blocks):
+                    call = self._get_call(instance_id(write.uid, original))
+                    first.append((index, original, call))
+        answers: dict[int, dict[object, Any]] = {}
+        for (index, what, _), answer in zip(
+            first, self._batch([(writes[i].manager, call) for i, _, call in first]), strict=True
+        ):
+            answers.setdefault(index, {})[what] = answer
+        second: list[tuple[int, _Call]] = []
+        for index, got in answers.items():
+            write = writes[index]
+            try:
+                if isinstance(write, Create):
+                    calls = self._after_insert(write, bodies[index], got)
+                elif isinstance(write, End):
+                    calls = self._ending(write, got[_MASTER])
+                else:
+                    calls = self._rewrites(write, got)
+            except ProviderError as err:
+                out[index] = err
+                continue
+            second += [(index, call) for call in calls]
+        for (index, step), answer in zip(
+            second, self._batch([(writes[i].manager, c.call) for i, c in second]), strict=True
+        ):
+            if not isinstance(answer, CallFailed) or out[index] is not None:
+                continue
+            # An instance no longer produced is left, as a cancelled one is.
+            if not (step.instance and answer.status in (404, 410)):
+                out[index] = self._error(writes[index].manager, answer, step.what)
+        return out
+
+    def _after_insert(
+        self, write: Create, body: dict[str, Any], got: Mapping[object, Any]
+    ) -> list[_Call]:
+        """The series is there (made now, or adopted): its agenda exceptions to write. A fresh
+        series' instances all carry its own description, so nothing needs reading."""
+        spec, answer = write.series, got[_MASTER]
+        if isinstance(answer, CallFailed) and answer.status == 409:
+            self._adopt(write.manager, spec, body)
+            if not spec.occurrence_descriptions:
+                return []
+            blocks = spec.occurrence_descriptions
+            instances = {
+                original: self._read(write.manager, instance_id(spec.uid, original))
+                for original in blocks
+            }
+            return self._instance_patches(write.manager, spec.uid, blocks, instances)
+        if isinstance(answer, CallFailed):
+            raise self._error(write.manager, answer, f"series {spec.uid}")
+        if not isinstance(answer, dict) or answer.get("id") != body["id"]:
+            raise self._unexpected(write.manager, "events.insert")
+        fresh = {"description": body["description"]}
+        return self._instance_patches(
+            write.manager, spec.uid, spec.occurrence_descriptions,
+            dict.fromkeys(spec.occurrence_descriptions, fresh),
+        )  # fmt: skip
+
+    def _adopt(self, manager: str, spec: SeriesSpec, body: dict[str, Any]) -> None:
+        """The id is taken: by our series (kept) or by its tombstone (restored, not copied)."""
+        master = self._owned(manager, spec.uid, self._read(manager, body["id"]), live=False)
+        if master.get("status") == "cancelled":
+            log.info("restoring series %s from its tombstone", spec.uid)
+            restore = {k: v for k, v in body.items() if k != "id"} | {"status": "confirmed"}
+            self._call(manager, self._patch_call(body["id"], restore, notify=True),
+                       what=f"series {spec.uid}")  # fmt: skip
+
+    def _ending(self, write: End, answer: Any) -> list[_Call]:
+        """The delete or the patch that ends the series at ``until``; none when it already
+        ends there."""
+        master = self._owned(write.manager, write.uid, answer)
+        google_id = event_id(write.uid)
+        zone = ZoneInfo(str(master["start"]["timeZone"]))
+        start = _time(master["start"]).astimezone(zone)
+        if write.until < start.date():
+            params = {"calendarId": self.calendar_id, "eventId": google_id, "sendUpdates": "all"}
+            return [_Call(f"series {write.uid}", partial(_events_delete, params=params))]
+        lines = list(master.get("recurrence", []))
+        rule_index = next(i for i, line in enumerate(lines) if line.upper().startswith("RRULE:"))
+        rule = vRecur.from_ical(lines[rule_index][len("RRULE:") :])
+        _, current = ical.canonical_rrule(rule, zone)
+        if current == write.until and "COUNT" not in rule:
+            return []
+        rule.pop("COUNT", None)
+        rule["UNTIL"] = [ical.until_utc(write.until, zone)]
+        lines[rule_index] = "RRULE:" + rule.to_ical().decode()
+        patch = self._patch_call(google_id, {"recurrence": lines}, notify=True)
+        return [_Call(f"series {write.uid}", patch)]
+
+    def _rewrites(self, write: Agendas, got: Mapping[object, Any]) -> list[_Call]:
+        master = self._owned(write.manager, write.uid, got[_MASTER])
+        calls = []
+        if write.master_block is not None:
             text = str(master.get("description", ""))
-            new = splice(text, master_block)
+            new = splice(text, write.master_block)
             if new != text:
-                self._patch(manager, google_id, {"description": new}, notify=False)
-        if occurrence_blocks:
-            failed = self._write_occurrences_many(manager, {uid: master}, {uid: occurrence_blocks})
-            if uid in failed:
-                raise failed[uid]
+                patch = self._patch_call(event_id(write.uid), {"description": new}, notify=False)
+                calls.append(_Call(f"agenda of {write.uid}", patch))
+        instances = {original: got[original] for original in write.occurrence_blocks}
+        return calls + self._instance_patches(
+            write.manager, write.uid, write.occurrence_blocks, instances
+        )
+
+    def _instance_patches(
+        self,
+        manager: str,
+        uid: str,
+        blocks: Mapping[datetime, str],
+        instances: Mapping[datetime, Any],
+    ) -> list[_Call]:
+        """Each block spliced into its instance (read, or known); an instance that is not
+        there (404) or cancelled is left. The instance becomes an exception of cadence's."""
+        marks = {"private": {OWNER_KEY: uid, OCCURRENCE_KEY: "agenda"}}
+        calls = []
+        for original in sorted(blocks):
+            instance = instances.get(original)
+            if isinstance(instance, CallFailed):
+                if instance.status in (404, 410):
+                    continue
+                raise self._error(manager, instance, f"agenda of {uid}")
+            if not isinstance(instance, dict):
+                raise self._unexpected(manager, "events.get")
+            if instance.get("status") == "cancelled":
+                continue
+            text = str(instance.get("description", ""))
+            new = splice(text, blocks[original])
+            if new == text and _is_exception(instance):
+                continue
+            body = {"description": new, "extendedProperties": marks}
+            patch = self._patch_call(instance_id(uid, original), body, notify=False)
+            calls.append(_Call(f"agenda of {uid}", patch, instance=True))
+        return calls
+
+    def _owned(self, manager: str, uid: str, answer: Any, *, live: bool = True) -> dict[str, Any]:
+        """The master cadence made for ``uid`` from a get's answer; ``NotFound`` when it is
+        gone (deleted, when ``live``) or not cadence's."""
+        if isinstance(answer, CallFailed):
+            raise self._error(manager, answer, f"series {uid}")
+        if not isinstance(answer, dict) or _owner_uid(answer) != uid:
+            raise NotFound(
+                f"event {event_id(uid)} on {manager}'s calendar was not created by cadence"
+            )
+        if live and answer.get("status") == "cancelled":
+            raise NotFound(f"series {uid} was deleted from {manager}'s calendar")
+        return dict(answer)
+
+    def set_attendees(
+        self,
+        manager: str,
+        uid: str,
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
+    ) -> None:
+        """The event's and its instances' ``attendees``; newcomers get an invitation. The
+        master and the instances (their ids computed) are read in one batch; the master is
+        patched before its instances, so an instance's own list is the last word."""
+        google_id = event_id(uid)
+        originals = sorted(o for o in attendees if o is not None)
+        reads = [(manager, self._get_call(google_id))] + [
+            (manager, self._get_call(instance_id(uid, original))) for original in originals
+        ]
+        answers = self._batch(reads)
+        master = self._owned(manager, uid, answers[0])
+        if None in attendees:
+            people = _people(master, attendees[None])
+            if people is not None:
+                patch = self._patch_call(google_id, {"attendees": people}, notify=True)
+                self._call(manager, patch, what=f"attendees of {uid}")
+        patches = []
+        for original, instance in zip(originals, answers[1:], strict=True):
+            if isinstance(instance, CallFailed):
+                if instance.status in (404, 410):
+                    continue
+                raise self._error(manager, instance, f"attendees of {uid}")
+            if not isinstance(instance, dict) or instance.get("status") == "cancelled":
+                continue
+            people = _people(instance, attendees[original])
+            if people is not None:
+                body = {"attendees": people}
+                patches.append((manager, self._patch_call(str(instance["id"]), body, notify=True)))
+        for answer in self._batch(patches):
+            if isinstance(answer, CallFailed):
+                raise self._error(manager, answer, f"attendees of {uid}")
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
@@ -327,45 +478,81 @@ class GoogleCalendarProvider:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _list(self, manager: str, sync: str | None) -> tuple[list[dict[str, Any]], str]:
-        items: list[dict[str, Any]] = []
-        page: str | None = None
-        while True:
-            params: dict[str, Any] = {"calendarId": self.calendar_id, "maxResults": _PAGE}
-            if sync is not None:
-                params["syncToken"] = sync
-            if page is not None:
-                params["pageToken"] = page
-            answer = self._call(manager, partial(_events_list, params=params))
-            items.extend(_field(answer, "items", list, default=[]))
-            page = answer.get("nextPageToken")
-            if not page:
-                token = answer.get("nextSyncToken")
-                if not isinstance(token, str) or not token:
-                    raise self._unexpected(manager, "events.list without nextSyncToken")
-                return items, token
+    def _list_many(
+        self, syncs: Mapping[str, str | None]
+    ) -> dict[str, tuple[list[dict[str, Any]], str] | ProviderError]:
+        """Each manager's whole listing (since the sync token, when given) and the next sync
+        token; every round of pages goes in the same batches."""
+        out: dict[str, tuple[list[dict[str, Any]], str] | ProviderError] = {}
+        items: dict[str, list[dict[str, Any]]] = {manager: [] for manager in syncs}
+        pending: dict[str, str | None] = dict.fromkeys(syncs)  # manager -> page token
+        while pending:
+            calls = []
+            for manager, page in pending.items():
+                params: dict[str, Any] = {"calendarId": self.calendar_id, "maxResults": _PAGE}
+                if syncs[manager] is not None:
+                    params["syncToken"] = syncs[manager]
+                if page is not None:
+                    params["pageToken"] = page
+                calls.append((manager, partial(_events_list, params=params)))
+            following: dict[str, str | None] = {}
+            for (manager, _), answer in zip(calls, self._batch(calls), strict=True):
+                try:
+                    if isinstance(answer, CallFailed):
+                        raise self._error(manager, answer, "")
+                    items[manager].extend(_field(answer, "items", list, default=[]))
+                    page = answer.get("nextPageToken")
+                    if page:
+                        following[manager] = str(page)
+                        continue
+                    token = answer.get("nextSyncToken")
+                    if not isinstance(token, str) or not token:
+                        raise self._unexpected(manager, "events.list without nextSyncToken")
+                    out[manager] = (items[manager], token)
+                except ProviderError as err:
+                    out[manager] = err
+            pending = following
+        return out
 
-    def _whole(
-        self, manager: str, any_item: Mapping[str, Any]
-    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        """The master and every exception of the series ``any_item`` belongs to."""
-        ical_uid = any_item.get("iCalUID")
-        if not ical_uid:
-            raise self._unexpected(manager, "event without iCalUID")
-        answer = self._call(
-            manager,
-            lambda s: s.events().list(
-                calendarId=self.calendar_id, iCalUID=ical_uid, maxResults=_PAGE
-            ),
-        )
-        master: dict[str, Any] | None = None
-        parts: list[dict[str, Any]] = []
-        for item in _field(answer, "items", list, default=[]):
-            if item.get("recurringEventId"):
-                parts.append(item)
-            elif item.get("status") != "cancelled" and _owner_uid(item) and item.get("recurrence"):
-                master = item
-        return master, parts
+    def _whole_many(
+        self, wanted: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> dict[tuple[str, str], tuple[Any, list[dict[str, Any]]]]:
+        """For (manager, master id, any item of the series): the master (None when gone, or the
+        error) and every exception, by one ``events.list(iCalUID=...)`` each, batched."""
+        out: dict[tuple[str, str], tuple[Any, list[dict[str, Any]]]] = {}
+        calls = []
+        keys = []
+        for manager, master_id, any_item in wanted:
+            ical_uid = any_item.get("iCalUID")
+            if not ical_uid:
+                out[(manager, master_id)] = (self._unexpected(manager, "event without iCalUID"), [])
+                continue
+            params = {"calendarId": self.calendar_id, "iCalUID": ical_uid, "maxResults": _PAGE}
+            calls.append((manager, partial(_events_list, params=params)))
+            keys.append((manager, master_id))
+        for key, answer in zip(keys, self._batch(calls), strict=True):
+            manager = key[0]
+            if isinstance(answer, CallFailed):
+                out[key] = (self._error(manager, answer, ""), [])
+                continue
+            try:
+                found = _field(answer, "items", list, default=[])
+            except ProviderError as err:
+                out[key] = (err, [])
+                continue
+            master: dict[str, Any] | None = None
+            parts: list[dict[str, Any]] = []
+            for item in found:
+                if item.get("recurringEventId"):
+                    parts.append(item)
+                elif (
+                    item.get("status") != "cancelled"
+                    and _owner_uid(item)
+                    and item.get("recurrence")
+                ):
+                    master = item
+            out[key] = (master, parts)
+        return out
 
     def _observe(
         self, manager: str, master: Mapping[str, Any], parts: Sequence[Mapping[str, Any]]
@@ -379,114 +566,31 @@ class GoogleCalendarProvider:
             log.warning("series %s on %s's calendar cannot be read: %s", uid, manager, err)
             return None
 
-    def _live_master(self, manager: str, uid: str) -> dict[str, Any]:
-        master = self._get(manager, event_id(uid), uid)
-        if master.get("status") == "cancelled":
-            raise NotFound(f"series {uid} was deleted from {manager}'s calendar")
-        return master
+    def _read(self, manager: str, google_id: str) -> Any | CallFailed:
+        """One event's answer, or the failure (a 404 is an answer here, not an error)."""
+        return self._batch([(manager, self._get_call(google_id))])[0]
 
-    def _get(self, manager: str, google_id: str, uid: str) -> dict[str, Any]:
-        master = self._call(
-            manager,
-            lambda s: s.events().get(calendarId=self.calendar_id, eventId=google_id),
-            what=f"series {uid}",
-        )
-        if not isinstance(master, dict) or _owner_uid(master) != uid:
-            raise NotFound(f"event {google_id} on {manager}'s calendar was not created by cadence")
-        return dict(master)
+    def _get_call(self, google_id: str) -> Callable[[Any], Any]:
+        return partial(_events_get, params={"calendarId": self.calendar_id, "eventId": google_id})
 
-    # -- writing -----------------------------------------------------------------------------
+    def _patch_call(
+        self, google_id: str, body: dict[str, Any], *, notify: bool
+    ) -> Callable[[Any], Any]:
+        params = {"calendarId": self.calendar_id, "eventId": google_id, "body": body,
+                  "sendUpdates": "all" if notify else "none"}  # fmt: skip
+        return partial(_events_patch, params=params)
 
-    def _patch(
-        self, manager: str, google_id: str, body: dict[str, Any], *, notify: bool
-    ) -> dict[str, Any]:
-        answer: dict[str, Any] = self._call(
-            manager,
-            lambda s: s.events().patch(
-                calendarId=self.calendar_id,
-                eventId=google_id,
-                body=body,
-                sendUpdates="all" if notify else "none",
-            ),
-        )
-        return answer
-
-    def _write_occurrences_many(
-        self,
-        manager: str,
-        masters: Mapping[str, Mapping[str, Any]],
-        blocks: Mapping[str, Mapping[datetime, str]],
-    ) -> dict[str, ProviderError]:
-        """Splice each block into its instance, for several series: one batch of
-        ``events.instances`` and batches of patches. Cancelled or unproduced instances are left."""
-        failed: dict[str, ProviderError] = {}
-        uids = [uid for uid in blocks if blocks[uid]]
-        reads = []
-        for uid in uids:
-            originals = sorted(blocks[uid])
-            params = {
-                "calendarId": self.calendar_id,
-                "eventId": str(masters[uid]["id"]),
-                "timeMin": _rfc3339(originals[0]),
-                "timeMax": _rfc3339(originals[-1] + timedelta(days=1)),
-                "showDeleted": True,
-                "maxResults": _PAGE,
-            }
-            reads.append(partial(_events_instances, params=params))
-        patches: list[tuple[str, Callable[[Any], Any]]] = []
-        for uid, answer in zip(uids, self._batch(manager, reads), strict=True):
-            if isinstance(answer, CallFailed):
-                failed[uid] = self._error(manager, answer, f"series {uid}")
-                continue
-            try:
-                instances = {
-                    _time(item["originalStartTime"]): item
-                    for item in _field(answer, "items", list, default=[])
-                }
-                if any(moment not in instances for moment in blocks[uid]):
-                    # Moved away from its original time: found among the series' exceptions.
-                    for item in self._whole(manager, masters[uid])[1]:
-                        instances.setdefault(_time(item["originalStartTime"]), item)
-                marks = {"private": {OWNER_KEY: uid, OCCURRENCE_KEY: "agenda"}}
-                for original in sorted(blocks[uid]):
-                    instance = instances.get(original)
-                    if instance is None or instance.get("status") == "cancelled":
-                        continue
-                    text = str(instance.get("description", ""))
-                    new = splice(text, blocks[uid][original])
-                    if new == text and _is_exception(instance):
-                        continue
-                    params = {"calendarId": self.calendar_id, "eventId": str(instance["id"]),
-                              "body": {"description": new, "extendedProperties": marks},
-                              "sendUpdates": "none"}  # fmt: skip
-                    patches.append((uid, partial(_events_patch, params=params)))
-            except ProviderError as err:
-                failed[uid] = err
-            except (KeyError, TypeError, ValueError):
-                failed[uid] = self._unexpected(manager, "events.instances")
-        answers = self._batch(manager, [build for _, build in patches])
-        for (uid, _), answer in zip(patches, answers, strict=True):
-            if isinstance(answer, CallFailed) and uid not in failed:
-                failed[uid] = self._error(manager, answer, f"agenda of {uid}")
-        return failed
-
-    def _batch(
-        self, manager: str, builds: Sequence[Callable[[Any], Any]]
-    ) -> list[Any | CallFailed]:
-        """Each call's answer or failure; one call goes alone, more in batch requests."""
-        if not builds:
+    def _batch(self, calls: Sequence[tuple[str, Callable[[Any], Any]]]) -> list[Any | CallFailed]:
+        """Each call's answer or failure, each as its manager; one call goes alone, more in
+        batch requests shared by every manager."""
+        if not calls:
             return []
-        if len(builds) == 1:
+        if len(calls) == 1:
             try:
-                return [self.api.call(manager, builds[0])]
+                return [self.api.call(*calls[0])]
             except CallFailed as failed:
-                if failed.kind in ("auth", "network"):
-                    raise self._error(manager, failed, "") from None
                 return [failed]
-        try:
-            return self.api.batch(manager, builds)
-        except CallFailed as failed:
-            raise self._error(manager, failed, "batch") from None
+        return self.api.batch(calls)
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -529,15 +633,23 @@ class GoogleCalendarProvider:
         )
 
 
-def open_google(config_path: Path, settings: GoogleSettings | None) -> GoogleCalendarProvider:
-    """The provider ``calendar.google`` describes; ``ConfigError`` (one line) when unusable."""
+def open_google(
+    config_path: Path, settings: GoogleSettings | None, check_as: str | None = None
+) -> GoogleCalendarProvider:
+    """The provider ``calendar.google`` describes; ``ConfigError`` (one line) when unusable.
+    ``check_as``: a manager to obtain a token for now, so that a key Google refuses stops the
+    start (exit 2) instead of failing every manager at every pass."""
     if settings is None:
         raise ConfigError(
             [f"{config_path}: calendar.google: required when provider is google "
              "(credentials_file, calendar_id)"]
         )  # fmt: skip
     key = load_key(settings.credentials_file)
-    return GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    provider = GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    if check_as is not None:
+        what = f"{config_path}: calendar.google.credentials_file {settings.credentials_file}"
+        provider.api.check_key(check_as, what)
+    return provider
 
 
 def _events_list(service: Any, params: dict[str, Any]) -> Any:
@@ -548,8 +660,12 @@ def _events_insert(service: Any, params: dict[str, Any]) -> Any:
     return service.events().insert(**params)
 
 
-def _events_instances(service: Any, params: dict[str, Any]) -> Any:
-    return service.events().instances(**params)
+def _events_get(service: Any, params: dict[str, Any]) -> Any:
+    return service.events().get(**params)
+
+
+def _events_delete(service: Any, params: dict[str, Any]) -> Any:
+    return service.events().delete(**params)
 
 
 def _events_patch(service: Any, params: dict[str, Any]) -> Any:
@@ -561,6 +677,49 @@ def _freebusy_query(service: Any, body: dict[str, Any]) -> Any:
 
 
 # -- mapping --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A call of ``apply``'s second round: what it writes, for errors; ``instance``: one
+    occurrence, left alone when Google no longer has it."""
+
+    what: str
+    call: Callable[[Any], Any]
+    instance: bool = False
+
+
+@dataclass
+class _Listing:
+    """One calendar's listing, grouped: cadence's masters, every series' exceptions by master
+    id, the uids of series deleted, the newest ``updated`` stamp and the next sync token."""
+
+    masters: dict[str, dict[str, Any]]
+    exceptions: dict[str, list[dict[str, Any]]]
+    removed: list[str]
+    newest: str
+    sync_token: str
+    full: bool
+
+    def orphans(self) -> list[str]:
+        """Series with exceptions in the listing but no master (a delta names only what
+        changed)."""
+        return [m for m in self.exceptions if m not in self.masters]
+
+
+def _group(items: list[dict[str, Any]], sync_token: str, *, watermark: str, full: bool) -> _Listing:
+    listing = _Listing({}, {}, [], max([watermark, *(str(i.get("updated", "")) for i in items)]),
+                       sync_token, full)  # fmt: skip
+    for item in items:
+        if item.get("recurringEventId"):
+            listing.exceptions.setdefault(str(item["recurringEventId"]), []).append(item)
+        elif item.get("status") == "cancelled":
+            uid = _owner_uid(item) or uid_of(str(item.get("id", "")))
+            if uid is not None:
+                listing.removed.append(uid)
+        elif _owner_uid(item) is not None and item.get("recurrence"):
+            listing.masters[str(item["id"])] = item
+    return listing
 
 
 def _split_token(token: str) -> tuple[str, str]:
@@ -671,6 +830,19 @@ def _series(
     )
 
 
+def _people(event: Mapping[str, Any], wanted: Sequence[Attendee]) -> list[dict[str, Any]] | None:
+    """The ``attendees`` to write so that exactly ``wanted`` are invited (those who stay keep
+    their answers), or None when they already are."""
+    listed = [p for p in event.get("attendees", []) if p.get("email")]
+    organiser = [p for p in listed if p.get("organizer")]  # Google may list the organiser too
+    current = {str(p["email"]).lower(): p for p in listed if not p.get("organizer")}
+    if sorted(current) == sorted(a.email.lower() for a in wanted):
+        return None
+    return organiser + [
+        current.get(a.email.lower()) or {"email": a.email, "displayName": a.name} for a in wanted
+    ]
+
+
 def _event_body(spec: SeriesSpec) -> dict[str, Any]:
     """The series as a Google event; a bad zone or rule is refused before anything is sent."""
     try:
@@ -694,7 +866,7 @@ def _event_body(spec: SeriesSpec) -> dict[str, Any]:
         "start": when(start),
         "end": when(end),
         "recurrence": ["RRULE:" + rule],
-        "attendees": [{"email": spec.rep_email, "displayName": spec.rep_name}],
+        "attendees": [{"email": a.email, "displayName": a.name} for a in spec.invitees],
         "extendedProperties": {"private": {OWNER_KEY: spec.uid}},
         "guestsCanModify": False,
     }

@@ -16,6 +16,9 @@ How the contract's verbs map onto Graph (PROVIDERS.md has the facts):
 * ``write_agendas``: the HTML ``body`` of the master and of occurrences (found through
   ``instances``); only the text between the markers is replaced, escaped.
 * ``free_busy``: ``calendar/getSchedule``; ``working_hours``: ``mailboxSettings``.
+* ``apply``: many mailboxes' creates, ends and agenda rewrites in three rounds of ``$batch``
+  (20 requests each, filled across mailboxes); ``changes_many`` looks up the primary calendars
+  not yet known in one ``$batch`` set, then reads each mailbox's delta.
 
 Roster zones are IANA names; Graph is sent the Windows name from the CLDR mapping that tzlocal
 maintains, and the IANA name rides along in a second extended property so it reads back exactly.
@@ -41,15 +44,20 @@ from daemon.config import Config
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
 from daemon.core.model import RRULE_DAYS, Roster
 from daemon.core.schedule import parse_weekly
-from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
-from daemon.graph_http import GraphClient, Request, client_for, failure
+from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired
+from daemon.graph_http import GraphClient, Request, Response, client_for, failure
 from daemon.providers.base import (
+    Agendas,
     Attendee,
     Capabilities,
     Changes,
+    Create,
+    End,
     ObservedOverride,
     ObservedSeries,
     SeriesSpec,
+    Write,
+    done,
 )
 
 log = logging.getLogger(__name__)
@@ -241,50 +249,167 @@ class GraphCalendarProvider:
                 return self._incremental(manager, box, found, token_start, link)
         return self._full(manager, box, window_start)
 
-    def create_series(self, manager: str, series: SeriesSpec) -> None:
-        body = self._event_body(series)
-        path = self._calendar_path(manager) + "/events"
-        made = self.client.call(Request("POST", path, body=body), ok=(201, 200))
-        master = _id_of(made.body, manager)
-        self._box(manager).masters[master] = series.uid
-        if series.occurrence_descriptions:
-            self._write_occurrences(manager, master, series.occurrence_descriptions)
-
-    def create_many(
-        self, manager: str, series: Sequence[SeriesSpec]
-    ) -> Mapping[str, ProviderError]:
-        """Several creates in ``$batch`` round trips of 20; the uids that failed, with why.
-
-        Each POST carries its ``transactionId``, so a batch retried after a crash finds what
-        the first one made. Occurrence agendas follow per series."""
-        failed: dict[str, ProviderError] = {}
-        bodies: list[tuple[SeriesSpec, Request]] = []
-        for spec in series:
-            try:
-                bodies.append((spec, Request("POST", "", body=self._event_body(spec))))
-            except ProviderError as err:
-                failed[spec.uid] = err
-        if not bodies:
-            return failed
-        path = self._calendar_path(manager) + "/events"
-        requests = [Request("POST", path, body=r.body) for _, r in bodies]
-        made: dict[str, SeriesSpec] = {}
-        for (spec, _), request, response in zip(
-            bodies, requests, self.client.batch(requests), strict=True
-        ):
-            if response.status not in (200, 201):
-                error = failure(request, response)
-                if isinstance(error, Transient):
-                    raise error
-                failed[spec.uid] = error
+    def changes_many(
+        self, tokens: Mapping[str, str | None]
+    ) -> Mapping[str, Changes | ProviderError]:
+        """The primary calendars not looked up yet are, in one ``$batch`` set; then each
+        mailbox's delta (its pages follow links of their own)."""
+        out: dict[str, Changes | ProviderError] = {}
+        unknown = [m for m in tokens if self._box(m).calendar_id is None]
+        if self.calendar == PRIMARY and len(unknown) > 1:
+            requests = [
+                Request("GET", f"/users/{m}/calendar", params={"$select": "id"}) for m in unknown
+            ]
+            for manager, request, response in zip(
+                unknown, requests, self.client.batch(requests), strict=True
+            ):
+                if response.status == 200:
+                    self._box(manager).calendar_id = PRIMARY
+                else:
+                    out[manager] = failure(request, response)
+        for manager, token in tokens.items():
+            if manager in out:
                 continue
-            master = _id_of(response.body, manager)
-            self._box(manager).masters[master] = spec.uid
-            made[master] = spec
-        agendas = {m: spec.occurrence_descriptions for m, spec in made.items()}
-        for master, error in self._write_occurrences_many(manager, agendas).items():
-            failed[made[master].uid] = error
-        return failed
+            try:
+                out[manager] = self.changes(manager, token)
+            except ProviderError as err:
+                out[manager] = err
+        return out
+
+    def create_series(self, manager: str, series: SeriesSpec) -> None:
+        done(self.apply([Create(manager, series)]))
+
+    def end_series(self, manager: str, uid: str, until: date) -> None:
+        done(self.apply([End(manager, uid, until)]))
+
+    def write_agendas(
+        self,
+        manager: str,
+        uid: str,
+        master_block: str | None,
+        occurrence_blocks: Mapping[datetime, str],
+    ) -> None:
+        done(self.apply([Agendas(manager, uid, master_block, occurrence_blocks)]))
+
+    def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
+        """Three rounds of ``$batch`` (20 to a round trip) across every mailbox and series:
+        the creates (each with its ``transactionId``, so a retry after a crash finds what the
+        first made) and the reads of the masters to end or rewrite; then the PATCHes and
+        DELETEs those call for, and the reads of the occurrences to rewrite (Graph's
+        occurrence ids cannot be computed); then the occurrences' PATCHes."""
+        out: list[ProviderError | None] = [None] * len(writes)
+        first: list[tuple[int, Request]] = []
+        for index, write in enumerate(writes):
+            try:
+                if isinstance(write, Create):
+                    path = self._calendar_path(write.manager) + "/events"
+                    first.append(
+                        (index, Request("POST", path, body=self._event_body(write.series)))
+                    )
+                else:
+                    master = self._master_id(write.manager, write.uid)
+                    request = self._master_request(write.manager, master)
+                    first.append(
+                        (index, Request("GET", request.path, request.params, headers=_UTC))
+                    )
+            except ProviderError as err:
+                out[index] = err
+        second: list[tuple[int, Request]] = []
+        occurrences: dict[int, tuple[str, Mapping[datetime, str]]] = {}  # write -> master, blocks
+        for (index, request), response in zip(
+            first, self.client.batch([r for _, r in first]), strict=True
+        ):
+            write = writes[index]
+            try:
+                if isinstance(write, Create):
+                    if response.status not in (200, 201):
+                        raise failure(request, response)
+                    master = _id_of(response.body, write.manager)
+                    self._box(write.manager).masters[master] = write.series.uid
+                    occurrences[index] = (master, write.series.occurrence_descriptions)
+                    continue
+                master = request.path.rsplit("/", 1)[1]
+                data = self._owned(write.manager, write.uid, master, request, response)
+                if isinstance(write, End):
+                    second += [(index, r) for r in self._ending(write, master, data)]
+                    continue
+                if write.master_block is not None:
+                    content = str((data.get("body") or {}).get("content") or "")
+                    new = splice_html(content, write.master_block)
+                    if new != content:
+                        body = {"body": {"contentType": "html", "content": new}}
+                        path = f"/users/{write.manager}/events/{master}"
+                        second.append((index, Request("PATCH", path, body=body)))
+                occurrences[index] = (master, write.occurrence_blocks)
+            except ProviderError as err:
+                out[index] = err
+        reads = [
+            (index, self._instances_request(writes[index].manager, master, sorted(blocks)))
+            for index, (master, blocks) in occurrences.items()
+            if blocks
+        ]
+        answers = self.client.batch([r for _, r in second] + [r for _, r in reads])
+        for (index, request), response in zip(second, answers[: len(second)], strict=True):
+            if response.status not in (200, 204) and out[index] is None:
+                out[index] = failure(request, response)
+        third: list[tuple[int, Request]] = []
+        for (index, request), response in zip(reads, answers[len(second) :], strict=True):
+            if response.status != 200:
+                out[index] = out[index] or failure(request, response)
+                continue
+            manager, blocks = writes[index].manager, occurrences[index][1]
+            third += [(index, r) for r in self._occurrence_patches(manager, response, blocks)]
+        for (index, request), response in zip(
+            third, self.client.batch([r for _, r in third]), strict=True
+        ):
+            if response.status not in (200, 204) and out[index] is None:
+                out[index] = failure(request, response)
+        return out
+
+    def _ending(self, write: End, master: str, data: Mapping[str, Any]) -> list[Request]:
+        """The DELETE (it never met) or the PATCH of the recurrence that ends the series at
+        ``until``; none when it already ends there. A deleted series shows at the next
+        ``changes`` as its master answering 404."""
+        zone = self._zone_of(data)
+        path = f"/users/{write.manager}/events/{master}"
+        if write.until < _utc(data["start"]).astimezone(zone).date():
+            return [Request("DELETE", path)]
+        recurrence = dict(data.get("recurrence") or {})
+        rng = dict(recurrence.get("range") or {})
+        if rng.get("type") == "endDate" and rng.get("endDate") == write.until.isoformat():
+            return []
+        rng.update({"type": "endDate", "endDate": write.until.isoformat()})
+        rng.pop("numberOfOccurrences", None)
+        recurrence["range"] = rng
+        return [Request("PATCH", path, body={"recurrence": recurrence})]
+
+    def _occurrence_patches(
+        self, manager: str, response: Response, blocks: Mapping[datetime, str]
+    ) -> list[Request]:
+        """Each block spliced into its occurrence (from an ``instances`` answer); one that is
+        not on the calendar is left."""
+        by_original = {
+            datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
+            for i in (response.body or {}).get("value") or []
+            if i.get("originalStart")
+        }
+        patches = []
+        for original, block in sorted(blocks.items()):
+            instance = by_original.get(original.astimezone(UTC))
+            if instance is None:
+                log.debug("occurrence %s of a series of %s is not on the calendar", original,
+                          manager)  # fmt: skip
+                continue
+            content = str((instance.get("body") or {}).get("content") or "")
+            new = splice_html(content, block)
+            # An occurrence gets its own copy (an exception) even when the text is the same,
+            # as the contract asks: series-wide edits then leave this meeting's agenda alone.
+            if new != content or instance.get("type") == "occurrence":
+                body = {"body": {"contentType": "html", "content": new}}
+                patches.append(
+                    Request("PATCH", f"/users/{manager}/events/{instance['id']}", body=body)
+                )
+        return patches
 
     def diagnose(self, manager: str) -> list[Check]:
         """Token and permissions (once), then this manager's mailbox and calendar: reachable
@@ -320,46 +445,44 @@ class GraphCalendarProvider:
         )
         return rows
 
-    def end_series(self, manager: str, uid: str, until: date) -> None:
-        master, data = self._owned_master(manager, uid)
-        zone = self._zone_of(data)
-        first = _utc(data["start"]).astimezone(zone).date()
-        if until < first:
-            # The next ``changes`` reads the master, finds it gone and reports the uid removed.
-            self.client.call(Request("DELETE", f"/users/{manager}/events/{master}"), ok=(204, 404))
-            return
-        recurrence = dict(data.get("recurrence") or {})
-        rng = dict(recurrence.get("range") or {})
-        if rng.get("type") == "endDate" and rng.get("endDate") == until.isoformat():
-            return
-        rng.update({"type": "endDate", "endDate": until.isoformat()})
-        rng.pop("numberOfOccurrences", None)
-        recurrence["range"] = rng
-        self.client.call(
-            Request("PATCH", f"/users/{manager}/events/{master}", body={"recurrence": recurrence})
-        )
-
-    def write_agendas(
+    def set_attendees(
         self,
         manager: str,
         uid: str,
-        master_block: str | None,
-        occurrence_blocks: Mapping[datetime, str],
+        attendees: Mapping[datetime | None, Sequence[Attendee]],
     ) -> None:
+        """PATCH ``attendees`` of the master and of occurrences (found through ``instances``);
+        Exchange sends newcomers an invitation."""
         master, data = self._owned_master(manager, uid)
-        if master_block is not None:
-            content = str((data.get("body") or {}).get("content") or "")
-            new = splice_html(content, master_block)
-            if new != content:
-                self.client.call(
-                    Request(
-                        "PATCH",
-                        f"/users/{manager}/events/{master}",
-                        body={"body": {"contentType": "html", "content": new}},
-                    )
-                )
-        if occurrence_blocks:
-            self._write_occurrences(manager, master, occurrence_blocks)
+        if None in attendees:
+            people = _people(data, attendees[None])
+            if people is not None:
+                path = f"/users/{manager}/events/{master}"
+                self.client.call(Request("PATCH", path, body={"attendees": people}))
+        originals = sorted(o for o in attendees if o is not None)
+        if not originals:
+            return
+        read = self._instances_request(manager, master, originals)
+        read = Request(read.method, read.path, {**read.params, "$select": "id,originalStart,"
+                       "attendees,type,isCancelled"}, headers=read.headers)  # fmt: skip
+        found = self.client.call(read, ok=(200,)).body or {}
+        by_original = {
+            datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
+            for i in found.get("value") or []
+            if i.get("originalStart")
+        }
+        patches = []
+        for original in originals:
+            instance = by_original.get(original.astimezone(UTC))
+            if instance is None or instance.get("isCancelled"):
+                continue
+            people = _people(instance, attendees[original])
+            if people is not None:
+                path = f"/users/{manager}/events/{instance['id']}"
+                patches.append(Request("PATCH", path, body={"attendees": people}))
+        for request, response in zip(patches, self.client.batch(patches), strict=True):
+            if response.status not in (200, 204):
+                raise failure(request, response)
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
@@ -623,10 +746,8 @@ class GraphCalendarProvider:
                 "range": rng,
             },
             "attendees": [
-                {
-                    "emailAddress": {"address": series.rep_email, "name": series.rep_name},
-                    "type": "required",
-                }
+                {"emailAddress": {"address": a.email, "name": a.name}, "type": "required"}
+                for a in series.invitees
             ],
             "transactionId": _transaction_id(series.uid),
             "singleValueExtendedProperties": [
@@ -634,51 +755,6 @@ class GraphCalendarProvider:
                 {"id": ZONE_PROPERTY, "value": series.timezone},
             ],
         }
-
-    def _write_occurrences(self, manager: str, master: str, blocks: Mapping[datetime, str]) -> None:
-        failed = self._write_occurrences_many(manager, {master: blocks})
-        if master in failed:
-            raise failed[master]
-
-    def _write_occurrences_many(
-        self, manager: str, work: Mapping[str, Mapping[datetime, str]]
-    ) -> dict[str, ProviderError]:
-        """Occurrence agendas of several series: their instances read in one ``$batch``, the
-        PATCHes in another (20 to a round trip). The masters that failed, with why."""
-        failed: dict[str, ProviderError] = {}
-        masters = [m for m, blocks in work.items() if blocks]
-        reads = [self._instances_request(manager, m, sorted(work[m])) for m in masters]
-        patches: list[tuple[str, Request]] = []
-        for master, request, response in zip(masters, reads, self.client.batch(reads), strict=True):
-            if response.status != 200:
-                failed[master] = failure(request, response)
-                continue
-            by_original = {
-                datetime.fromisoformat(str(i["originalStart"]).replace("Z", "+00:00")): i
-                for i in (response.body or {}).get("value") or []
-                if i.get("originalStart")
-            }
-            for original, block in sorted(work[master].items()):
-                instance = by_original.get(original.astimezone(UTC))
-                if instance is None:
-                    log.debug("occurrence %s of %s is not on the calendar", original, master)
-                    continue
-                content = str((instance.get("body") or {}).get("content") or "")
-                new = splice_html(content, block)
-                # An occurrence gets its own copy (an exception) even when the text is the same,
-                # as the contract asks: series-wide edits then leave this meeting's agenda alone.
-                if new != content or instance.get("type") == "occurrence":
-                    body = {"body": {"contentType": "html", "content": new}}
-                    path = f"/users/{manager}/events/{instance['id']}"
-                    patches.append((master, Request("PATCH", path, body=body)))
-        answers = self.client.batch([r for _, r in patches])
-        for (master, request), response in zip(patches, answers, strict=True):
-            if response.status not in (200, 204) and master not in failed:
-                failed[master] = failure(request, response)
-        for error in failed.values():
-            if isinstance(error, Transient):
-                raise error
-        return failed
 
     def _instances_request(self, manager: str, master: str, originals: list[datetime]) -> Request:
         def utc(moment: datetime) -> str:
@@ -725,46 +801,60 @@ class GraphCalendarProvider:
             box.calendar_id = str(found[0]["id"])
         return f"/users/{manager}/calendars/{box.calendar_id}"
 
-    def _owned_master(self, manager: str, uid: str) -> tuple[str, dict[str, Any]]:
-        """The master id of cadence's series ``uid`` and its properties (HTML body, UTC times)."""
+    def _master_id(self, manager: str, uid: str) -> str:
+        """The master id of cadence's series ``uid``: remembered, else looked up by its tag."""
         box = self._box(manager)
         master = next((m for m, u in box.masters.items() if u == uid), None)
-        if master is None:
-            value = uid.replace("'", "''")
-            listed = (
-                self.client.call(
-                    Request(
-                        "GET",
-                        f"/users/{manager}/events",
-                        params={
-                            "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq "
-                            f"'{UID_PROPERTY}' and ep/value eq '{value}')",
-                            "$select": "id,type",
-                        },
-                    ),
-                    ok=(200,),
-                ).body.get("value")
-                or []
-            )
-            masters = [str(e["id"]) for e in listed if e.get("type") == "seriesMaster"]
-            if not masters:
-                raise NotFound(f"series {uid} is not on {manager}'s calendar")
-            master = masters[0]
-        request = self._master_request(manager, master)
-        response = self.client.call(
-            Request(request.method, request.path, request.params, headers=_UTC), ok=(200, 404)
+        if master is not None:
+            return master
+        value = uid.replace("'", "''")
+        listed = (
+            self.client.call(
+                Request(
+                    "GET",
+                    f"/users/{manager}/events",
+                    params={
+                        "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq "
+                        f"'{UID_PROPERTY}' and ep/value eq '{value}')",
+                        "$select": "id,type",
+                    },
+                ),
+                ok=(200,),
+            ).body.get("value")
+            or []
         )
+        masters = [str(e["id"]) for e in listed if e.get("type") == "seriesMaster"]
+        if not masters:
+            raise NotFound(f"series {uid} is not on {manager}'s calendar")
+        return masters[0]
+
+    def _owned_master(self, manager: str, uid: str) -> tuple[str, dict[str, Any]]:
+        """The master id of cadence's series ``uid`` and its properties, read alone."""
+        master = self._master_id(manager, uid)
+        request = self._master_request(manager, master)
+        request = Request("GET", request.path, request.params, headers=_UTC)
+        response = self.client.call(request, ok=(200, 404))
+        return master, self._owned(manager, uid, master, request, response)
+
+    def _owned(
+        self, manager: str, uid: str, master: str, request: Request, response: Response
+    ) -> dict[str, Any]:
+        """The master's properties (HTML body, UTC times) from the answer to its read;
+        ``NotFound`` when it is gone or not cadence's."""
+        box = self._box(manager)
         if response.status == 404:
             box.masters.pop(master, None)
             raise NotFound(f"series {uid} is not on {manager}'s calendar")
+        if response.status != 200:
+            raise failure(request, response)
         props = {
             str(p.get("id", "")).lower(): p.get("value")
-            for p in response.body.get("singleValueExtendedProperties") or []
+            for p in (response.body or {}).get("singleValueExtendedProperties") or []
         }
         if props.get(UID_PROPERTY.lower()) != uid:
             raise NotFound(f"event {master} on {manager}'s calendar was not created by cadence")
         box.masters[master] = uid
-        return master, dict(response.body)
+        return dict(response.body)
 
     def _zone_of(self, data: Mapping[str, Any]) -> ZoneInfo:
         props = {
@@ -781,6 +871,23 @@ def _id_of(body: Any, manager: str) -> str:
     if not isinstance(body, dict) or not body.get("id"):
         raise ProviderError(f"Microsoft Graph created an event for {manager} but sent no id")
     return str(body["id"])
+
+
+def _people(event: Mapping[str, Any], wanted: Sequence[Attendee]) -> list[Any] | None:
+    """The ``attendees`` to write so that exactly ``wanted`` are invited (those who stay keep
+    their answers), or None when they already are."""
+    current = {
+        str((p.get("emailAddress") or {}).get("address") or "").lower(): p
+        for p in event.get("attendees") or []
+    }
+    current.pop("", None)
+    if sorted(current) == sorted(a.email.lower() for a in wanted):
+        return None
+    return [
+        current.get(a.email.lower())
+        or {"emailAddress": {"address": a.email, "name": a.name}, "type": "required"}
+        for a in wanted
+    ]
 
 
 def _attendees(values: Any) -> tuple[Attendee, ...]:

@@ -10,7 +10,7 @@ people's notes, their answers, moved and cancelled occurrences, unknown properti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
@@ -323,10 +323,11 @@ def _event(spec: SeriesSpec, start: datetime, now: datetime) -> Component:
     event.add("DTEND", start + spec.duration)
     event.add("SUMMARY", spec.summary)
     event.add("ORGANIZER", _address(spec.manager_email, spec.manager_name))
-    event.add(
-        "ATTENDEE",
-        _address(spec.rep_email, spec.rep_name, ROLE="REQ-PARTICIPANT", PARTSTAT="NEEDS-ACTION"),
-    )
+    for person in spec.invitees:
+        event.add(
+            "ATTENDEE",
+            _address(person.email, person.name, ROLE="REQ-PARTICIPANT", PARTSTAT="NEEDS-ACTION"),
+        )
     event.add(OWNER_PROPERTY, spec.uid)
     return event
 
@@ -392,6 +393,62 @@ def splice_agendas(
             cal.add_component(_new_override(master, original, duration, text, now))
             changed = True
     return changed
+
+
+def set_attendees(
+    cal: Calendar, wanted: Mapping[datetime | None, Sequence[Attendee]], now: datetime
+) -> bool:
+    """Make the master's (key None) and the named occurrences' attendees exactly ``wanted``;
+    True when anything changed. People who stay keep their answers; an occurrence without an
+    override gets one; cancelled overrides and starts the rule does not produce are left."""
+    master = master_of(cal)
+    _, zone = series_zone(master)
+    start: datetime = master.decoded("DTSTART").astimezone(zone)
+    uid = str(master.get("UID", ""))
+    changed = False
+    if None in wanted:
+        changed |= _set_people(master, wanted[None], now)
+    by_start = {
+        in_zone(event.decoded("RECURRENCE-ID"), zone, start.timetz()): event
+        for event in overrides_of(cal, uid)
+    }
+    removed = set(exdates(master, zone, start.timetz()))
+    produces = _occurs(master, start)
+    duration = _duration(master, start, zone)
+    for original, people in sorted((k, v) for k, v in wanted.items() if k is not None):
+        original = original.astimezone(zone)
+        override = by_start.get(original)
+        if override is None:
+            if original in removed or not produces(original):
+                continue
+            override = _new_override(master, original, duration, _text(master), now)
+            cal.add_component(override)
+            changed = True
+        elif str(override.get("STATUS", "")).upper() == "CANCELLED":
+            continue
+        changed |= _set_people(override, people, now)
+    return changed
+
+
+def _set_people(event: Component, people: Sequence[Attendee], now: datetime) -> bool:
+    current = _as_list(event.get("ATTENDEE"))
+    by_email = {_email(address): address for address in current}
+    wanted = [p.email.lower() for p in people]
+    if sorted(by_email) == sorted(wanted) and len(current) == len(wanted):
+        return False
+    event.pop("ATTENDEE", None)
+    for person in people:
+        kept = by_email.get(person.email.lower())
+        event.add(
+            "ATTENDEE",
+            kept
+            if kept is not None
+            else _address(person.email, person.name, ROLE="REQ-PARTICIPANT",
+                          PARTSTAT="NEEDS-ACTION"),
+        )  # fmt: skip
+    event.pop("DTSTAMP", None)
+    event.add("DTSTAMP", now.astimezone(UTC))
+    return True
 
 
 def _text(event: Component) -> str:

@@ -1,21 +1,28 @@
 """The metrics source contract, one suite for every backend (like ``provider_contract``).
 
 A backend's test module subclasses ``MetricsSourceContract`` and gives ``publish``: put these
-weekly values where the source reads them (a CSV file, a CRM fake's data) and return the source.
+weekly values where the source reads them (a CSV file, a CRM fake's records that add up to them)
+and return the source, its clock in the week after the last of them (``NOW``). A CRM gives more
+than the values published (a 0 for a week without calls, a trailing win rate in the weeks after),
+so a source is held to the values published and to the reps asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 
+import pytest
+
+from daemon.core.deals import Opportunity
 from daemon.core.model import Metric
-from daemon.metrics.base import MetricsSource, Row
+from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
 
 SAM = "sam@acme.test"
 LEE = "lee@acme.test"
 GONE = "gone@acme.test"
 W = date(2026, 11, 16)
+NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)  # the week of 30 Nov: 23 Nov is the last one over
 
 DATA = [
     Row(SAM, Metric.ACTIVITIES, date(2026, 11, 9), 180),
@@ -32,9 +39,12 @@ class MetricsSourceContract:
 
     def test_gives_every_weekly_value_of_the_reps_asked_for_all_at_once(self) -> None:
         source = self.publish(DATA)
-        got = sorted(source.rows(frozenset({SAM, LEE})), key=lambda r: (r.rep, r.metric, r.week))
-        want = sorted(DATA[:4], key=lambda r: (r.rep, r.metric, r.week))
-        assert got == want
+        got = [(r.rep, r.metric, r.week, r.value) for r in source.rows(frozenset({SAM, LEE}))]
+        by_key = {(rep, metric, week): value for rep, metric, week, value in got}
+        assert len(by_key) == len(got)  # one value per rep, metric and week
+        for row in DATA[:4]:
+            assert by_key[(row.rep, row.metric, row.week)] == pytest.approx(row.value)
+        assert {rep for rep, *_ in got} == {SAM, LEE}
 
     def test_people_not_on_the_roster_are_dropped_but_their_weeks_count_as_in(self) -> None:
         source = self.publish(DATA)
@@ -57,3 +67,24 @@ class MetricsSourceContract:
 
     def test_a_label_people_recognise(self) -> None:
         assert self.publish(DATA).label
+
+    def test_what_it_cannot_give_is_said_with_why(self) -> None:
+        source = self.publish(DATA)
+        assert all(metric in Metric and why for metric, why in source.cannot.items())
+        assert not set(source.cannot) & {row.metric for row in source.rows(frozenset({SAM, LEE}))}
+
+
+class OpportunitiesContract:
+    """For the sources that also give open opportunities (the CRMs): ``publish_deals`` puts
+    these deals where the source reads them."""
+
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitiesSource:
+        raise NotImplementedError
+
+    def test_open_opportunities_of_the_reps_asked_closing_soonest_first(self) -> None:
+        late = Opportunity(SAM, "Acme renewal", 48000.0, "Negotiation", date(2026, 12, 18))
+        soon = Opportunity(SAM, "Globex pilot", None, "Discovery", date(2026, 12, 4))
+        won = Opportunity(SAM, "Initech", 9000.0, "Closed Won", date(2026, 11, 20))
+        other = Opportunity(GONE, "Umbrella", 1000.0, "Proposal", date(2026, 12, 1))
+        source = self.publish_deals([(late, False), (soon, False), (won, True), (other, False)])
+        assert open_opportunities(source, frozenset({SAM, LEE})) == {SAM: (soon, late), LEE: ()}

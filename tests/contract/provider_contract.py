@@ -15,7 +15,16 @@ import pytest
 
 from daemon.core.agenda import wrap
 from daemon.errors import NotFound, ProviderError, TokenExpired
-from daemon.providers.base import CalendarProvider, Changes, ObservedSeries, SeriesSpec
+from daemon.providers.base import (
+    Agendas,
+    Attendee,
+    CalendarProvider,
+    Changes,
+    Create,
+    End,
+    ObservedSeries,
+    SeriesSpec,
+)
 
 ZONE = "America/Denver"
 # A Tuesday in the Mountain zone, three weeks before DST ends; the series runs across the change.
@@ -176,6 +185,43 @@ class ProviderContract:
         assert "Number: new" in series.description
         assert "Commitment: run two discovery calls with the new opener" in series.description
 
+    def test_a_series_may_invite_several_people(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        team = (Attendee("sam@acme.test", name="Sam Ortiz"), Attendee("ana@acme.test", name="Ana"))
+        spec = series_spec(manager, "contract-team", rep_email="", rep_name="", attendees=team)
+        calendar.create_series(manager, spec)
+
+        series = only_series(calendar.changes(manager, None), spec.uid)
+        assert sorted(a.email for a in series.attendees) == ["ana@acme.test", "sam@acme.test"]
+
+    def test_set_attendees_on_the_series_and_on_occurrences(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        team = (Attendee("sam@acme.test", name="Sam Ortiz"), Attendee("ana@acme.test", name="Ana"))
+        spec = series_spec(manager, "contract-people", rep_email="", rep_name="", attendees=team)
+        calendar.create_series(manager, spec)
+        calendar.write_agendas(manager, spec.uid, None, {occurrence(1): wrap("Week two")})
+        now = (Attendee("sam@acme.test", name="Sam Ortiz"), Attendee("lee@acme.test", name="Lee"))
+        vp = Attendee("vp@acme.test", name="Val Price")
+        wanted = {None: now, occurrence(1): now, occurrence(2): (*now, vp)}
+        calendar.set_attendees(manager, spec.uid, wanted)
+
+        listing = calendar.changes(manager, None)
+        series = only_series(listing, spec.uid)
+        assert sorted(a.email for a in series.attendees) == ["lee@acme.test", "sam@acme.test"]
+        people = {o.recurrence_id: sorted(a.email for a in o.attendees) for o in series.overrides}
+        assert people == {
+            occurrence(1): ["lee@acme.test", "sam@acme.test"],
+            occurrence(2): ["lee@acme.test", "sam@acme.test", "vp@acme.test"],
+        }
+        assert "Week two" in next(
+            o.description for o in series.overrides if o.recurrence_id == occurrence(1)
+        )
+        # Asking again for what is there writes nothing.
+        calendar.set_attendees(manager, spec.uid, wanted)
+        assert calendar.changes(manager, listing.token).changed == ()
+
     def test_unknown_series_is_not_found(self, calendar: CalendarProvider, manager: str) -> None:
         with pytest.raises(NotFound):
             calendar.end_series(manager, "contract-never-created", date(2030, 12, 1))
@@ -200,3 +246,40 @@ class ProviderContract:
         with pytest.raises(ProviderError):
             calendar.create_series(manager, spec)
         assert calendar.changes(manager, None).changed == ()
+
+    def test_apply_does_each_write_as_its_verb_and_answers_for_each(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        specs = [series_spec(manager, f"contract-apply-{n}") for n in range(3)]
+        bad = series_spec(manager, "contract-apply-bad", timezone="Mars/Olympus")
+        made = calendar.apply([Create(manager, s) for s in [*specs, bad]])
+        assert made[:3] == [None, None, None] and isinstance(made[3], ProviderError)
+        week_two = occurrence(1, thursday=True)
+        outcome = calendar.apply(
+            [
+                End(manager, specs[0].uid, date(2030, 12, 31)),
+                Agendas(manager, specs[1].uid, wrap("Number: new"), {week_two: wrap("Career")}),
+                End(manager, specs[2].uid, FIRST_START.date() - timedelta(days=1)),  # removed
+                End(manager, "contract-never-created", date(2030, 12, 1)),
+            ]
+        )
+        assert outcome[:3] == [None, None, None] and isinstance(outcome[3], NotFound)
+        listing = calendar.changes(manager, None)
+        assert sorted(s.uid for s in listing.changed) == [specs[0].uid, specs[1].uid]
+        assert only_series(listing, specs[0].uid).until == date(2030, 12, 31)
+        agenda = only_series(listing, specs[1].uid)
+        assert "Number: new" in agenda.description and agenda.description.endswith(PERSONAL_NOTE)
+        [override] = agenda.overrides
+        assert override.recurrence_id == week_two and "Career" in override.description
+
+    def test_changes_many_answers_for_each_calendar(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        calendar.create_series(manager, series_spec(manager, "contract-many"))
+        first = calendar.changes_many({manager: None})[manager]
+        assert isinstance(first, Changes) and first.complete
+        assert [s.uid for s in first.changed] == ["contract-many"]
+        quiet = calendar.changes_many({manager: first.token})[manager]
+        assert isinstance(quiet, Changes) and quiet.changed == () and not quiet.complete
+        refused = calendar.changes_many({manager: "not-a-token-this-server-ever-issued"})
+        assert isinstance(refused[manager], TokenExpired)  # answered, not raised

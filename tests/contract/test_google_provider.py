@@ -7,22 +7,26 @@ people on the calendar (a rep declining, a manager deleting or moving an occurre
 
 from __future__ import annotations
 
+import ssl
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from daemon.core.agenda import wrap
-from daemon.errors import AuthError, NotFound, ProviderError, RateLimited
-from daemon.providers.base import CalendarProvider
+from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, Transient
+from daemon.providers.base import Agendas, CalendarProvider, Changes, Create, End, Write
 from daemon.providers.google import GoogleCalendarProvider, event_id
 from tests.contract.provider_contract import (
     FIRST_START,
+    PERSONAL_NOTE,
     ProviderContract,
     occurrence,
     only_series,
     series_spec,
 )
 from tests.fixtures.google import FakeGoogle, Fault
+from tests.fixtures.graph import make_certificates
 
 
 def make_provider(fake: FakeGoogle, waits: list[float] | None = None) -> GoogleCalendarProvider:
@@ -274,24 +278,60 @@ def test_the_per_user_budget_waits_instead_of_tripping_googles_limit() -> None:
     assert budget.waited == pytest.approx(55.09)
 
 
-def test_a_cold_start_batches_per_manager(
+def test_a_cold_start_fills_each_batch_across_managers(
     google: GoogleCalendarProvider, google_server: FakeGoogle, manager: str
 ) -> None:
+    other = "other-" + manager
+    google_server.add_user(other)
     specs = [
-        series_spec(manager, f"g-batch-{n}", occurrence_descriptions={occurrence(0): wrap(f"{n}")})
+        series_spec(boss, f"g-batch-{n}", occurrence_descriptions={occurrence(0): wrap(f"{n}")})
+        for boss in (manager, other)
         for n in range(8)
     ]
-    google.changes(manager, None)  # the token is there already
+    listings = google.changes_many({manager: None, other: None})  # one batch; tokens obtained
+    assert all(isinstance(found, Changes) and found.complete for found in listings.values())
     before = google_server.round_trips
-    assert google.create_many(manager, specs) == {}
-    assert google_server.round_trips - before == 3  # inserts, instances, agenda patches
-    listing = google.changes(manager, None)
-    assert sorted(s.uid for s in listing.changed) == sorted(s.uid for s in specs)
-    assert all(len(s.overrides) == 1 for s in listing.changed)
+    assert google.apply([Create(spec.manager_email, spec) for spec in specs]) == [None] * 16
+    # Two managers, one batch of inserts and one of agenda patches: instance ids are computed.
+    assert google_server.round_trips - before == 2
+    for boss in (manager, other):
+        listing = google.changes(boss, None)
+        assert sorted(s.uid for s in listing.changed) == [f"g-batch-{n}" for n in range(8)]
+        assert all(len(s.overrides) == 1 for s in listing.changed)
     google_server.fail(Fault(503, "backendError", user=manager, path="/events", method="POST"))
-    again = google.create_many(manager, [*specs, series_spec(manager, "g-batch-new")])
-    assert again == {}  # the one insert that failed in the batch was retried alone
+    extra = series_spec(manager, "g-batch-new")
+    again = google.apply([Create(s.manager_email, s) for s in [*specs, extra]])
+    assert again == [None] * 17  # the one insert that failed in the batch was retried alone
     assert len(google.changes(manager, None).changed) == 9
+    assert len(google.changes(other, None).changed) == 8
+
+
+def test_ends_and_agenda_rewrites_of_many_series_take_two_round_trips(
+    google: GoogleCalendarProvider, google_server: FakeGoogle, manager: str
+) -> None:
+    other = "other-" + manager
+    google_server.add_user(other)
+    specs = [series_spec(b, f"g-many-{b[:5]}-{n}") for b in (manager, other) for n in range(3)]
+    assert google.apply([Create(s.manager_email, s) for s in specs]) == [None] * 6
+    google_server.delete(manager, event_id(specs[0].uid))  # gone meanwhile: NotFound, alone
+    writes: list[Write] = [End(s.manager_email, s.uid, occurrence(3).date()) for s in specs[:3]]
+    writes += [
+        Agendas(s.manager_email, s.uid, wrap("new master"), {occurrence(1): wrap("week two")})
+        for s in specs[3:]
+    ]
+    before = google_server.round_trips
+    outcome = google.apply(writes)
+    assert google_server.round_trips - before == 2  # the reads, then the patches
+    assert isinstance(outcome[0], NotFound)
+    assert outcome[1:] == [None] * 5
+    for spec in specs[1:3]:
+        assert only_series(google.changes(manager, None), spec.uid).until == occurrence(3).date()
+    for spec in specs[3:]:
+        series = only_series(google.changes(other, None), spec.uid)
+        assert "new master" in series.description and PERSONAL_NOTE in series.description
+        [week_two] = series.overrides
+        assert week_two.recurrence_id == occurrence(1)
+        assert "week two" in week_two.description and PERSONAL_NOTE in week_two.description
 
 
 def test_the_proxy_variables_carry_the_api_and_the_token_requests(
@@ -328,3 +368,29 @@ def test_a_calendar_id_that_does_not_exist_is_one_clear_error(
     provider.create_series(manager, series_spec(manager, "g-secondary"))
     assert list(google_server.events(manager, "c_1on1s@group.calendar.google.com"))
     assert google_server.events(manager) == {}
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+def test_the_ca_variables_make_a_private_ca_trusted_for_the_api_and_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    ca_file, cert, key = make_certificates(tmp_path)
+    fake = FakeGoogle()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    fake.server.socket = context.wrap_socket(fake.server.socket, server_side=True)
+    fake.url = fake.url.replace("http://", "https://")
+    fake.token_uri = fake.url + "token"
+    fake.start()
+    try:
+        fake.add_user("maya@acme.test")
+        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HTTPLIB2_CA_CERTS"):
+            monkeypatch.delenv(name, raising=False)
+        untrusted = GoogleCalendarProvider(fake.key_info(), root=fake.url, sleep=lambda _: None)
+        with pytest.raises(Transient, match="cannot be reached"):
+            untrusted.changes("maya@acme.test", None)
+        monkeypatch.setenv(variable, str(ca_file))
+        trusted = GoogleCalendarProvider(fake.key_info(), root=fake.url, sleep=lambda _: None)
+        assert trusted.changes("maya@acme.test", None).complete  # the token, then the listing
+    finally:
+        fake.stop()

@@ -19,7 +19,7 @@ import pytest
 from daemon.core.agenda import wrap
 from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, TokenExpired
 from daemon.graph_http import Request
-from daemon.providers.base import CalendarProvider
+from daemon.providers.base import Agendas, CalendarProvider, Create, End, Write
 from daemon.providers.graph import GraphCalendarProvider
 from tests.contract.provider_contract import (
     FIRST_START,
@@ -300,18 +300,52 @@ def _instance_id(graph: FakeGraph, mailbox: str, master: str, original: datetime
     return str(instance["id"])
 
 
-def test_create_many_batches_twenty_to_a_round_trip_and_reports_each_failure(
+def test_creates_fill_each_batch_of_twenty_across_mailboxes_and_report_each_failure(
     graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
 ) -> None:
-    specs = [series_spec(mailbox, f"graph-many-{n}") for n in range(23)]
+    other = f"raj{next(_managers)}@acme.test"
+    graph.add_mailbox(other)
+    calendar.ensure_calendar(other)
+    specs = [series_spec(box, f"graph-many-{n}") for box in (mailbox, other) for n in range(12)]
     specs.append(series_spec(mailbox, "graph-many-bad", timezone="Antarctica/Troll"))
     before = graph.round_trips
-    failed = calendar.create_many(mailbox, specs)
-    assert list(failed) == ["graph-many-bad"]
-    assert graph.round_trips - before == 2  # 23 creates: one batch of 20, one of 3
-    assert len(calendar.changes(mailbox, None).changed) == 23
-    assert calendar.create_many(mailbox, specs[:3]) == {}  # a rerun makes no second copy
-    assert len(graph.live_events(mailbox)) == 23
+    outcome = calendar.apply([Create(s.manager_email, s) for s in specs])
+    assert outcome[:24] == [None] * 24
+    assert isinstance(outcome[24], ProviderError)
+    assert graph.round_trips - before == 2  # 24 creates in two mailboxes: batches of 20 and 4
+    assert len(calendar.changes(mailbox, None).changed) == 12
+    assert len(calendar.changes(other, None).changed) == 12
+    again = calendar.apply([Create(s.manager_email, s) for s in specs[:3]])
+    assert again == [None] * 3  # a rerun makes no second copy
+    assert len(graph.live_events(mailbox)) == 12
+
+
+def test_ends_and_agenda_rewrites_across_mailboxes_share_their_batches(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    other = f"raj{next(_managers)}@acme.test"
+    graph.add_mailbox(other)
+    calendar.ensure_calendar(other)
+    specs = [series_spec(box, f"graph-both-{box[:4]}-{n}") for box in (mailbox, other)
+             for n in range(3)]  # fmt: skip
+    assert calendar.apply([Create(s.manager_email, s) for s in specs]) == [None] * 6
+    writes: list[Write] = [End(s.manager_email, s.uid, occurrence(3).date()) for s in specs[::2]]
+    writes += [
+        Agendas(s.manager_email, s.uid, wrap("new master"), {occurrence(1): wrap("week two")})
+        for s in specs[1::2]
+    ]
+    before = graph.round_trips
+    assert calendar.apply(writes) == [None] * 6
+    # The masters; the ends' and masters' PATCHes with the occurrences' reads; their PATCHes.
+    assert graph.round_trips - before == 3
+    for spec in specs[::2]:
+        listing = calendar.changes(spec.manager_email, None)
+        assert only_series(listing, spec.uid).until == occurrence(3).date()
+    for spec in specs[1::2]:
+        series = only_series(calendar.changes(spec.manager_email, None), spec.uid)
+        assert "new master" in series.description
+        [week_two] = [o for o in series.overrides if o.recurrence_id == occurrence(1)]
+        assert "week two" in week_two.description
 
 
 def test_diagnose_checks_token_permissions_mailbox_and_calendar_writing_nothing(

@@ -1,15 +1,28 @@
-"""Each metrics source against the one contract suite."""
+"""Each metrics source against the one contract suite: the CSV file, and Salesforce through the
+real ``simple-salesforce`` against the local HTTPS Salesforce (``tests/fixtures/salesforce``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 
-from daemon.metrics.base import MetricsSource, Row
+from daemon.config import HubspotSettings, SalesforceSettings
+from daemon.core.deals import Opportunity
+from daemon.core.model import Metric
+from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
 from daemon.metrics.csvfile import CsvSource
-from tests.contract.metrics_contract import MetricsSourceContract
+from daemon.metrics.hubspot import HubspotSource
+from daemon.metrics.salesforce import SalesforceSource
+from tests.contract.metrics_contract import NOW, MetricsSourceContract, OpportunitiesContract
+from tests.fixtures.hubspot import TOKEN, FakeHubspot, iso
+from tests.fixtures.salesforce import CLIENT_ID, USERNAME, FakeSalesforce
+
+ORG = ZoneInfo("America/New_York")
 
 
 def write_csv(path: Path, rows: Sequence[Row]) -> Path:
@@ -26,3 +39,337 @@ class TestCsvSource(MetricsSourceContract):
 
     def publish(self, rows: Sequence[Row]) -> MetricsSource:
         return CsvSource(write_csv(self.path, rows))
+
+    def test_offers_no_opportunities(self) -> None:
+        assert open_opportunities(self.publish([]), frozenset({"sam@acme.test"})) is None
+
+
+@pytest.fixture
+def salesforce(tmp_path: Path) -> Iterator[FakeSalesforce]:
+    fake = FakeSalesforce(tmp_path, user_zone=ORG, page_size=50)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def salesforce_source(fake: FakeSalesforce, key: Path, clock=lambda: NOW) -> SalesforceSource:  # noqa: ANN001
+    settings = SalesforceSettings(
+        login_url=fake.url, client_id=CLIENT_ID, username=USERNAME, private_key_file=key
+    )
+    session = requests.Session()
+    session.verify = str(fake.ca_file)
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would win over verify
+    return SalesforceSource(settings, ORG, clock, session)
+
+
+def put_rows(fake: FakeSalesforce, rows: Sequence[Row]) -> None:
+    """CRM records that add up to ``rows``: N calls and emails, N meetings booked, a win rate
+    as 100 opportunities closed that week."""
+    ids: dict[str, str] = {}
+    for row in rows:
+        owner = ids.get(row.rep) or ids.setdefault(row.rep, fake.user(row.rep))
+        if row.metric is Metric.ACTIVITIES:
+            for i in range(int(row.value)):
+                fake.add("Task", OwnerId=owner, TaskSubtype=("Call", "Email")[i % 2],
+                         ActivityDate=row.week + timedelta(days=i % 5))  # fmt: skip
+        elif row.metric is Metric.MEETINGS_BOOKED:
+            for i in range(int(row.value)):
+                booked = datetime.combine(row.week + timedelta(days=i % 7), time(9), ORG)
+                fake.add("Event", OwnerId=owner, CreatedDate=booked)
+        elif row.metric is Metric.WIN_RATE:
+            won = round(row.value * 100)
+            for i in range(100):
+                fake.add("Opportunity", OwnerId=owner, Name=f"deal {i}", Amount=1000.0,
+                         StageName="Closed Won" if i < won else "Closed Lost",
+                         CloseDate=row.week, IsClosed=True, IsWon=i < won)  # fmt: skip
+
+
+class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract):
+    @pytest.fixture(autouse=True)
+    def _fake(self, salesforce: FakeSalesforce) -> None:
+        self.fake = salesforce
+        self.key = salesforce.register_certificate()
+
+    def _fresh(self) -> None:
+        integration = self.fake.records["User"][0]
+        self.fake.records = {name: [] for name in self.fake.records}
+        self.fake.records["User"].append(integration)
+
+    def publish(self, rows: Sequence[Row]) -> MetricsSource:
+        self._fresh()
+        put_rows(self.fake, rows)
+        return salesforce_source(self.fake, self.key)
+
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitiesSource:
+        self._fresh()
+        ids: dict[str, str] = {}
+        for deal, closed in deals:
+            owner = ids.get(deal.rep) or ids.setdefault(deal.rep, self.fake.user(deal.rep))
+            self.fake.add("Opportunity", OwnerId=owner, Name=deal.name, Amount=deal.amount,
+                          StageName=deal.stage, CloseDate=deal.close_date, IsClosed=closed,
+                          IsWon=closed)  # fmt: skip
+        return salesforce_source(self.fake, self.key)
+
+
+@pytest.fixture
+def hubspot(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHubspot]:
+    monkeypatch.setenv("CADENCE_HUBSPOT_TOKEN", TOKEN)
+    fake = FakeHubspot(page_size_owners=2)
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+def hubspot_source(fake: FakeHubspot, clock=lambda: NOW) -> HubspotSource:  # noqa: ANN001
+    source = HubspotSource(HubspotSettings(api_url=fake.url), ORG, clock, sleep=lambda _: None)
+    return source
+
+
+def put_hubspot(fake: FakeHubspot, rows: Sequence[Row]) -> None:
+    """Engagements and deals that add up to ``rows``, as ``put_rows`` does for Salesforce."""
+    ids: dict[str, str] = {}
+    for row in rows:
+        owner = ids.get(row.rep) or ids.setdefault(row.rep, fake.owner(row.rep))
+        if row.metric is Metric.ACTIVITIES:
+            for i in range(int(row.value)):
+                at = iso(datetime.combine(row.week + timedelta(days=i % 5), time(10), ORG))
+                fake.add(("calls", "emails")[i % 2], hubspot_owner_id=owner, hs_timestamp=at)
+        elif row.metric is Metric.MEETINGS_BOOKED:
+            for i in range(int(row.value)):
+                at = iso(datetime.combine(row.week + timedelta(days=i % 7), time(9), ORG))
+                fake.add("meetings", hubspot_owner_id=owner, hs_createdate=at, hs_timestamp=at)
+        elif row.metric is Metric.WIN_RATE:
+            won = round(row.value * 100)
+            at = iso(datetime.combine(row.week, time(12), ORG))
+            for i in range(100):
+                fake.add("deals", hubspot_owner_id=owner, dealname=f"deal {i}", amount="1000",
+                         dealstage="closedwon" if i < won else "closedlost", closedate=at,
+                         hs_is_closed="true", hs_is_closed_won="true" if i < won else "false")  # fmt: skip
+
+
+class TestHubspotSource(MetricsSourceContract, OpportunitiesContract):
+    @pytest.fixture(autouse=True)
+    def _fake(self, hubspot: FakeHubspot) -> None:
+        self.fake = hubspot
+
+    def _fresh(self) -> None:
+        self.fake.clear()
+
+    def publish(self, rows: Sequence[Row]) -> MetricsSource:
+        self._fresh()
+        put_hubspot(self.fake, rows)
+        return hubspot_source(self.fake)
+
+    def publish_deals(self, deals: list[tuple[Opportunity, bool]]) -> OpportunitiesSource:
+        self._fresh()
+        ids: dict[str, str] = {}
+        for deal, closed in deals:
+            owner = ids.get(deal.rep) or ids.setdefault(deal.rep, self.fake.owner(deal.rep))
+            at = iso(datetime.combine(deal.close_date, time(12), ORG))
+            self.fake.add("deals", hubspot_owner_id=owner, dealname=deal.name,
+                          amount="" if deal.amount is None else str(deal.amount),
+                          dealstage=deal.stage, closedate=at,
+                          hs_is_closed="true" if closed else "false")  # fmt: skip
+        return hubspot_source(self.fake)
+
+
+# --- Salesforce beyond the contract -------------------------------------------------------------
+
+CONFIG = """\
+organization: {{name: Acme, timezone: America/New_York}}
+managers:
+  - {{email: maya@acme.test, name: Maya Chen}}
+reps:
+  - {{email: sam@acme.test, name: Sam Ortiz, role: sdr, start_date: 2026-09-01,
+     manager: maya@acme.test}}
+  - {{email: ana@acme.test, name: Ana Ruiz, role: ae, start_date: 2025-01-05,
+     manager: maya@acme.test}}
+metrics:
+  source: salesforce
+  refresh_hours: 6
+  salesforce: {{login_url: "{url}", client_id: {client}, username: {user}, private_key_file: {key}}}
+"""
+
+
+def salesforce_config(tmp_path: Path, fake: FakeSalesforce, key: Path) -> Path:
+    path = tmp_path / "cadence.yaml"
+    path.write_text(CONFIG.format(url=fake.url, client=CLIENT_ID, user=USERNAME, key=key))
+    return path
+
+
+def test_a_crm_is_read_at_most_every_refresh_hours_and_an_outage_keeps_the_last_numbers(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    from daemon.config import load
+    from daemon.metrics import cache
+    from daemon.metrics.base import MetricsUnavailable
+    from daemon.store import Ledger
+
+    key = salesforce.register_certificate()
+    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
+    config = load(salesforce_config(tmp_path, salesforce, key))
+    now = NOW
+    source = salesforce_source(salesforce, key, clock=lambda: now)
+    source._retry.sleep = lambda _: None  # the retries' waits: no sleeping in tests
+    ledger = Ledger.open(tmp_path / "state")
+    try:
+        assert cache.refresh(config, ledger, source, now)
+        read = salesforce.requests
+        assert read >= 2  # a login and queries
+        now = NOW + timedelta(hours=5, minutes=59)
+        assert not cache.refresh(config, ledger, source, now)
+        assert salesforce.requests == read  # within refresh_hours: Salesforce is not called
+
+        now = NOW + timedelta(hours=6)
+        put_rows(
+            salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 2)]
+        )
+        assert cache.refresh(config, ledger, source, now)
+        weekly = cache.weekly(ledger, source, now.date())
+        monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
+        assert weekly.values[("sam@acme.test", Metric.ACTIVITIES)][monday] == 5
+        assert weekly.read_at == now
+        assert Metric.PIPELINE_COVERAGE in weekly.unavailable  # said in the agenda
+
+        salesforce.down = True
+        now = NOW + timedelta(hours=12)
+        with pytest.raises(MetricsUnavailable):
+            cache.refresh(config, ledger, source, now)
+        kept = cache.weekly(ledger, source, now.date())
+        assert kept.values == weekly.values and kept.read_at == NOW + timedelta(hours=6)
+    finally:
+        ledger.close()
+
+
+def test_doctor_shows_salesforce_readable_its_api_use_and_what_it_cannot_give(
+    tmp_path: Path, salesforce: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.config import load
+    from daemon.doctor import diagnose
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(salesforce.ca_file))
+    key = salesforce.register_certificate()
+    salesforce.user("sam@acme.test")
+    salesforce.user("ana@acme.test")
+    rows = [r for r in diagnose(load(salesforce_config(tmp_path, salesforce, key)))
+            if r.check == "metrics"]  # fmt: skip
+    assert rows[0].subject == "Salesforce" and rows[0].ok
+    assert "API requests today" in rows[0].detail and "/15000" in rows[0].detail
+    # Ana is a ramped AE today or a new one: either way her metric is one Salesforce lacks or has.
+    assert all(r.ok or "cannot give it" in r.detail or "no figures" in r.detail for r in rows[1:])
+
+    key.chmod(0o644)
+    with pytest.raises(Exception, match="readable by others; chmod 600"):
+        diagnose(load(salesforce_config(tmp_path, salesforce, key)))
+
+
+def test_a_wrong_key_or_user_is_refused_at_login_in_one_line(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    from daemon.metrics.base import MetricsUnavailable
+
+    old = tmp_path / "old.key"
+    old.write_bytes(salesforce.register_certificate().read_bytes())
+    old.chmod(0o600)
+    salesforce.register_certificate()  # the app now holds another certificate
+    key = old
+    with pytest.raises(MetricsUnavailable, match="refused the login.*invalid_grant"):
+        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
+
+
+def test_thousands_of_reps_take_a_few_grouped_queries_never_one_per_rep(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    key = salesforce.register_certificate()
+    reps = [f"r{i}@acme.test" for i in range(1200)]
+    for rep in reps:
+        salesforce.user(rep)
+    salesforce.page_size = 2000
+    source = salesforce_source(salesforce, key)
+    rows = list(source.rows(frozenset(reps)))
+    assert {r.rep for r in rows} == set(reps)  # a 0 for each week without calls
+    users = [q for q in salesforce.queries if "FROM User" in q]
+    tasks = [q for q in salesforce.queries if "FROM Task" in q]
+    assert len(users) == 3  # 500 emails a query
+    # a week at a time, grouped by owner: all 1,200 in one query, under the 2,000 rows it holds
+    assert len(tasks) == 7 and len(salesforce.queries) == 3 + 7 + 7 + 3
+
+
+def test_validate_warns_when_salesforce_cannot_be_reached_and_passes_when_it_can(
+    tmp_path: Path,
+    salesforce: FakeSalesforce,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from daemon.cli import main
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(salesforce.ca_file))
+    key = salesforce.register_certificate()
+    salesforce.user("sam@acme.test")
+    path = salesforce_config(tmp_path, salesforce, key)
+    assert main(["validate", "--config", str(path)]) == 0
+    salesforce.down = True
+    assert main(["validate", "--config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: metrics: Salesforce:" in err and "503" in err
+
+
+# --- HubSpot beyond the contract ----------------------------------------------------------------
+
+
+def test_hubspot_waits_out_a_secondly_429_and_stops_at_the_daily_limit(
+    hubspot: FakeHubspot,
+) -> None:
+    from daemon.metrics.base import MetricsUnavailable
+
+    put_hubspot(hubspot, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 4)])
+    hubspot.throttle(2, "SECONDLY")
+    rows = list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
+    monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
+    assert Row("sam@acme.test", Metric.ACTIVITIES, monday, 4) in rows
+    hubspot.throttle(1, "DAILY")
+    with pytest.raises(MetricsUnavailable, match="HTTP 429, DAILY limit"):
+        list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
+
+
+def test_hubspot_splits_a_range_past_10000_results_and_asks_once_for_all_owners(
+    hubspot: FakeHubspot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import daemon.metrics.hubspot as module
+    import tests.fixtures.hubspot as fake_module
+
+    # The same rule at a smaller scale: at most 300 results a search.
+    monkeypatch.setattr(module, "MAX_RESULTS", 300)
+    monkeypatch.setattr(fake_module, "MAX_RESULTS", 300)
+    monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
+    reps = [f"r{i}@acme.test" for i in range(150)]
+    put_hubspot(hubspot, [Row(rep, Metric.ACTIVITIES, monday - timedelta(7 * (i % 3)), 8)
+                          for i, rep in enumerate(reps)])  # fmt: skip
+    rows = list(hubspot_source(hubspot).rows(frozenset(reps)))
+    counted = {(r.rep, r.week): r.value for r in rows if r.metric is Metric.ACTIVITIES}
+    assert all(counted[(rep, monday - timedelta(7 * (i % 3)))] == 8 for i, rep in enumerate(reps))
+    assert sum(counted.values()) == 8 * len(reps)
+    owners = [r for r in hubspot.requests if "owners" in r]
+    assert len(owners) == 75  # the owners list, 2 a page here: never a request per rep
+    calls = [r for r in hubspot.requests if "/calls/" in r]
+    # 150 owners in 2 IN lists of 100 and 50; the first list's 400 calls pass the 300 a search
+    # answers, so its range is searched in two halves (one asking, then a page or two each).
+    assert 4 <= len(calls) <= 8
+
+
+def test_the_hubspot_fake_refuses_what_hubspot_refuses(hubspot: FakeHubspot) -> None:
+    import requests as http
+
+    def search(body: dict) -> http.Response:  # type: ignore[type-arg]
+        return http.post(f"{hubspot.url}/crm/v3/objects/calls/search", json=body,
+                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)  # fmt: skip
+
+    unknown = {"filterGroups": [{"filters": [{"propertyName": "ownerId", "operator": "EQ",
+                                              "value": "1"}]}]}  # fmt: skip
+    assert search(unknown).status_code == 400
+    assert search({"limit": 201}).status_code == 400
+    assert search({"after": "10000"}).status_code == 400
+    many = {"filterGroups": [{"filters": [{"propertyName": "hubspot_owner_id", "operator": "IN",
+                                           "values": [str(i) for i in range(101)]}]}]}  # fmt: skip
+    assert search(many).status_code == 400
+    assert http.get(f"{hubspot.url}/crm/v3/owners/", timeout=5).status_code == 401

@@ -9,6 +9,7 @@ system tests speak only the provider-neutral verbs (``cancel``, ``decline``, ``m
 
 from __future__ import annotations
 
+import email
 import json
 import mailbox
 import subprocess
@@ -38,6 +39,7 @@ from tests.fixtures.graph import FakeGraph, html_to_text
 from tests.fixtures.graph import zone_of as graph_zone_of
 
 REPO = Path(__file__).resolve().parents[2]
+SENDER = "cadence@acme.test"
 
 ORG = """\
 organization: {name: Acme, timezone: America/New_York, fiscal_year_start: "02-01"}
@@ -269,8 +271,17 @@ class GoogleDeployment(Deployment):
         assert self.google is not None
         for manager in self.managers:
             self.google.add_user(manager)
+        self.google.add_user(SENDER)  # mail.from, for a config with ``transport: gmail``
         self.key_file = self.google.write_key(self.root / "service-account.json")
         self.url = self.google.url
+        with self.google.lock:
+            self.sent_before = len(self.google.sent)  # the server outlives one test
+
+    def mail(self) -> list[Message]:
+        """The Maildir outbox and what went through Gmail since this deployment began."""
+        with self.fake.lock:
+            sent = [raw for _, raw in self.fake.sent[self.sent_before :]]
+        return super().mail() + [email.message_from_bytes(raw) for raw in sent]
 
     @property
     def fake(self) -> FakeGoogle:

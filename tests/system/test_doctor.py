@@ -3,8 +3,13 @@ an admin can act on, and nothing written."""
 
 from __future__ import annotations
 
+import io
+import json
+from datetime import timedelta
+
 import pytest
 
+from daemon import logs
 from tests.system.harness import Deployment, GoogleDeployment, OutlookDeployment
 from tests.system.test_series_lifecycle import T0, setup
 
@@ -96,15 +101,17 @@ def test_an_unusable_key_file_is_one_line_and_exit_2(deployment: Deployment, pro
 
 
 @pytest.mark.parametrize("deployment", ["google"], indirect=True)
-def test_a_key_of_another_project_skips_every_manager_with_one_line_each(
+def test_a_key_of_another_project_stops_the_start_with_one_line(
     deployment: Deployment,
 ) -> None:
     assert isinstance(deployment, GoogleDeployment)
     maya, raj = setup(deployment)
     deployment.fake.write_key(deployment.key_file, other_key=True)
-    result = deployment.cli("once")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
+    for command in ("once", "run"):
+        result = deployment.cli(command)
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert str(deployment.key_file) in line and "another project" in line
     assert deployment.fake.events(maya) == {} and deployment.fake.events(raj) == {}
 
 
@@ -118,3 +125,30 @@ def test_a_manager_without_a_mailbox_is_skipped_and_the_others_go_on(
     result = deployment.once(T0)
     assert any(raj in e and "no mailbox" in e for e in result.errors)
     assert len(deployment.series(maya)) == 4
+
+
+@pytest.mark.parametrize("deployment", ["google"], indirect=True)
+def test_a_manager_without_delegation_is_told_once_and_its_recovery_once(
+    deployment: Deployment,
+) -> None:
+    assert isinstance(deployment, GoogleDeployment)
+    maya, raj = setup(deployment)
+    deployment.fake.no_delegation.add(raj)
+    stream = io.StringIO()
+    logs.configure(stream=stream, json=True)
+    try:
+        passes = [deployment.once(T0 + timedelta(hours=h)) for h in range(3)]
+        deployment.fake.no_delegation.discard(raj)
+        passes += [deployment.once(T0 + timedelta(hours=h)) for h in range(3, 5)]
+    finally:
+        logs.configure()
+    about_raj = [
+        event["event"]
+        for event in map(json.loads, stream.getvalue().splitlines())
+        if raj in json.dumps(event) and event.get("level") in ("warning", "error", "info")
+        and event["event"] != "email sent"
+    ]  # fmt: skip
+    assert about_raj == ["calendar unreadable", "admin alert", "admin alert cleared"]
+    assert all(any(raj in e for e in p.errors) for p in passes[:3])  # `once` still says it
+    assert all(p.errors == [] for p in passes[3:])
+    assert len(deployment.series(maya)) == 4  # the other manager went on all along

@@ -11,7 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.core.agenda import extract_block
-from tests.system.harness import Deployment, OutlookDeployment, html_of, text_of
+from daemon.providers.google import event_id
+from tests.system.harness import (
+    SENDER,
+    Deployment,
+    GoogleDeployment,
+    OutlookDeployment,
+    html_of,
+    text_of,
+)
 from tests.system.test_series_lifecycle import setup
 
 NY = ZoneInfo("America/New_York")
@@ -193,3 +201,49 @@ def test_on_microsoft_365_the_emails_go_through_graph_once(deployment: Deploymen
     recipients = Counter(str(s.message["To"]) for s in sent)
     assert set(recipients) == {"lee@acme.test", maya}
     assert sum(recipients.values()) <= 3
+
+
+@pytest.mark.parametrize("deployment", ["google"], indirect=True)
+def test_a_decline_of_the_whole_series_on_google_cancels_each_meeting(
+    deployment: Deployment,
+) -> None:
+    assert isinstance(deployment, GoogleDeployment)
+    maya, _ = setup(deployment)
+    deployment.once(T0)  # Lee's next meetings carry cadence's agenda: exceptions of their own
+    lee_uid = uid_of(deployment, "lee@acme.test")
+    deployment.fake.respond_series(maya, event_id(lee_uid), "lee@acme.test", "declined")
+    result = deployment.once(T0 + timedelta(hours=1))
+    assert result.errors == []
+    warnings = [
+        m for m in deployment.mail_of("cancellation") if lee_uid in m["X-Cadence-Occurrence"]
+    ]
+    when = {m["X-Cadence-Occurrence"].split()[1] for m in warnings}
+    assert LEE_MON.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ") in when
+    assert all("declined by Lee Park" in text_of(m) for m in warnings)
+    assert deployment.once(T0 + timedelta(hours=2)).emails == 0
+
+
+@pytest.mark.parametrize("deployment", ["google"], indirect=True)
+def test_gmail_sends_each_email_once_and_a_refused_one_is_not_retried(
+    deployment: Deployment,
+) -> None:
+    assert isinstance(deployment, GoogleDeployment)
+    maya, _ = setup(
+        deployment, mail=f"transport: gmail, gmail: {{api_endpoint: '{deployment.url}'}}"
+    )
+    deployment.fake.rejected_recipients.add("lee@acme.test")
+    try:
+        first = deployment.once(T0)
+        assert any("lee@acme.test" in e for e in first.errors)  # refused for good, said once
+        [preread] = deployment.mail_of("preread")  # Lee's was refused; Maya's went
+        assert preread["To"] == maya and preread.is_multipart()
+        assert uid_of(deployment, "lee@acme.test") in preread["X-Cadence-Occurrence"]
+        assert "cadence" in str(preread["From"])
+        again = deployment.once(T0 + timedelta(hours=1))
+        assert again.emails == 0 and again.errors == []
+        assert len(deployment.mail_of("preread")) == 1
+        with deployment.fake.lock:
+            senders = {user for user, _ in deployment.fake.sent[deployment.sent_before :]}
+        assert senders == {SENDER}  # as mail.from, through domain-wide delegation
+    finally:
+        deployment.fake.rejected_recipients.discard("lee@acme.test")

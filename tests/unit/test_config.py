@@ -357,3 +357,26 @@ def test_names_people_really_have_are_accepted(tmp_path: Path) -> None:
          manager: maya@acme.test}
     """)  # fmt: skip
     assert [r.name for r in load(path).roster.reps][0] == "Jo Ñúñez-O'Brien"
+
+
+def test_pipeline_review_problems_name_the_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-09-01,
+         manager: maya@acme.test}
+    pipeline_review:
+      mode: weekly
+      day: funday
+      vp: not-an-email
+    """)  # fmt: skip
+    found = problems(path)
+    assert any(":8: pipeline_review: mode: " in p for p in found), found
+    assert any(":9: pipeline_review: day: unknown day 'funday'" in p for p in found), found
+    assert any(":10: pipeline_review: vp: " in p for p in found), found
+
+
+def test_pipeline_review_off_is_read_as_off_and_defaults_follow_the_mode(tmp_path: Path) -> None:
+    rep = "  - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-09-01, manager: maya@acme.test}\n"  # noqa: E501
+    off = load(write(tmp_path, rep + "pipeline_review: {mode: off}\n")).roster.pipeline_review
+    assert not off.on
+    per_rep = load(write(tmp_path, rep + "pipeline_review: {mode: rep}\n")).roster.pipeline_review
+    assert (per_rep.minutes, per_rep.day, str(per_rep.time)) == (20, 0, "09:00:00")

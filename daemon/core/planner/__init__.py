@@ -6,8 +6,9 @@ fingerprint differs from the ledger's) from "a manager moved one meeting" (the c
 from both, and the person's edit wins).
 
 The package is split by concern: ``actions`` (inputs and outputs as values), ``identity``,
-``series`` (lifecycle), ``agendas``, ``notices`` (what happened to occurrences) and ``slots``
-(reschedule suggestions). ``make_plan`` ties them together.
+``series`` (lifecycle), ``agendas``, ``notices`` (what happened to occurrences), ``slots``
+(reschedule suggestions) and ``reviews`` (the pipeline review, a series of its own).
+``make_plan`` ties them together.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from daemon.core.model import Roster
-from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries, SeriesSpec
+from daemon.core.observed import ObservedOverride, ObservedSeries, SeriesSpec
 from daemon.core.plan import plan
 from daemon.core.planner.actions import (
     EMAILS_WINDOW,
@@ -39,8 +40,10 @@ from daemon.core.planner.actions import (
     RecordCommitment,
     RecordRateBand,
     RecordReschedule,
+    RecordReviewOutcome,
     RenderAgenda,
     SendEmail,
+    SetAttendees,
     WriteAgendas,
 )
 from daemon.core.planner.agendas import last_commitment
@@ -53,6 +56,18 @@ from daemon.core.planner.identity import (
 )
 from daemon.core.planner.notices import new_commitments, occurrence_actions, with_commitments
 from daemon.core.planner.rates import Band, Rates, Tally, percent, rate_actions, rates_of, tally
+from daemon.core.planner.reviews import (
+    REVIEW,
+    RenderReview,
+    ReviewPlan,
+    ReviewView,
+    desired_reviews,
+    is_review,
+    review_actions,
+    review_json,
+    review_outcomes,
+    sticky_times,
+)
 from daemon.core.planner.series import end_series, rep_actions, safety_valve, sticky_slots, zone_of
 from daemon.core.planner.slots import suggest_slots
 from daemon.core.prep import PrepPolicy
@@ -61,10 +76,12 @@ from daemon.core.schedule import zone
 __all__ = [
     "Action", "AgendaView", "Alarm", "Band", "CreateSeries", "EMAILS_WINDOW", "EndSeries", "Kind",
     "LOOKAHEAD", "LOOKBACK", "LedgerSeries", "LedgerView", "Outcome", "Plan", "RECAP_DEADLINE",
-    "RateAlert", "Rates", "RecordCancellation", "RecordCommitment", "RecordRateBand",
-    "RecordReschedule", "RenderAgenda", "SendEmail", "Tally", "WriteAgendas", "describe_schedule",
-    "fingerprint", "last_commitment", "make_plan", "percent", "person", "rates_of", "series_uid",
-    "stage_view", "sticky_slots", "suggest_slots", "tally",
+    "REVIEW", "RateAlert", "Rates", "RecordCancellation", "RecordCommitment", "RecordRateBand",
+    "RecordReschedule", "RecordReviewOutcome", "RenderAgenda", "RenderReview", "ReviewPlan",
+    "ReviewView", "SendEmail", "SetAttendees", "Tally", "WriteAgendas", "describe_schedule",
+    "desired_reviews", "fingerprint", "is_review", "last_commitment", "make_plan", "percent",
+    "person", "rates_of", "review_json", "series_uid", "stage_view", "sticky_slots",
+    "sticky_times", "suggest_slots", "tally",
 ]  # fmt: skip
 
 
@@ -79,6 +96,7 @@ def make_plan(
     unreachable: frozenset[str] = frozenset(),
     restore_missing: bool = False,
     prep: PrepPolicy | None = None,
+    render_review: RenderReview | None = None,
 ) -> Plan:
     """Everything to do at ``now``.
 
@@ -86,6 +104,7 @@ def make_plan(
     managers whose listing is known to be whole; ``unreachable`` those whose calendar could not
     be read this pass (nothing is planned for them). ``prep``: the pre-read form is configured
     (pre-read emails carry form links, and a missing pre-read is warned about).
+    ``render_review``: the deal-review agenda (None: the reviews carry no agenda).
     """
     sticky = sticky_slots(ledger, now)
     desired = plan(roster, now, sticky=sticky)
@@ -134,6 +153,14 @@ def make_plan(
             )
             actions.extend(end_series(rec, observed, until, "rep removed"))
 
+    # The pipeline reviews: their own series, their own people, never a 1:1.
+    reviews = desired_reviews(roster, now, sticky_times(ledger.reviews))
+    actions.extend(
+        review_actions(roster, now, reviews, ledger.reviews, observed, ledger, render_review,
+                       blocked)
+    )  # fmt: skip
+    actions.extend(review_outcomes(roster, now, observed, ledger.reviews, ledger, blocked))
+
     # Occurrences are read as the calendar will be once this pass's writes are done: a series
     # ended now sends no pre-read for a meeting its successor takes over, and one created now
     # sends what is already due in this pass, so a second pass at the same instant sends nothing.
@@ -162,6 +189,8 @@ def _projected(
         elif isinstance(action, CreateSeries):
             spec = action.spec
             after.setdefault(action.manager, {})[spec.uid] = _as_observed(spec)
+            if action.stage == REVIEW:
+                continue  # a pipeline review is no 1:1: nothing is sent about it
             records.append(
                 LedgerSeries(
                     uid=spec.uid, rep=action.rep, manager=action.manager, stage=action.stage,
@@ -185,7 +214,7 @@ def _outcomes(ledger: LedgerView, actions: Sequence[Action]) -> tuple[Outcome, .
 
 def _as_observed(spec: SeriesSpec) -> ObservedSeries:
     """The series a create puts on the calendar, as a later read would show it."""
-    rep = (Attendee(spec.rep_email, "NEEDS-ACTION", spec.rep_name),)
+    rep = spec.invitees
     return ObservedSeries(
         uid=spec.uid,
         owned=True,

@@ -10,9 +10,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from daemon.core.agenda import Blocks
+from daemon.core.deals import Opportunities
 from daemon.core.metrics import Number, Weekly
 from daemon.core.model import Manager, Rep, Stage, StageRule
-from daemon.core.observed import SeriesSpec
+from daemon.core.observed import Attendee, SeriesSpec
 from daemon.core.plan import SeriesPlan
 from daemon.core.prep import Grant
 
@@ -79,7 +80,8 @@ class RateAlert:
 
 @dataclass(frozen=True)
 class LedgerView:
-    series: tuple[LedgerSeries, ...] = ()
+    series: tuple[LedgerSeries, ...] = ()  # the 1:1 series
+    reviews: tuple[LedgerSeries, ...] = ()  # the pipeline-review series (their own planner)
     # rep -> (original start, commitment) read back after meetings, any order
     commitments: Mapping[str, tuple[tuple[datetime, str], ...]] = field(default_factory=dict)
     # (occurrence key, ledger kind) sent since ``now - EMAILS_WINDOW``; the executor checks the
@@ -96,6 +98,13 @@ class LedgerView:
     prereads_asked: Mapping[str, datetime] = field(default_factory=dict)
     # the metrics source's weekly values as cached in the ledger; None: no source configured
     metrics: Weekly | None = None
+    # each rep's open opportunities from a CRM source; None: no source offers them
+    opportunities: Opportunities | None = None
+    # occurrence keys of pipeline reviews whose cancellation or move is already recorded
+    review_outcomes: frozenset[str] = frozenset()
+    # manager -> (reviews cancelled, reviews moved) since the rate window's start: the report
+    # shows them apart from the 1:1s
+    review_tally: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,17 @@ class WriteAgendas:
 
 
 @dataclass(frozen=True)
+class SetAttendees:
+    """Who is invited to a series (key None) and to some of its occurrences (original start):
+    a team's pipeline review follows the roster, and the VP joins one review a month."""
+
+    manager: str
+    rep: str
+    uid: str
+    attendees: Mapping[datetime | None, tuple[Attendee, ...]]
+
+
+@dataclass(frozen=True)
 class SendEmail:
     kind: str  # X-Cadence-Kind
     ledger_kind: str  # the email ledger's kind: preread goes twice, once per reader
@@ -205,6 +225,24 @@ class RecordReschedule:
 
 
 @dataclass(frozen=True)
+class RecordReviewOutcome:
+    """A pipeline review cancelled, declined or moved: its own kind in the ledger, never a 1:1
+    cancellation (no warning, not in the rates). ``subject`` is the rep, or ``team:<manager>``."""
+
+    uid: str
+    occurrence: str
+    original_start: datetime
+    manager: str
+    subject: str
+    status: str  # "cancelled" | "moved"
+    reason: str
+
+    @property
+    def rep(self) -> str:
+        return self.subject
+
+
+@dataclass(frozen=True)
 class RecordRateBand:
     """Remember the band told (or fallen back to, which re-arms the warning). When it goes with
     an email, ``email`` is that email's (occurrence, ledger kind): the band is only remembered
@@ -227,8 +265,8 @@ class Alarm:
 
 
 Action = (
-    CreateSeries | EndSeries | WriteAgendas | SendEmail | RecordCancellation | RecordCommitment
-    | RecordReschedule | RecordRateBand
+    CreateSeries | EndSeries | WriteAgendas | SetAttendees | SendEmail | RecordCancellation
+    | RecordCommitment | RecordReschedule | RecordRateBand | RecordReviewOutcome
 )  # fmt: skip
 
 

@@ -1,5 +1,6 @@
 """Free times to offer a manager whose 1:1 was cancelled ("reschedule, never skip"):
-later in the same week, inside both people's working hours, clear of the manager's other 1:1s."""
+later in the same week, inside both people's working hours, clear of the manager's other 1:1s
+and of their pipeline review."""
 
 from __future__ import annotations
 
@@ -8,21 +9,47 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
-from daemon.core.model import Manager, Rep, Roster
+from daemon.core.model import Manager, Rep, ReviewMode, Roster
 from daemon.core.occurrences import Instance
 from daemon.core.plan import SeriesPlan, occurrences_between
 from daemon.core.planner.identity import person_zone
-from daemon.core.schedule import zone
+from daemon.core.schedule import Pattern, zone
 
 BUSY_AHEAD = timedelta(days=14)  # the manager's 1:1s known without asking: this far ahead
+
+
+def review_hours(
+    roster: Roster, start: datetime, end: datetime
+) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each manager's pipeline-review time between ``start`` and ``end``: busy for the times
+    offered to reschedule a 1:1 (the per-rep reviews taken as one block, back to back)."""
+    review = roster.pipeline_review
+    if not review.on:
+        return {}
+    counts: dict[str, int] = {}
+    for r in roster.reps:
+        counts[r.manager] = counts.get(r.manager, 0) + 1
+    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    for manager in roster.managers:
+        if not counts.get(manager.email):
+            continue
+        tz = manager.timezone or roster.organization.timezone
+        length = review.minutes * (counts[manager.email] if review.mode is ReviewMode.REP else 1)
+        pattern = Pattern((review.day,), review.time, 1, length, tz, start.date())
+        for begin in pattern.occurrences(start.astimezone(zone(tz)).date()):
+            if begin >= end:
+                break
+            busy.setdefault(manager.email, []).append((begin, begin + pattern.duration))
+    return busy
 
 
 def manager_busy(
     roster: Roster, desired: Sequence[SeriesPlan], now: datetime, end: datetime | None = None
 ) -> dict[str, list[tuple[datetime, datetime]]]:
-    """Each manager's 1:1s from a week before ``now`` to ``end`` (default BUSY_AHEAD on)."""
-    busy: dict[str, list[tuple[datetime, datetime]]] = {}
+    """Each manager's 1:1s and pipeline reviews from a week before ``now`` to ``end``
+    (default BUSY_AHEAD on)."""
     stop = end if end is not None else now + BUSY_AHEAD
+    busy = review_hours(roster, now - timedelta(days=7), stop)
     for p in desired:
         for o in occurrences_between(roster, p, now - timedelta(days=7), stop):
             busy.setdefault(p.manager.email, []).append((o.start, o.end))

@@ -1,0 +1,90 @@
+"""The local Salesforce against what Salesforce documents: the JWT bearer token exchange and the
+SOQL ``query`` resource with its next records URL, checked with a plain HTTP client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+
+from tests.fixtures.salesforce import CLIENT_ID, USERNAME, FakeSalesforce
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeSalesforce]:
+    server = FakeSalesforce(tmp_path, page_size=3)
+    server.start()
+    yield server
+    server.stop()
+
+
+def token(fake: FakeSalesforce, key: Path, **claims: Any) -> requests.Response:
+    body = {"iss": CLIENT_ID, "sub": USERNAME, "aud": fake.url, "exp": int(time.time()) + 120}
+    assertion = jwt.encode({**body, **claims}, key.read_bytes(), algorithm="RS256")
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    return requests.post(f"{fake.url}/services/oauth2/token", verify=str(fake.ca_file),
+                         data={"grant_type": grant, "assertion": assertion}, timeout=5)  # fmt: skip
+
+
+def query(fake: FakeSalesforce, access: str, soql: str) -> requests.Response:
+    return requests.get(f"{fake.url}/services/data/v62.0/query", params={"q": soql},
+                        headers={"Authorization": f"Bearer {access}"},
+                        verify=str(fake.ca_file), timeout=5)  # fmt: skip
+
+
+def test_the_token_endpoint_checks_signature_audience_issuer_user_and_expiry(
+    fake: FakeSalesforce, tmp_path: Path
+) -> None:
+    key = fake.register_certificate()
+    answer = token(fake, key)
+    assert answer.status_code == 200
+    assert answer.json()["instance_url"] == fake.url and answer.json()["access_token"]
+    for claims in ({"aud": "https://login.salesforce.com"}, {"iss": "someone-else"},
+                   {"sub": "nobody@acme.test"}, {"exp": int(time.time()) + 3600},
+                   {"exp": int(time.time()) - 60}):  # fmt: skip
+        refused = token(fake, key, **claims)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    other = tmp_path / "other"
+    other.mkdir()
+    stranger = FakeSalesforce(other).register_certificate()  # a key the app does not hold
+    assert token(fake, stranger).status_code == 400
+
+
+def test_soql_refuses_fields_the_object_lacks_pages_plain_queries_and_caps_grouped_ones(
+    fake: FakeSalesforce,
+) -> None:
+    access = token(fake, fake.register_certificate()).json()["access_token"]
+    owner = fake.user("sam@acme.test")
+    for i in range(7):
+        fake.add("Task", OwnerId=owner, TaskSubtype="Call", ActivityDate=date(2026, 11, 16 + i % 2))
+
+    bad = query(fake, access, "SELECT Id, CallCount FROM Task")
+    assert bad.status_code == 400 and bad.json()[0]["errorCode"] == "INVALID_FIELD"
+
+    soql = f"SELECT Id FROM Task WHERE OwnerId IN ('{owner}')"  # noqa: S608
+    first = query(fake, access, soql).json()
+    assert (first["totalSize"], first["done"], len(first["records"])) == (7, False, 3)
+    seen = [r["Id"] for r in first["records"]]
+    page = first
+    while not page["done"]:
+        page = requests.get(f"{fake.url}{page['nextRecordsUrl']}", verify=str(fake.ca_file),
+                            headers={"Authorization": f"Bearer {access}"}, timeout=5).json()  # fmt: skip
+        seen += [r["Id"] for r in page["records"]]
+    assert len(set(seen)) == 7
+
+    grouped = query(fake, access, "SELECT OwnerId, ActivityDate, COUNT(Id) n FROM Task "
+                    "GROUP BY OwnerId, ActivityDate").json()  # fmt: skip
+    assert grouped["done"] and sorted(r["n"] for r in grouped["records"]) == [3, 4]
+    assert query(fake, "forged", "SELECT Id FROM User").status_code == 401
+
+    for i in range(2001):
+        fake.add("Task", OwnerId=owner, TaskSubtype="Email", ActivityDate=date(2020, 1, 1),
+                 Subject=f"s{i}")  # fmt: skip
+    too_many = query(fake, access, "SELECT Subject, COUNT(Id) n FROM Task GROUP BY Subject")
+    assert too_many.status_code == 400
