@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from daemon import faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
+from daemon.breaker import Breakers, GuardedMailer, GuardedProvider, deadline_for
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
 from daemon.core.metrics import Weekly
@@ -62,6 +63,7 @@ from daemon.errors import (
     MailUnavailable,
     NotFound,
     ProviderError,
+    Skipped,
     TemplateProblem,
     TokenExpired,
     Transient,
@@ -107,6 +109,10 @@ class PassResult:
     cancellations: Counter[str] = field(default_factory=Counter)
     api_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     manager_rates: Mapping[str, float] = field(default_factory=dict)
+    # Breakers that opened and closed in this pass (daemon.breaker), and those open at its end.
+    endpoints_opened: list[str] = field(default_factory=list)
+    endpoints_closed: list[str] = field(default_factory=list)
+    endpoints_down: list[str] = field(default_factory=list)
 
     def access_denied(self, manager: str, exc: AuthError) -> None:
         self.problems.append(
@@ -158,6 +164,7 @@ class Runtime:
     metrics_refused: str | None = None  # the version of a source read and found unusable
     metrics_view: tuple[Any, Weekly] | None = None
     clock: PassClock = field(default_factory=PassClock)
+    breakers: Breakers = field(default_factory=Breakers)
 
 
 # --- building the parts from the config ---------------------------------------------------------
@@ -229,6 +236,30 @@ def open_mailer(config: Config) -> Mailer:
     )  # fmt: skip
 
 
+def calendar_endpoint(config: Config, provider: CalendarProvider) -> str:
+    """The calendar side's endpoint, as its breaker and the messages name it."""
+    calendar = config.settings.calendar
+    if calendar.provider == "google" and calendar.google is not None:
+        return f"Google Calendar API at {calendar.google.api_endpoint}"
+    if calendar.provider == "outlook" and calendar.outlook is not None:
+        return f"Microsoft Graph at {calendar.outlook.graph_endpoint}"
+    return f"calendar server {getattr(provider, 'url', calendar.caldav.url)}"
+
+
+def mail_endpoint(config: Config) -> str | None:
+    """The mail side's endpoint (Graph is the calendar's when both use it); None for the
+    local Maildir, which has no server to wait for."""
+    settings = config.settings
+    mail = settings.mail
+    if mail.transport == "smtp" and mail.smtp is not None:
+        return f"mail server {mail.smtp.host}:{mail.smtp.port}"
+    if mail.transport == "gmail":
+        return f"Gmail API at {mail.gmail.api_endpoint}"
+    if mail.transport == "graph" and settings.calendar.outlook is not None:
+        return f"Microsoft Graph at {settings.calendar.outlook.graph_endpoint}"
+    return None
+
+
 @contextmanager
 def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
     """Everything a pass needs; templates are checked before anything is touched."""
@@ -240,12 +271,17 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
     with ExitStack() as stack:
         ledger = Ledger.open(config.settings.state_dir)
         stack.callback(ledger.close)
-        mailer = open_mailer(config)
+        breakers = Breakers()
+        mailer: Mailer = open_mailer(config)
+        endpoint = mail_endpoint(config)
+        if endpoint is not None:
+            mailer = GuardedMailer(mailer, endpoint, breakers)
         clock = PassClock()
-        provider = open_calendar(config, stack, clock)
+        inner = open_calendar(config, stack, clock)
+        provider = GuardedProvider(inner, calendar_endpoint(config, inner), breakers)
         yield Runtime(
             config, provider, mailer, ledger, renderer, restore_missing,
-            metrics=metrics_cache.open_source(config), clock=clock,
+            metrics=metrics_cache.open_source(config), clock=clock, breakers=breakers,
         )  # fmt: skip
 
 
@@ -378,6 +414,9 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     for manager in _managers(rt):
         try:
             _sync(rt, manager)
+        except Skipped:
+            unreachable.add(manager)  # its endpoint is down: said once, in the pass summary
+            continue
         except ProviderError as exc:
             unreachable.add(manager)
             result.api_errors[(rt.config.settings.calendar.provider, type(exc).__name__)] += 1
@@ -456,6 +495,9 @@ def _with(rec: SeriesRecord, **changes: Any) -> SeriesRecord:
 def run_pass(rt: Runtime, now: datetime) -> PassResult:
     rt.clock.now = now
     result = PassResult()
+    rt.breakers.start_pass(
+        deadline_for(rt.config.settings.interval_seconds), Breakers.remembered(rt.ledger)
+    )
     plan = plan_pass(rt, now, result)
     log = logs.get()
     for alarm in plan.alarms:
@@ -479,6 +521,7 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
                 "`cadence validate` lists the same problems.",
             )
         )  # fmt: skip
+    _endpoints(rt, result)
     result.emails += Alerts(rt).update(result.problems, now, settled=not result.unavailable)
     result.manager_rates = plan.manager_rates
     log.info(
@@ -486,6 +529,38 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
         errors=len(result.errors), alarms=len(result.alarms),
     )  # fmt: skip
     return result
+
+
+def _endpoints(rt: Runtime, result: PassResult) -> None:
+    """The pass summary's word on the breakers: one error per endpoint down (first, so that
+    `once` prints it) in place of the failures that opened it, an admin alert while it is
+    down, and the ledger's memory of it for the next pass (in this process or the next)."""
+    breakers = rt.breakers
+    lines: list[str] = []
+    for b in breakers.down() + breakers.untested():
+        if b.down:
+            for failure in b.failed:
+                if failure in result.errors:
+                    result.errors.remove(failure)
+            lines.append(b.line())
+            result.unavailable = True
+        result.problems.append(
+            Problem(
+                f"endpoint {b.endpoint}", f"{b.endpoint} is not answering",
+                (b.last_error,) if b.last_error else (),
+                advice="cadence skips its work after a few failures in a row and tries it once "
+                "per pass; everything else goes on. Check the server, the network or proxy "
+                "between, and the timeouts in the config.",
+            )
+        )  # fmt: skip
+    if breakers.deadline_hit:
+        lines.append(breakers.deadline_line())
+        result.unavailable = True
+    result.errors[:0] = lines
+    result.endpoints_opened = breakers.opened()
+    result.endpoints_closed = breakers.closed()
+    result.endpoints_down = [b.endpoint for b in breakers.down() + breakers.untested()]
+    breakers.remember(rt.ledger)
 
 
 class Executor:
@@ -526,6 +601,14 @@ class Executor:
                         self.failed_reps.add(rep)
                         continue
                     self.write(action)
+            except Skipped as exc:
+                # The endpoint is down (said once, in the pass summary): the same skips as a
+                # failure, without a line each.
+                if isinstance(exc, MailUnavailable):
+                    self.mail_down = True
+                else:
+                    self.down_managers.add(str(manager))
+                    self.failed_reps.add(rep)
             except Transient as exc:
                 self._count_error(exc)
                 self.down_managers.add(str(manager))
@@ -956,7 +1039,8 @@ def _loop(
                     alerts = open_alerts(rt.ledger)
                 except CadenceError:  # the ledger is unreadable: the pass said so already
                     alerts = None
-                health.passed(now, ok, problem, alerts)
+                down = result.endpoints_down if result is not None else None
+                health.passed(now, ok, problem, alerts, down)
             pause = max(backoff(failures, interval), retry_after or 0.0)
             if failures:
                 log.info("backing off", seconds=pause, failures=failures)
