@@ -200,8 +200,9 @@ def open_calendar(
         logs.get().info("embedded calendar server started", url=url)
     password = read_secret(caldav.password_env, caldav.password_file, "calendar.caldav")
     return CalDAVProvider(
-        url, calendar_path=caldav.calendar_path, username=caldav.username, password=password
-    )
+        url, calendar_path=caldav.calendar_path, username=caldav.username, password=password,
+        timeout=caldav.connect_timeout_seconds, read_timeout=caldav.read_timeout_seconds,
+    )  # fmt: skip
 
 
 def open_mailer(config: Config) -> Mailer:
@@ -219,7 +220,8 @@ def open_mailer(config: Config) -> Mailer:
         password = read_secret(smtp.password_env, smtp.password_file, "mail.smtp")
         return SmtpMailer(
             smtp.host, smtp.port, security=smtp.security, username=smtp.username,
-            password=password,
+            password=password, timeout=smtp.connect_timeout_seconds,
+            read_timeout=smtp.read_timeout_seconds,
         )  # fmt: skip
     if mail.transport == "graph":
         from daemon.graph_http import client_for
@@ -626,7 +628,9 @@ class Executor:
                     self.result.access_denied(str(manager), exc)
             except MailUnavailable as exc:
                 self._count_error(exc)
-                self.mail_down = True
+                # Behind a breaker, the breaker decides when the mail server is down; a
+                # Maildir (no server) is down at its first failure.
+                self.mail_down = not isinstance(self.rt.mailer, GuardedMailer)
                 self.result.server_down(exc)
                 self.log.warning("mail unavailable; emails stay due", error=str(exc))
             except (MailError, TemplateProblem) as exc:

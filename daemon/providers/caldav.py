@@ -162,8 +162,10 @@ class CalDAVProvider:
         password: str | None = None,
         timeout: float = 10.0,
         *,
+        read_timeout: float | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """``timeout`` bounds connecting, ``read_timeout`` (default the same) each read."""
         self.url = url if url.endswith("/") else url + "/"
         self.calendar_path = calendar_path
         self.timeout = timeout
@@ -179,7 +181,7 @@ class CalDAVProvider:
                 url=self.url,
                 username=username,
                 password=password,
-                timeout=timeout,  # type: ignore[arg-type]  # niquests takes float seconds
+                timeout=(timeout, read_timeout or timeout),  # type: ignore[arg-type]
                 rate_limit_handle=False,
                 enable_rfc6764=False,
             )

@@ -537,7 +537,9 @@ def open_google(config_path: Path, settings: GoogleSettings | None) -> GoogleCal
              "(credentials_file, calendar_id)"]
         )  # fmt: skip
     key = load_key(settings.credentials_file)
-    return GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    api = GoogleApi(key, CALENDAR, CALENDAR_SCOPES, root=settings.api_endpoint,
+                    timeout=settings.timeout_seconds)  # fmt: skip
+    return GoogleCalendarProvider(key, settings.calendar_id, api=api)
 
 
 def _events_list(service: Any, params: dict[str, Any]) -> Any:

@@ -5,7 +5,8 @@ The daemon talks to the real server through it. ``arm(after, kind, count)`` make
 do: ``500``/``503`` answers (nothing reaches the server), a connection dropped before the
 request is forwarded, one dropped *after* the server applied it (the write happened but its
 answer is lost: the hardest case for idempotence), and a request held without an answer until
-the client gives up (a timeout). Everything else is passed through byte for byte.
+the client gives up (a timeout). Everything else is passed through byte for byte, and noted in
+``seen``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class FaultProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.hold_seconds = hold_seconds  # a held request is let go after this, at the latest
         self.injected: Counter[str] = Counter()
+        # Every request the server answered: (method, path, status); a counting proxy too.
+        self.seen: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         self._after = 0
         self._kind: str | None = None
@@ -80,6 +83,8 @@ class FaultProxy:
                     data = answer.read()
                 finally:
                     conn.close()
+                with proxy._lock:
+                    proxy.seen.append((self.command, self.path, answer.status))
                 if fault == "drop_after":
                     self._hang_up()
                     return
