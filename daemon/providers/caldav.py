@@ -235,14 +235,17 @@ class CalDAVProvider:
         its parent is the server's base url. A missing collection is whatever the server says
         it is: a 404, or a 207 whose response for it is a 404 (Xandikos)."""
         parent = _parent(url)
-        if len(parent) <= len(self.url):
-            found = self._request("PROPFIND", url, _PROPFIND_BODY, {"Depth": "0", **_XML},
-                                  ok={207, 404})  # fmt: skip
+        found = None
+        if len(parent) > len(self.url):
+            found = self._request(
+                "PROPFIND", parent, _PROPFIND_BODY, {"Depth": "1", **_XML}, ok={207, 403, 404}
+            )
+        if found is None or found.status == 403:  # a parent we may not list: the calendar
+            found = self._request(
+                "PROPFIND", url, _PROPFIND_BODY, {"Depth": "0", **_XML}, ok={207, 404}
+            )
             present = _present(found, url)
             return _Found.CALENDAR if _path(url) in present else _Found.MISSING_CALENDAR
-        found = self._request(
-            "PROPFIND", parent, _PROPFIND_BODY, {"Depth": "1", **_XML}, ok={207, 404}
-        )
         present = _present(found, parent)
         if _path(url) in present:
             return _Found.CALENDAR
