@@ -86,10 +86,12 @@ class Breaker:
 
     def line(self) -> str:
         """The one line of the pass summary while it is open."""
+        # The failure's own message names the endpoint already, mostly the same way.
+        reason = self.last_error.removeprefix(self.endpoint).lstrip(" :") or self.last_error
         if self.was_down and self.failures <= 1:
-            why = f"still not answering ({self.last_error})"
+            why = f"still not answering ({reason})"
         else:
-            why = f"not answering: {self.failures} failures in a row ({self.last_error})"
+            why = f"not answering: {self.failures} failures in a row ({reason})"
         return f"{self.endpoint} is {why}; the rest of its work waits for the next pass"
 
 

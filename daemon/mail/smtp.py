@@ -91,9 +91,9 @@ class SmtpMailer:
         context = self._ssl_context or ssl.create_default_context()
         client: smtplib.SMTP
         if self.security == "tls":
-            client = _SMTP_SSL(self.read_timeout, timeout=self.timeout, context=context)
+            client = _SMTP_SSL(self.host, self.read_timeout, timeout=self.timeout, context=context)
         else:
-            client = _SMTP(self.read_timeout, timeout=self.timeout)
+            client = _SMTP(self.host, self.read_timeout, timeout=self.timeout)
         try:
             client.connect(self.host, self.port)
             if self.security == "starttls":
@@ -159,9 +159,10 @@ class SmtpMailer:
 class _SMTP(smtplib.SMTP):
     """``smtplib.SMTP`` with one timeout for connecting (its own) and another for each reply."""
 
-    def __init__(self, read_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, host: str, read_timeout: float, **kwargs: Any) -> None:
         self.read_timeout = read_timeout
         super().__init__(**kwargs)
+        self._host = host  # what STARTTLS checks the certificate against, as SMTP(host) sets
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
@@ -172,9 +173,10 @@ class _SMTP(smtplib.SMTP):
 class _SMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801 - smtplib's name
     """``smtplib.SMTP_SSL`` with a connect timeout and a read timeout, as ``_SMTP``."""
 
-    def __init__(self, read_timeout: float, **kwargs: Any) -> None:
+    def __init__(self, host: str, read_timeout: float, **kwargs: Any) -> None:
         self.read_timeout = read_timeout
         super().__init__(**kwargs)
+        self._host = host  # what STARTTLS checks the certificate against, as SMTP(host) sets
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
