@@ -98,6 +98,8 @@ class PassResult:
     emails: int = 0
     # A server could not be reached (worth backing off for), and how long it asked us to wait.
     unavailable: bool = False
+    # The pass ran into its deadline: the rest is due at once, in the next pass.
+    cut_short: bool = False
     retry_after: float | None = None
     # What the admins hear about (admin_alert), beside the log.
     problems: list[Problem] = field(default_factory=list)
@@ -524,7 +526,8 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
             )
         )  # fmt: skip
     _endpoints(rt, result)
-    result.emails += Alerts(rt).update(result.problems, now, settled=not result.unavailable)
+    settled = not (result.unavailable or result.cut_short)  # the pass saw everything
+    result.emails += Alerts(rt).update(result.problems, now, settled=settled)
     result.manager_rates = plan.manager_rates
     log.info(
         "pass done", at=now.isoformat(), writes=result.writes, emails=result.emails,
@@ -557,7 +560,7 @@ def _endpoints(rt: Runtime, result: PassResult) -> None:
         )  # fmt: skip
     if breakers.deadline_hit:
         lines.append(breakers.deadline_line())
-        result.unavailable = True
+        result.cut_short = True
     result.errors[:0] = lines
     result.endpoints_opened = breakers.opened()
     result.endpoints_closed = breakers.closed()
@@ -1046,6 +1049,8 @@ def _loop(
                 down = result.endpoints_down if result is not None else None
                 health.passed(now, ok, problem, alerts, down)
             pause = max(backoff(failures, interval), retry_after or 0.0)
+            if result is not None and result.cut_short and not failures:
+                pause = 0.0  # a big pass on a slow server: go on with the rest now
             if failures:
                 log.info("backing off", seconds=pause, failures=failures)
             if wait(pause):
