@@ -55,7 +55,8 @@ test: lint types layers unit $(if $(CHROMIUM),test-browser)
 # the same answer on any date. Not part of `make test`: it runs the tests three times.
 test-future: $(STAMP)
 	@command -v faketime >/dev/null || { echo "make test-future needs faketime (apt-get install faketime)" >&2; exit 2; }
-	@$(BIN)/python tests/clock_shifts.py | while IFS='|' read -r label spec; do \
+	@$(BIN)/python tests/clock_shifts.py | while IFS='|' read -r key label; do \
+		spec=$$($(BIN)/python tests/clock_shifts.py $$key); \
 		echo "== the suite with the clock at $$label (faketime -f '$$spec')"; \
 		faketime -f "$$spec" $(BIN)/pytest -n auto --maxprocesses 4 -p no:cacheprovider || exit 1; \
 	done
