@@ -50,6 +50,9 @@ from daemon.errors import ProviderError, Transient
 class Capabilities:
     sync_tokens: bool = True
     free_busy: bool = False
+    # ``changes_many`` and ``apply`` go out as a few batch requests (not one call per item),
+    # so a breaker in front judges the endpoint by the whole call.
+    batches: bool = False
 
 
 @dataclass(frozen=True)

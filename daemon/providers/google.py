@@ -112,7 +112,7 @@ def uid_of(google_id: str) -> str | None:
 class GoogleCalendarProvider:
     """A ``CalendarProvider`` over Google Calendar v3 with domain-wide delegation."""
 
-    capabilities = Capabilities(sync_tokens=True, free_busy=True)
+    capabilities = Capabilities(sync_tokens=True, free_busy=True, batches=True)
 
     def __init__(
         self,
@@ -645,7 +645,9 @@ def open_google(
              "(credentials_file, calendar_id)"]
         )  # fmt: skip
     key = load_key(settings.credentials_file)
-    provider = GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    api = GoogleApi(key, CALENDAR, CALENDAR_SCOPES, root=settings.api_endpoint,
+                    timeout=settings.timeout_seconds)  # fmt: skip
+    provider = GoogleCalendarProvider(key, settings.calendar_id, api=api)
     if check_as is not None:
         what = f"{config_path}: calendar.google.credentials_file {settings.credentials_file}"
         provider.api.check_key(check_as, what)

@@ -194,7 +194,7 @@ class GraphCalendarProvider:
     creates in each mailbox. ``clock`` places the delta window (tests and simulations move it).
     """
 
-    capabilities = Capabilities(sync_tokens=True, free_busy=True)
+    capabilities = Capabilities(sync_tokens=True, free_busy=True, batches=True)
 
     def __init__(
         self,
