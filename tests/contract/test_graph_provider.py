@@ -17,7 +17,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.core.agenda import wrap
-from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, TokenExpired
+from daemon.errors import (
+    AuthError,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TokenExpired,
+    Transient,
+)
 from daemon.graph_http import Request
 from daemon.providers.base import CalendarProvider
 from daemon.providers.graph import GraphCalendarProvider
@@ -363,3 +370,42 @@ def test_an_unexpected_answer_is_a_clear_error_not_a_traceback(
     graph.garbage = "calendarView"
     with pytest.raises(ProviderError, match="not JSON"):
         calendar.changes(mailbox, None)
+
+
+def test_msal_graph_and_mail_go_through_the_proxy_variables(
+    graph: FakeGraph, mailbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY carries msal's token requests, the calendar's calls and sendMail through a
+    real CONNECT proxy, with REQUESTS_CA_BUNDLE trusted inside the tunnel; with the proxy down,
+    nothing reaches Graph another way."""
+    from daemon.mail.graph import GraphMailer
+    from tests.contract.test_mailers import make_message
+    from tests.fixtures.google import ConnectProxy
+
+    graph.add_mailbox("cadence@acme.test")
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_file))
+    client = graph_client(graph, ca_bundle=None)  # trusts what the environment names
+    client.token()  # obtained directly, before the proxy is set: cached from here on
+    target = graph.url.removeprefix("https://")
+    proxy = ConnectProxy()
+    try:
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        provider = GraphCalendarProvider(client, clock=lambda: NOW)
+        provider.create_series(mailbox, series_spec(mailbox, "graph-proxied"))
+        assert [s.uid for s in provider.changes(mailbox, None).changed] == ["graph-proxied"]
+        GraphMailer(client).send(make_message())
+        assert len(graph.sent) == 1
+        assert proxy.tunnels and set(proxy.tunnels) == {target}  # Graph calls and sendMail
+        before = len(proxy.tunnels)
+        graph_client(graph, ca_bundle=None).token()  # a new process's msal
+        assert len(proxy.tunnels) > before and set(proxy.tunnels) == {target}
+    finally:
+        proxy.stop()
+    # The proxy is gone: a new process's token request fails with one line rather than going
+    # around it.
+    fresh = GraphCalendarProvider(graph_client(graph, ca_bundle=None), clock=lambda: NOW)
+    with pytest.raises(Transient, match="cannot be reached"):
+        fresh.changes(mailbox, None)
