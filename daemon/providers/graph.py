@@ -6,8 +6,11 @@ How the contract's verbs map onto Graph (PROVIDERS.md has the facts):
   changed or appeared; then every live master cadence knows is read again (``$batch``, 20 per
   round trip) with ``cancelledOccurrences`` selected and ``exceptionOccurrences`` expanded,
   because deleting one occurrence gives no delta signal at all. A master that answers 404 is a
-  removed series. The token is ``<window start>~<deltatoken>``; a token from an older window, or
-  one Graph no longer knows (410), asks the caller for a full resync.
+  removed series. The token is ``<window start>~<deltatoken> <ids>``, ``ids`` being the calendar
+  and cadence's master ids with their series uids as the delta token found them: the ledger keeps
+  the token, so a restarted daemon's first pass is an incremental one too, and the ids can never
+  be older or newer than the delta token they go with. A token from an older window, or one
+  Graph no longer knows (410), asks the caller for a full resync.
 * ``create_series``: ``POST events`` with a ``transactionId`` derived from the uid (a retry after
   a crash gets the existing event back) and the uid in a ``singleValueExtendedProperties`` entry
   (what marks an event as cadence's; foreign events are never read twice nor stored).
@@ -23,10 +26,13 @@ maintains, and the IANA name rides along in a second extended property so it rea
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
+import json
 import logging
 import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -229,13 +235,16 @@ class GraphCalendarProvider:
         box = self._box(manager)
         window_start = self._window_start()
         if token is not None:
-            started, _, delta_token = token.partition("~")
+            started, _, rest = token.partition("~")
+            delta_token, _, ids = rest.partition(" ")
             try:
                 token_start = datetime.fromisoformat(started)
             except ValueError:
                 raise TokenExpired(f"delta token for {manager} is not one cadence made") from None
             if not delta_token or window_start - token_start > WINDOW_SLIDE:
                 raise TokenExpired(f"delta window for {manager} has moved; resync")
+            if not box.synced and ids:
+                _recall(box, ids, self.calendar)
             found, link = self._delta(manager, token_start, delta_token)
             if box.synced:
                 return self._incremental(manager, box, found, token_start, link)
@@ -460,7 +469,7 @@ class GraphCalendarProvider:
         box.seen = {s.uid: s for s in series.values() if s is not None}
         box.synced = True
         return Changes(
-            token=f"{window_start.isoformat()}~{link}",
+            token=_token(window_start, link, box, self.calendar),
             changed=tuple(sorted(box.seen.values(), key=lambda s: s.uid)),
             removed=(),
             complete=True,
@@ -477,14 +486,15 @@ class GraphCalendarProvider:
             read = series[master]
             if read is None:  # gone (404), or someone else's series
                 uid = box.masters.pop(master, None)
-                if uid is not None and box.seen.pop(uid, None) is not None:
+                if uid is not None:  # what was seen before a restart is in the caller's cache
+                    box.seen.pop(uid, None)
                     removed.append(uid)
                 continue
             if box.seen.get(read.uid) != read:
                 changed.append(read)
                 box.seen[read.uid] = read
         return Changes(
-            token=f"{window_start.isoformat()}~{link}",
+            token=_token(window_start, link, box, self.calendar),
             changed=tuple(sorted(changed, key=lambda s: s.uid)),
             removed=tuple(sorted(removed)),
             complete=False,
@@ -775,6 +785,32 @@ class GraphCalendarProvider:
             str(data.get("originalStartTimeZone")), "UTC"
         )
         return _zone(name)
+
+
+def _token(window_start: datetime, delta_token: str, box: _Mailbox, name: str) -> str:
+    """The sync token: the delta window and token, then (after a space, which a URL's token
+    cannot hold) the calendar's name and id and cadence's master ids, compressed."""
+    ids = {"name": name, "calendar": box.calendar_id, "masters": box.masters}
+    text = json.dumps(ids, sort_keys=True)
+    packed = base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode()
+    return f"{window_start.isoformat()}~{delta_token} {packed}"
+
+
+def _recall(box: _Mailbox, packed: str, name: str) -> None:
+    """A restarted process's memory of one calendar, from the token. Unreadable, or made for
+    another ``calendar`` setting: none, and the caller lists the calendar in full."""
+    try:
+        ids = json.loads(zlib.decompress(base64.urlsafe_b64decode(packed)))
+        masters = {str(m): str(u) for m, u in ids["masters"].items()}
+        calendar = ids["calendar"]
+        if ids["name"] != name:
+            return
+    except (ValueError, TypeError, KeyError, AttributeError, zlib.error):
+        log.warning("ignoring unreadable calendar ids in a sync token")
+        return
+    box.calendar_id = None if calendar is None else str(calendar)
+    box.masters = masters
+    box.synced = True
 
 
 def _id_of(body: Any, manager: str) -> str:

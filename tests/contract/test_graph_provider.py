@@ -135,15 +135,50 @@ def test_a_retried_create_after_a_crash_makes_no_second_series(
     assert only_series(outlook.changes(mailbox, None), spec.uid).until == date(2030, 11, 14)
 
 
-def test_a_token_from_an_earlier_process_gives_a_whole_listing(
+def test_a_restarted_process_goes_on_from_the_token_without_a_whole_listing(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    """The ids ride in the token the ledger keeps, so a new process reads the masters it knew:
+    a deleted occurrence (no delta signal) and a deleted series are seen on its first pass."""
+    kept = _series(graph, calendar, mailbox, "graph-restart")
+    gone = _series(graph, calendar, mailbox, "graph-restart-gone")
+    token = calendar.changes(mailbox, None).token
+    assert _person(graph)("DELETE", f"/users/{mailbox}/events/{gone}").status_code == 204
+    week_two = occurrence(1)
+    instance = _instance_id(graph, mailbox, kept, week_two)
+    assert _person(graph)("DELETE", f"/users/{mailbox}/events/{instance}").status_code == 204
+    full_syncs, before = graph.full_syncs, len(graph.requests)
+
+    restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+    changes = restarted.changes(mailbox, token)
+
+    assert not changes.complete and graph.full_syncs == full_syncs
+    assert changes.removed == ("graph-restart-gone",)
+    assert only_series(changes, "graph-restart").exdates == (week_two,)
+    # one delta round and the two masters read; not even the calendar is looked up again
+    made = graph.requests[before:]
+    assert [p for _, p in made if p.endswith("/calendarView/delta")] == [made[0][1]]
+    assert sorted(made[1:]) == [
+        ("GET", f"/users/{mailbox}/events/{m}") for m in sorted([kept, gone])
+    ]
+    again = restarted.changes(mailbox, changes.token)
+    assert (again.changed, again.removed) == ((), ())
+
+
+def test_a_token_without_ids_or_for_another_calendar_gives_a_whole_listing(
     graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
 ) -> None:
     _series(graph, calendar, mailbox, "graph-restart")
     token = calendar.changes(mailbox, None).token
-    restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
-    listing = restarted.changes(mailbox, token)
-    assert listing.complete
-    assert [s.uid for s in listing.changed] == ["graph-restart"]
+    for older in (token.split(" ")[0], token.split(" ")[0] + " bm90LXppcA=="):
+        restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+        listing = restarted.changes(mailbox, older)
+        assert listing.complete
+        assert [s.uid for s in listing.changed] == ["graph-restart"]
+    elsewhere = GraphCalendarProvider(graph_client(graph), "another", clock=lambda: NOW)
+    elsewhere.ensure_calendar(mailbox)
+    with pytest.raises(TokenExpired):  # that calendar's delta does not know this token
+        elsewhere.changes(mailbox, token)
 
 
 def test_a_token_from_an_old_window_asks_for_a_resync(
