@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from daemon import faults, logs, observed_cache, preread
+from daemon import calendar_hours, faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
@@ -400,6 +400,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     view = _ledger_view(rt, now)
     if rt.metrics is not None:
         view = replace(view, metrics=_metrics(rt, rt.metrics, now))
+    hours = calendar_hours.known_hours(rt.config.roster, rt.provider, rt.ledger, now)
     return make_plan(
         rt.config.roster,
         now,
@@ -410,6 +411,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         unreachable=frozenset(unreachable),
         restore_missing=rt.restore_missing,
         prep=prep_policy(rt.config),
+        calendar_hours=hours,
     )
 
 

@@ -49,6 +49,7 @@ from daemon.google_api import CALENDAR, CALENDAR_SCOPES, CallFailed, GoogleApi, 
 from daemon.providers import ical
 from daemon.providers.base import (
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     ObservedOverride,
@@ -270,6 +271,11 @@ class GoogleCalendarProvider:
             failed = self._write_occurrences_many(manager, {uid: master}, {uid: occurrence_blocks})
             if uid in failed:
                 raise failed[uid]
+
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        # ``calendars.get`` shows a Workspace user's ``workingHours``, but only with a calendars
+        # scope cadence's least-privilege delegation (events, free/busy) does not grant.
+        return {m: None for m in managers}
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime

@@ -45,12 +45,13 @@ from tzlocal.windows_tz import tz_win, win_tz
 from daemon.checks import Check
 from daemon.config import Config
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
-from daemon.core.model import RRULE_DAYS, Roster
+from daemon.core.model import RRULE_DAYS, Roster, WorkingHours
 from daemon.core.schedule import parse_weekly
 from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
 from daemon.graph_http import GraphClient, Request, client_for, failure
 from daemon.providers.base import (
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     ObservedOverride,
@@ -308,7 +309,6 @@ class GraphCalendarProvider:
             rows.append(Check("working hours", "MailboxSettings.Read", hours, "granted" if hours
                               else "grant it (application) and admin-consent it"))  # fmt: skip
         try:
-            self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
             self._calendar_path(manager)
             rows.append(Check("calendar reachable", manager, True, self.calendar))
         except NotFound as err:
@@ -407,22 +407,42 @@ class GraphCalendarProvider:
             slice_start = slice_end
         return busy
 
-    def working_hours(self, manager: str) -> tuple[tuple[int, ...], time, time, str] | None:
-        """(weekdays 0=Mon, start, end, IANA zone) from the mailbox's settings, or None."""
-        answer = self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
-        hours = (answer.body or {}).get("workingHours") or None
-        if not hours:
-            return None
-        days = tuple(sorted(_GRAPH_DAYS.index(d) for d in hours.get("daysOfWeek") or []
-                            if d in _GRAPH_DAYS))  # fmt: skip
-        zone_name = str((hours.get("timeZone") or {}).get("name") or "UTC")
-        iana = win_tz.get(zone_name, zone_name if zone_name in tz_win else "UTC")
-        return (
-            days,
-            time.fromisoformat(str(hours["startTime"])[:8]),
-            time.fromisoformat(str(hours["endTime"])[:8]),
-            iana,
-        )
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        """Each mailbox's ``workingHours`` (``$batch``, 20 to a round trip). A mailbox that
+        cannot be read (no MailboxSettings.Read, no mailbox) or holds hours cadence cannot use
+        (a custom zone, an end before the start) is None: the configured defaults apply."""
+        requests = [
+            Request("GET", f"/users/{m}/mailboxSettings", params={"$select": "workingHours"})
+            for m in managers
+        ]
+        out: dict[str, CalendarHours | None] = {}
+        for manager, request, response in zip(
+            managers, requests, self.client.batch(requests), strict=True
+        ):
+            out[manager] = None
+            if response.status != 200:
+                error = failure(request, response)
+                if isinstance(error, Transient):
+                    raise error
+                log.info("working hours of %s not readable: %s", manager, error)
+                continue
+            hours = (response.body or {}).get("workingHours") or {}
+            zone_name = str((hours.get("timeZone") or {}).get("name") or "")
+            iana = win_tz.get(zone_name) or (zone_name if zone_name in tz_win else None)
+            try:
+                days = tuple(sorted(_GRAPH_DAYS.index(d) for d in hours["daysOfWeek"]))
+                known = WorkingHours(
+                    days=days,
+                    start=time.fromisoformat(str(hours["startTime"])[:8]),
+                    end=time.fromisoformat(str(hours["endTime"])[:8]),
+                )
+            except (KeyError, ValueError, TypeError):
+                known = None
+            if known is None or iana is None:
+                log.info("working hours of %s not usable: %r", manager, hours)
+                continue
+            out[manager] = CalendarHours(known, iana)
+        return out
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from daemon.errors import (
     TokenExpired,
     Transient,
 )
+from daemon.core.model import WorkingHours
 from daemon.graph_http import Request
-from daemon.providers.base import CalendarProvider
+from daemon.providers.base import CalendarHours, CalendarProvider
 from daemon.providers.graph import GraphCalendarProvider
 from tests.contract.provider_contract import (
     FIRST_START,
@@ -329,7 +330,13 @@ def test_free_busy_and_working_hours(graph: FakeGraph, calendar: GraphCalendarPr
     busy = calendar.free_busy([mailbox], FIRST_START - timedelta(hours=1),
                               FIRST_START + timedelta(days=1))  # fmt: skip
     assert busy[mailbox] == [(FIRST_START, FIRST_START + timedelta(minutes=25))]
-    assert calendar.working_hours(mailbox) == ((0, 1), time(8, 30), time(17, 0), "America/Denver")
+    hours = calendar.working_hours([mailbox])[mailbox]
+    assert hours == CalendarHours(
+        WorkingHours(days=(0, 1), start=time(8, 30), end=time(17, 0)), "America/Denver"
+    )
+    graph.roles = ["Calendars.ReadWrite"]  # MailboxSettings.Read not consented: the defaults
+    assert calendar.working_hours([mailbox]) == {mailbox: None}
+
 
 
 def _instance_id(graph: FakeGraph, mailbox: str, master: str, original: datetime) -> str:
