@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.core.agenda import wrap
+from daemon.core.model import WorkingHours
 from daemon.errors import (
     AuthError,
     NotFound,
@@ -25,7 +26,6 @@ from daemon.errors import (
     TokenExpired,
     Transient,
 )
-from daemon.core.model import WorkingHours
 from daemon.graph_http import Request
 from daemon.providers.base import CalendarHours, CalendarProvider
 from daemon.providers.graph import GraphCalendarProvider
@@ -336,7 +336,6 @@ def test_free_busy_and_working_hours(graph: FakeGraph, calendar: GraphCalendarPr
     )
     graph.roles = ["Calendars.ReadWrite"]  # MailboxSettings.Read not consented: the defaults
     assert calendar.working_hours([mailbox]) == {mailbox: None}
-
 
 
 def _instance_id(graph: FakeGraph, mailbox: str, master: str, original: datetime) -> str:
