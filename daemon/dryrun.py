@@ -82,7 +82,7 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
     unreachable: set[str] = set()
     with ExitStack() as stack:
         logs.configure()  # stderr: stdout carries the diff
-        provider = open_calendar(config, stack)
+        provider = open_calendar(config, stack, clock=lambda: at)  # Graph's window is around `at`
         for manager in _managers(config, view):
             try:
                 changes = provider.changes(manager, None)

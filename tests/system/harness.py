@@ -15,7 +15,7 @@ import subprocess
 import sys
 import textwrap
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,10 +90,23 @@ class Deployment:
     def cli(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        self.saw(args)
         return subprocess.run(
             [sys.executable, "-m", "daemon.cli", *args, "--config", str(self.config_path)],
             capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
         )  # fmt: skip
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        """``cadence ARGS`` started and left running; its stderr is a pipe to read."""
+        self.saw(args)
+        return subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", *args, "--config", str(self.config_path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, cwd=REPO,
+        )  # fmt: skip
+
+    def saw(self, args: Sequence[str]) -> None:
+        """A command line about to run (a provider's view may depend on its ``--now``)."""
 
     # --- the calendar, as people and apps see it ------------------------------------------
 
@@ -370,12 +383,9 @@ class OutlookDeployment(Deployment):
         self.first_now = self.first_now or now
         return super().once(now, restore_missing)
 
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def saw(self, args: Sequence[str]) -> None:
         if "--now" in args and self.first_now is None:
             self.first_now = datetime.fromisoformat(args[args.index("--now") + 1])
-        return super().cli(*args, env=env)
 
     def provider(self) -> CalendarProvider:
         # The test's view reaches back to the first pass: Graph lists through a window of time,

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from datetime import datetime
@@ -15,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from daemon.errors import NotFound
 from daemon.lock import state_lock
-from tests.system.harness import REPO, Deployment
+from tests.system.harness import Deployment
 from tests.system.test_series_lifecycle import setup
 
 NY = ZoneInfo("America/New_York")
@@ -23,12 +22,7 @@ T0 = datetime(2026, 11, 22, 12, 0, tzinfo=NY)  # Sunday noon: Lee's Monday pre-r
 
 
 def _once(d: Deployment) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "once", "--now", T0.isoformat(),
-         "--config", str(d.config_path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        cwd=REPO,
-    )  # fmt: skip
+    return d.spawn("once", "--now", T0.isoformat())
 
 
 def _one_of_everything(d: Deployment, manager: str) -> None:
@@ -101,12 +95,7 @@ def test_run_wait_for_lock_starts_when_the_holder_lets_go(deployment: Deployment
     state = deployment.root / "state"
     events: list[dict[str, object]] = []
     with state_lock(state):
-        run = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "--wait-for-lock",
-             "--config", str(deployment.config_path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, cwd=REPO,
-        )  # fmt: skip
+        run = deployment.spawn("run", "--wait-for-lock")
         watchdog = threading.Timer(90, run.kill)  # a test that would hang fails instead
         watchdog.start()
         assert run.stderr is not None
@@ -139,12 +128,7 @@ def test_run_wait_for_lock_starts_when_the_holder_lets_go(deployment: Deployment
 def test_run_waiting_for_the_lock_stops_cleanly_on_sigterm(deployment: Deployment) -> None:
     setup(deployment, extra="interval_seconds: 3600\n")
     with state_lock(deployment.root / "state"):
-        run = subprocess.Popen(
-            [sys.executable, "-m", "daemon.cli", "run", "--wait-for-lock",
-             "--config", str(deployment.config_path)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, cwd=REPO,
-        )  # fmt: skip
+        run = deployment.spawn("run", "--wait-for-lock")
         watchdog = threading.Timer(90, run.kill)
         watchdog.start()
         try:
