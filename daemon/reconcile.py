@@ -318,8 +318,8 @@ def read_ledger(ledger: Ledger, now: datetime, org_timezone: str) -> LedgerView:
         ),
         outcomes=tuple(outcomes),
         rate_alerts={
-            subject: RateAlert(band, crossings)
-            for subject, (band, crossings) in ledger.rate_alerts().items()
+            subject: RateAlert(band, crossings, _instant(changed))
+            for subject, (band, crossings, changed) in ledger.rate_alerts().items()
         },
         prereads=preread.read_filed(ledger, now - LOOKBACK),
         prereads_asked={

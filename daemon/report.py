@@ -10,7 +10,8 @@ it next to the daemon touches nothing. Three faces: text for a terminal, JSON fo
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -18,13 +19,13 @@ from markupsafe import Markup
 
 from daemon.config import Config
 from daemon.core.planner.actions import LedgerView
-from daemon.core.planner.rates import Band, Rates, Tally, percent, rates_of
+from daemon.core.planner.rates import WINDOW_WEEKS, Band, Rates, Tally, percent, rates_of
 from daemon.render import BUILTIN_DIR
 from daemon.store import Ledger
 
 SCHEMA_VERSION = 1
 BAND_LABELS = {
-    Band.NONE: "no meetings yet",
+    Band.NONE: "too few 1:1s yet",
     Band.HEALTHY: "healthy",
     Band.WATCH: "watch",
     Band.WARNING: "warning",
@@ -46,7 +47,13 @@ def read_view(config: Config, at: datetime) -> LedgerView:
         ledger.close()
 
 
+@lru_cache(maxsize=8)
+def _week_starts(first: date) -> tuple[str, ...]:
+    return tuple((first + timedelta(weeks=i)).isoformat() for i in range(WINDOW_WEEKS))
+
+
 def _tally_json(t: Tally) -> dict[str, Any]:
+    first = t.first_week
     return {
         "scheduled": t.scheduled,
         "held": t.held,
@@ -57,12 +64,12 @@ def _tally_json(t: Tally) -> dict[str, Any]:
         "band": t.band.value,
         "weeks": [
             {
-                "start": (first + timedelta(weeks=i)).isoformat(), "scheduled": sched,
-                "held": sched - gone, "rescheduled": moved, "cancelled": gone,
-                "week11_skips": skips,
+                "start": start, "scheduled": sched, "held": sched - gone, "rescheduled": moved,
+                "cancelled": gone, "week11_skips": skips,
             }
-            for i, (sched, gone, moved, skips) in enumerate(t.counts)
-        ] if (first := t.first_week) is not None else [],
+            for start, (sched, gone, moved, skips) in zip(_week_starts(first), t.counts,
+                                                          strict=True)
+        ] if first is not None else [],
     }  # fmt: skip
 
 
@@ -104,6 +111,7 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
             "healthy_below": thresholds.healthy_below,
             "warning_above": thresholds.warning_above,
             "red_flag_above": thresholds.red_flag_above,
+            "min_meetings": thresholds.min_meetings,
         },
         "managers": [
             {
@@ -169,7 +177,8 @@ def render_text(data: dict[str, Any]) -> str:
         "Chart, oldest week first: o held, x cancelled, ! week-11 skip, . no 1:1. Healthy under "
         f"{_pct(data['thresholds']['healthy_below'])}, warning above "
         f"{_pct(data['thresholds']['warning_above'])}, red flag above "
-        f"{_pct(data['thresholds']['red_flag_above'])}."
+        f"{_pct(data['thresholds']['red_flag_above'])}, judged from "
+        f"{data['thresholds']['min_meetings']} 1:1s on."
     )
     return "\n".join(lines)
 
@@ -197,24 +206,31 @@ def chart_svg(row: dict[str, Any]) -> Markup:
     """The 13 weeks as bars, oldest on the left: green held, red cancelled (dark red for a
     week-11 skip), a grey tick for a week without a 1:1. One path per colour keeps a page for
     thousands of reps small. Only numbers go into it, so it is safe markup by construction."""
-    weeks = row["weeks"]
-    peak = max([w["scheduled"] for w in weeks] + [1])
+    return _svg(tuple((w["scheduled"], w["cancelled"], w["week11_skips"]) for w in row["weeks"]))
+
+
+@lru_cache(maxsize=4096)
+def _svg(weeks: tuple[tuple[int, int, int], ...]) -> Markup:
+    """The chart of one row's weekly (scheduled, cancelled, week-11 skips): most reps share
+    theirs with others (every week held, say), so each shape is drawn once."""
+    peak = max([scheduled for scheduled, _, _ in weeks] + [1])
     paths: dict[str, list[str]] = {name: [] for name, _ in _COLOURS}
-    for i, w in enumerate(weeks):
+    for i, (scheduled, cancelled, skips) in enumerate(weeks):
         x = i * _STEP + 1
-        if not w["scheduled"]:
+        if not scheduled:
             paths["none"].append(f"M{x} 30h{_BAR}v2h-{_BAR}z")
             continue
-        total = round(_HEIGHT * w["scheduled"] / peak, 1)
-        lost = round(_HEIGHT * w["cancelled"] / peak, 1)
+        total = round(_HEIGHT * scheduled / peak, 1)
+        lost = round(_HEIGHT * cancelled / peak, 1)
         if total > lost:
             paths["held"].append(f"M{x} {32 - total}h{_BAR}v{round(total - lost, 1)}h-{_BAR}z")
         if lost:
-            kind = "skip" if w["week11_skips"] else "cancelled"
+            kind = "skip" if skips else "cancelled"
             paths[kind].append(f"M{x} {32 - lost}h{_BAR}v{lost}h-{_BAR}z")
+    gone = sum(cancelled for _, cancelled, _ in weeks)
     label = (
-        f"1:1s each week for the last 13 weeks: {int(row['held'])} held, "
-        f"{int(row['cancelled'])} cancelled"
+        f"1:1s each week for the last 13 weeks: "
+        f"{sum(scheduled for scheduled, _, _ in weeks) - gone} held, {gone} cancelled"
     )
     body = "".join(
         f'<path fill="{colour}" d="{"".join(paths[name])}"></path>'

@@ -656,10 +656,14 @@ class Ledger:
         )
         return [RescheduleRecord(**dict(row)) for row in rows]
 
-    def rate_alerts(self) -> dict[str, tuple[str, int]]:
-        """subject -> (band last told or fallen back to, crossings so far)."""
+    def rate_alerts(self) -> dict[str, tuple[str, int, str]]:
+        """subject -> (band last told or fallen back to, crossings so far, the pass instant of
+        that change, UTC ISO)."""
         rows = self._rows("reading rate alerts", "SELECT * FROM rate_alerts ORDER BY subject")
-        return {str(r["subject"]): (str(r["band"]), int(r["crossings"])) for r in rows}
+        return {
+            str(r["subject"]): (str(r["band"]), int(r["crossings"]), str(r["updated_at"]))
+            for r in rows
+        }
 
     def set_rate_alert(self, subject: str, band: str, crossings: int, now: datetime) -> None:
         self._write(

@@ -1,14 +1,21 @@
 """The clocks `make test-future` runs the whole suite under, worked out from today.
 
-The suite must give the same answer on any date. Each line printed is ``label|spec``, where
-``spec`` is a libfaketime time specification (``faketime -f SPEC``): the clock a year and a month
-ahead, just before the next daylight-saving change in the organisation's zone of the test
-configs, and just before the next end of their fiscal quarter. An ``@`` spec starts the clock at
-that local time and lets it run, so the suite crosses the change while it runs.
+The suite must give the same answer on any date. The clocks: a year and a month ahead, a minute
+before the next daylight-saving change in the organisation's zone of the test configs, and a
+minute before the next end of their fiscal quarter; the clock then runs, so the suite crosses
+the moment while it runs.
+
+Each spec is an offset from the real clock (``+SECONDS``), worked out just before its run: an
+absolute ``@`` time would restart in every process the suite starts, so a subprocess begun twenty
+minutes in would live twenty minutes before its parent, and refuse the certificates its parent's
+fixtures had just made. Run bare, this lists ``key|label`` lines; ``clock_shifts.py KEY`` prints
+the spec (``faketime -f SPEC``) for that key, as of now.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -43,17 +50,30 @@ def next_quarter_start(now: datetime) -> datetime:
             year += 1
 
 
-def faketime_at(moment: datetime) -> str:
-    """libfaketime reads an absolute ``@`` time in the process's local zone."""
-    return "@" + (moment - LEAD).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def offset_to(moment: datetime, now: datetime) -> str:
+    """The libfaketime offset that puts the clock ``LEAD`` before ``moment``."""
+    return f"+{int((moment - LEAD - now).total_seconds())}"
 
 
-def main() -> None:
+def a_year_and_a_month_on(now: datetime) -> datetime:
+    return now + timedelta(days=400) + LEAD
+
+
+CLOCKS: dict[str, tuple[str, Callable[[datetime], datetime]]] = {
+    "year": ("a year and a month ahead", a_year_and_a_month_on),
+    "dst": (f"the next daylight-saving change in {ORG_ZONE.key}", next_dst_change),
+    "quarter": ("the next fiscal quarter end", next_quarter_start),
+}
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        for key, (label, _) in CLOCKS.items():
+            print(f"{key}|{label}")
+        return
     now = datetime.now(UTC)
-    print("a year and a month ahead|+400d")
-    print(f"the next daylight-saving change in {ORG_ZONE.key}|{faketime_at(next_dst_change(now))}")
-    print(f"the next fiscal quarter end|{faketime_at(next_quarter_start(now))}")
+    print(offset_to(CLOCKS[argv[0]][1](now), now))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -255,11 +255,15 @@ def default_cadence() -> dict[Stage, StageRule]:
 
 
 class Thresholds(Frozen):
-    """Cancellation-rate bands (seed 000): healthy under 10%, warning above 15%, red above 25%."""
+    """Cancellation-rate bands (seed 000): healthy under 10%, warning above 15%, red above 25%;
+    and the sample a rate needs before it is read as one: seed 001's symptom is "cancelled three
+    of the last eight 1:1s", so from 8 meetings on a single cancellation (12.5%) is never a
+    warning, two (25%) are, and three (37.5%) are a red flag."""
 
     healthy_below: float = Field(default=0.10, gt=0, lt=1)
     warning_above: float = Field(default=0.15, gt=0, lt=1)
     red_flag_above: float = Field(default=0.25, gt=0, lt=1)
+    min_meetings: int = Field(default=8, ge=1)
 
 
 class Policy(Frozen):

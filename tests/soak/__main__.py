@@ -1,4 +1,5 @@
-"""``python -m tests.soak [--days 365] [--seeds 20 | --seed N]``: the long soak (``make soak``).
+"""``python -m tests.soak [--provider caldav|google] [--days 365] [--seeds 20 | --seed N]``: the
+long soak (``make soak``).
 
 Prints one line of figures per seed and the totals; exits 1 when any invariant broke, after
 printing each failing seed with the command that replays it.
@@ -56,13 +57,14 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--seed", type=int, help="replay one seed")
     parser.add_argument("--keep", type=Path, help="keep each seed's files under this folder")
+    parser.add_argument("--provider", choices=("caldav", "google", "outlook"), default="caldav")
     args = parser.parse_args()
     seeds = [args.seed] if args.seed is not None else list(range(1, args.seeds + 1))
     results = []
     with tempfile.TemporaryDirectory(prefix="cadence-soak-") as tmp:
         base = args.keep or Path(tmp)
         for seed in seeds:
-            figures = soak(seed, args.days, base / f"seed{seed}")
+            figures = soak(seed, args.days, base / f"seed{seed}", args.provider)
             results.append(figures)
             print(describe(figures, f"seed {seed}"), flush=True)
             for line in figures.violations[:5]:
@@ -70,7 +72,8 @@ def main() -> int:
     print(summary(results))
     failing = [f.seed for f in results if f.violations]
     for seed in failing:
-        print(f"replay: python -m tests.soak --seed {seed} --days {args.days} --keep /tmp/soak")
+        print(f"replay: python -m tests.soak --provider {args.provider} --seed {seed} "
+              f"--days {args.days} --keep /tmp/soak")  # fmt: skip
     return 1 if failing else 0
 
 

@@ -22,10 +22,12 @@ KINDS = ("http_500", "http_503", "drop_before", "drop_after", "timeout")
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
 
 
-class FaultProxy:
-    def __init__(self, upstream: str, hold_seconds: float = 5.0) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+class FaultPlan:
+    """Which of the next requests fail, and how: armed by the soak, asked by whatever stands
+    between the daemon and the server (the proxy below, or a fake server's own handler where
+    no proxy can stand, as with Graph over HTTPS)."""
+
+    def __init__(self, hold_seconds: float = 5.0) -> None:
         self.hold_seconds = hold_seconds  # a held request is let go after this, at the latest
         self.injected: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -34,6 +36,46 @@ class FaultProxy:
         self._count = 0
         self._match: str | None = None
         self._release = threading.Event()
+
+    def arm(self, after: int, kind: str, count: int = 1, match: str | None = None) -> None:
+        """Fail ``count`` requests after ``after``, counting only those whose ``METHOD path``
+        contains ``match`` when given."""
+        with self._lock:
+            self._after, self._kind, self._count = after, kind, count
+            self._match = match
+            self._release.clear()
+
+    def disarm(self) -> None:
+        """No more faults; a request still held is let go (as a dropped connection)."""
+        with self._lock:
+            self._kind, self._count = None, 0
+        self._release.set()
+
+    def hold(self) -> None:
+        """Keep a request without an answer until the client gives up (or the plan is disarmed)."""
+        self._release.wait(self.hold_seconds)
+
+    def next_fault(self, request: str) -> str | None:
+        with self._lock:
+            if self._kind is None or self._count <= 0:
+                return None
+            if self._match is not None and self._match not in request:
+                return None
+            if self._after > 0:
+                self._after -= 1
+                return None
+            self._count -= 1
+            self.injected[self._kind] += 1
+            return self._kind
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, hold_seconds: float = 5.0) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.plan = FaultPlan(hold_seconds)
+        self.injected = self.plan.injected
+        self.arm, self.disarm = self.plan.arm, self.plan.disarm
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,10 +98,10 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy._next_fault(f"{self.command} {self.path}")
+                fault = proxy.plan.next_fault(f"{self.command} {self.path}")
                 if fault in ("drop_before", "timeout"):
                     if fault == "timeout":
-                        proxy._release.wait(proxy.hold_seconds)
+                        proxy.plan.hold()
                     self._hang_up()
                     return
                 if fault in ("http_500", "http_503"):
@@ -110,30 +152,3 @@ class FaultProxy:
         self.disarm()
         self._server.shutdown()
         self._server.server_close()
-
-    def arm(self, after: int, kind: str, count: int = 1, match: str | None = None) -> None:
-        """Fail ``count`` requests after ``after``, counting only those whose ``METHOD path``
-        contains ``match`` when given."""
-        with self._lock:
-            self._after, self._kind, self._count = after, kind, count
-            self._match = match
-            self._release.clear()
-
-    def disarm(self) -> None:
-        """No more faults; a request still held is let go (as a dropped connection)."""
-        with self._lock:
-            self._kind, self._count = None, 0
-        self._release.set()
-
-    def _next_fault(self, request: str) -> str | None:
-        with self._lock:
-            if self._kind is None or self._count <= 0:
-                return None
-            if self._match is not None and self._match not in request:
-                return None
-            if self._after > 0:
-                self._after -= 1
-                return None
-            self._count -= 1
-            self.injected[self._kind] += 1
-            return self._kind

@@ -29,23 +29,22 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.policy import default
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from icalendar import Calendar, Event, vCalAddress
 
 from daemon.config import load
 from daemon.mail.base import Mailer
-from daemon.reconcile import PassResult, Runtime, open_mailer, run_pass
+from daemon.reconcile import PassClock, PassResult, Runtime, open_mailer, run_pass
 from daemon.render import Renderer
 from daemon.store import Ledger
 from tests.fixtures.smtp import Recording, serve_smtp
-from tests.soak.reading import END, Series, key_of, outside, read_series
-from tests.soak.world import CalDAVCalendars, Calendars
+from tests.soak.reading import Series, key_of, outside
+from tests.soak.world import HOWS, CalDAVCalendars, Calendars, GoogleCalendars, OutlookCalendars
 
 REPO = Path(__file__).resolve().parents[2]
 ORG_TZ = ZoneInfo("America/New_York")
@@ -252,8 +251,9 @@ class Soak:
             ledger = Ledger.open(config.settings.state_dir)
             self.stack.callback(ledger.close)
             mailer: Mailer = open_mailer(config)
-            provider = self.cal.daemon_provider(PROVIDER_TIMEOUT)
-            self.rt = Runtime(config, provider, mailer, ledger, self.renderer)
+            clock = PassClock()
+            provider = self.cal.daemon_provider(PROVIDER_TIMEOUT, clock)
+            self.rt = Runtime(config, provider, mailer, ledger, self.renderer, clock=clock)
         return self.rt
 
     # -- a day ---------------------------------------------------------------------------------
@@ -394,8 +394,7 @@ class Soak:
     def read_all(self, at: datetime) -> None:
         self.series = {}
         for manager in MANAGERS:
-            for uid, cal in self.cal.read(manager).items():
-                s = read_series(manager, uid, cal)
+            for uid, s in self.cal.read(manager).items():
                 self.series[uid] = s
                 if s.owned:
                     self.first_seen.setdefault(uid, at)
@@ -409,8 +408,7 @@ class Soak:
             manager = rng.choice(list(MANAGERS))
             n = len(self.foreign) + 1
             uid = f"foreign-{n}"
-            cal = _foreign(uid, at, n)
-            self.cal.put(manager, uid, cal)
+            self.cal.put_foreign(manager, uid, at, n)
             body = self.cal.raw(manager, uid)
             assert body is not None
             self.foreign[(manager, uid)] = body
@@ -440,68 +438,46 @@ class Soak:
         if not found:
             return
         s, original = rng.choice(found)
-        how = rng.choice(("decline", "cancel", "exdate", "move_in", "move_out", "note",
-                          "commitment", "master_note"))  # fmt: skip
-        raw = self.cal.raw(s.manager, s.uid)
-        if raw is None:
+        how = rng.choice(HOWS)
+        if self.cal.raw(s.manager, s.uid) is None:
             return
-        cal = Calendar.from_ical(raw)
-        master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
         key = key_of(s.uid, original)
         zone = original.tzinfo
+        rep = s.rep or ""
+        note: str | None = None
+        new: datetime | None = None
         if how == "master_note":
             note = f"Note for the whole series #{len(self.edits)}"
-            master["DESCRIPTION"] = str(master.get("DESCRIPTION", "")) + "\n" + note
+        elif how == "note":
+            note = f"Note from a person #{len(self.edits)}"
+        elif how == "commitment":
+            note = f"call 5 prospects #{key}"
+        elif how == "move_out":
+            new = original + timedelta(days=7)
+        elif how == "move_in":
+            new = original + timedelta(hours=rng.choice((-2, -1, 1, 2)))
+            if week_of(new, zone) != week_of(original, zone) or week_of(new, ORG_TZ) != week_of(
+                original, ORG_TZ
+            ):
+                return
+        self.cal.edit(s.manager, s.uid, original, how, rep=rep, duration=s.duration, note=note,
+                      start=new)  # fmt: skip
+        if how == "master_note":
             self.edits.append(Edit(s.uid, s.manager, None, how, note=note))
-        elif how == "exdate":
-            master.add("EXDATE", original)
-            self.cancelled.append(Cancelled(s.uid, s.manager, s.rep or "", original, at, how))
-        else:
-            event = _override(cal, master, original)
-            if how == "decline":
-                for attendee in _as_list(event.get("ATTENDEE")):
-                    if str(attendee).lower().removeprefix("mailto:") == s.rep:
-                        attendee.params["PARTSTAT"] = "DECLINED"
-                self.cancelled.append(Cancelled(s.uid, s.manager, s.rep or "", original, at, how))
-                self.edits.append(Edit(s.uid, s.manager, original, how))
-            elif how == "cancel":
-                event["STATUS"] = "CANCELLED"
-                self.cancelled.append(Cancelled(s.uid, s.manager, s.rep or "", original, at, how))
-                self.edits.append(Edit(s.uid, s.manager, original, how))
-            elif how in ("move_in", "move_out"):
-                if how == "move_out":
-                    new = original + timedelta(days=7)
-                else:
-                    shift = timedelta(hours=rng.choice((-2, -1, 1, 2)))
-                    new = original + shift
-                    if week_of(new, zone) != week_of(original, zone) or week_of(
-                        new, ORG_TZ
-                    ) != week_of(original, ORG_TZ):
-                        return
-                length = s.duration
-                event.pop("DTSTART")
-                event.pop("DTEND", None)
-                event.add("DTSTART", new)
-                event.add("DTEND", new + length)
-                self.edits.append(Edit(s.uid, s.manager, original, how, start=new))
-                if how == "move_out":
-                    self.cancelled.append(
-                        Cancelled(s.uid, s.manager, s.rep or "", original, at, how)
-                    )
-                    self.moved_into.add((s.rep or "", week_of(new, ORG_TZ)))
-            elif how == "note":
-                note = f"Note from a person #{len(self.edits)}"
-                event["DESCRIPTION"] = str(event.get("DESCRIPTION", "")) + "\n" + note
-                self.edits.append(Edit(s.uid, s.manager, original, how, note=note))
-            else:  # commitment: filled in inside the block, as the agenda asks
-                text = str(event.get("DESCRIPTION", ""))
-                filled = text.replace("Commitment:", f"Commitment: call 5 prospects #{key}", 1)
-                event["DESCRIPTION"] = filled
+        elif how in ("decline", "cancel", "exdate", "move_out"):
+            self.cancelled.append(Cancelled(s.uid, s.manager, rep, original, at, how))
+        if how in ("decline", "cancel"):
+            self.edits.append(Edit(s.uid, s.manager, original, how))
+        elif how in ("move_in", "move_out"):
+            self.edits.append(Edit(s.uid, s.manager, original, how, start=new))
+            if how == "move_out":
+                assert new is not None
+                self.moved_into.add((rep, week_of(new, ORG_TZ)))
+        elif how == "note":
+            self.edits.append(Edit(s.uid, s.manager, original, how, note=note))
         self.touched.add(key)
         if how in ("decline", "cancel", "exdate", "move_in", "move_out"):
             self.diverted.add(key)
-        _bump(event if how not in ("exdate", "master_note") else master)
-        self.cal.put(s.manager, s.uid, cal)
         self.fig.edits[how] += 1
 
     def delete_one(self, at: datetime) -> None:
@@ -734,72 +710,35 @@ class Soak:
                 self.violation(now, f"an EXDATE of {key_of(c.uid, c.original)} was undone")
 
 
-def _as_list(value: Any) -> list[Any]:
+def _restore(name: str, value: str | None) -> None:
     if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
-def _bump(event: Any) -> None:
-    event.pop("DTSTAMP", None)
-    event.add("DTSTAMP", datetime.now(UTC))
-    sequence = int(event.get("SEQUENCE", 0))
-    event.pop("SEQUENCE", None)
-    event.add("SEQUENCE", sequence + 1)
-
-
-def _override(cal: Calendar, master: Any, original: datetime) -> Any:
-    """The override for ``original``, made from the master when there is none yet (what a
-    calendar app does for "only this event")."""
-    for event in cal.walk("VEVENT"):
-        rid = event.get("RECURRENCE-ID")
-        if rid is not None and rid.dt == original:
-            return event
-    event = Event()
-    for key in ("UID", "SUMMARY", "DESCRIPTION", "ORGANIZER", "X-CADENCE-SERIES"):
-        if key in master:
-            event[key] = master[key]
-    if "ATTENDEE" in master:
-        event["ATTENDEE"] = [vCalAddress(str(a), params=dict(a.params))
-                             for a in _as_list(master["ATTENDEE"])]  # fmt: skip
-    length = (
-        master.decoded("DURATION")
-        if "DURATION" in master
-        else master.decoded("DTEND") - master.decoded("DTSTART")
-    )
-    event.add("RECURRENCE-ID", original)
-    event.add("DTSTART", original)
-    event.add("DTEND", original + length)
-    event.add("DTSTAMP", datetime.now(UTC))
-    cal.add_component(event)
-    return event
-
-
-def _foreign(uid: str, at: datetime, n: int) -> Calendar:
-    cal = Calendar()
-    cal.add("prodid", "-//Mozilla.org/NONSGML Mozilla Calendar V1.1//EN")
-    cal.add("version", "2.0")
-    event = Event()
-    event.add("uid", uid)
-    event.add("dtstamp", at.astimezone(UTC))
-    start = (at + timedelta(days=n % 5 + 1)).replace(minute=0, second=0, microsecond=0)
-    event.add("dtstart", start)
-    event.add("dtend", start + timedelta(minutes=30))
-    event.add("summary", f"Pipeline review {n}")
-    event.add("description", f"Written by a person.\n{END}\nnot cadence's to touch")
-    if n % 2:
-        event.add("rrule", {"freq": "weekly"})
-    cal.add_component(event)
-    return cal
-
-
-def soak(seed: int, days: int, root: Path) -> Figures:
-    """One seed: its own Radicale, proxy, outbox (Maildir on even seeds, SMTP on odd) and ledger."""
+def soak(seed: int, days: int, root: Path, provider: str = "caldav") -> Figures:
+    """One seed on one provider (``caldav``, ``google`` or ``outlook``): its own calendar server, fault proxy,
+    outbox (Maildir on even seeds, SMTP on odd) and ledger."""
     root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        calendars = stack.enter_context(
-            CalDAVCalendars.started(root / "radicale", PROVIDER_TIMEOUT)
-        )
+        calendars: Calendars
+        if provider == "google":
+            calendars = stack.enter_context(
+                GoogleCalendars.started(root, list(MANAGERS), PROVIDER_TIMEOUT)
+            )
+        elif provider == "outlook":
+            outlook = stack.enter_context(
+                OutlookCalendars.started(root, list(MANAGERS), PROVIDER_TIMEOUT)
+            )
+            for name, value in outlook.environment().items():  # for `cadence once` too
+                stack.callback(_restore, name, os.environ.get(name))
+                os.environ[name] = value
+            calendars = outlook
+        else:
+            calendars = stack.enter_context(
+                CalDAVCalendars.started(root / "radicale", PROVIDER_TIMEOUT)
+            )
         handler = None
         port = 0
         if seed % 2:

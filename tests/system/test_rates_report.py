@@ -1,6 +1,7 @@
-"""A quarter of weekly passes on Radicale, with 1:1s cancelled, declined, removed and moved the
-way people do it in a calendar app; then the rate_warning emails and ``cadence report`` against
-figures counted by hand below."""
+"""A quarter of weekly passes (on each provider), with 1:1s cancelled, declined, removed and moved
+the way people do it in a calendar app; the bands in the report and the rate_warning emails
+after each pass against figures counted by hand below; then the whole quarter replayed, which
+sends nothing new and reads the same at every pass."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from daemon.report import build as build_report
 from tests.system.harness import Deployment, text_of
 
 NY = ZoneInfo("America/New_York")
@@ -71,37 +73,59 @@ def test_a_quarter_of_cancellations_gives_the_hand_counted_rates_and_warnings(
             for m in d.mail_of("rate_warning")
         )  # fmt: skip
 
+    def bands(k: int) -> tuple[str, str, str]:
+        """Lee's, Sam's and the team's band in the report a user opens at pass k."""
+        data = build_report(d.config(), P0 + timedelta(weeks=k))
+        (team,) = [m for m in data["managers"] if m["email"] == maya]
+        reps = {r["email"]: r["band"] for r in team["reps"]}
+        return reps[LEE], reps[SAM], team["band"]
+
     seen_after: dict[int, list[tuple[str, str, str | None]]] = {}
+    seen_bands: dict[int, tuple[str, str, str]] = {}
     for k in range(14):
         edits_before(k)
-        now = P0 + timedelta(weeks=k)
-        result = d.once(now)
+        result = d.once(P0 + timedelta(weeks=k))
         assert result.errors == [] and result.alarms == []
-        again = d.once(now)  # the same pass again sends nothing and writes nothing
-        assert (again.emails, again.writes) == (0, 0), k
         seen_after[k] = rate_mail()
+        seen_bands[k] = bands(k)
 
-    # By hand (Lee weekly from 23 Nov; Sam Tue/Thu 24 and 26 Nov, then Tuesdays from 1 Dec):
-    # pass 2: Lee 1 of 2 cancelled (50%, red flag); the team 1 of 5 (20%, warning).
-    # pass 3-7: Lee 33%, 25%, 20%, 17%, then 1 of 7 (14%, watch: re-armed); team under 15%.
-    # pass 8: Lee 2 of 8 (25%, warning again). pass 10: Lee 3 of 10 (30%, red flag again).
-    # pass 11: the team 4 of 23 (17.4%, warning again). Sam never above 8.3%.
-    red_lee = ("Red flag: 50% of your 1:1s with Lee Park cancelled in the last 13 weeks",
-               maya, "vp@acme.test")  # fmt: skip
-    team_warning = ("Warning: 20% of your team's 1:1s cancelled in the last 13 weeks", maya, None)
-    assert seen_after[1] == []
-    assert seen_after[2] == sorted([red_lee, team_warning])
-    assert seen_after[7] == seen_after[2]
+    # By hand (Lee weekly from 23 Nov; Sam Tue/Thu 24 and 26 Nov, then Tuesdays from 1 Dec), at
+    # pass k Lee has had k 1:1s, Sam k + 1, the team 2k + 1. A rate is judged from 8 on:
+    # pass 2: Lee 1 of 2 (50%) and the team 1 of 5: too few, no email (no red flag to the VP).
+    # pass 4: the team 1 of 9 (11%, watch); 5-7: 1 of 11, 13, 15 (healthy).
+    # pass 8: Lee 2 of 8 (25%, warning: email); the team 2 of 17 (11.8%, watch).
+    # pass 10: Lee 3 of 10 (30%, red flag: email copied to the VP); the team 3 of 21 (watch).
+    # pass 11: Sam's 2 Feb removed; the team 4 of 23 (17.4%, warning: email).
+    # pass 12: Lee 3 of 12 (25%, warning again: red re-armed, no email); the team 4 of 25 (16%).
+    # pass 13: Lee 3 of 13 (23.1%); the team 4 of 27 (14.8%, watch: re-armed). Sam 1 of 14.
+    assert seen_bands == {
+        0: ("none", "none", "none"), 1: ("none", "none", "none"), 2: ("none", "none", "none"),
+        3: ("none", "none", "none"), 4: ("none", "none", "watch"),
+        5: ("none", "none", "healthy"), 6: ("none", "none", "healthy"),
+        7: ("none", "healthy", "healthy"), 8: ("warning", "healthy", "watch"),
+        9: ("warning", "healthy", "watch"), 10: ("red_flag", "healthy", "watch"),
+        11: ("red_flag", "healthy", "warning"), 12: ("warning", "healthy", "warning"),
+        13: ("warning", "healthy", "watch"),
+    }  # fmt: skip
     lee_warning = ("Warning: 25% of your 1:1s with Lee Park cancelled in the last 13 weeks",
                    maya, None)  # fmt: skip
-    assert seen_after[8] == sorted([red_lee, team_warning, lee_warning])
-    red_lee_again = ("Red flag: 30% of your 1:1s with Lee Park cancelled in the last 13 weeks",
-                     maya, "vp@acme.test")  # fmt: skip
-    team_again = ("Warning: 17.4% of your team's 1:1s cancelled in the last 13 weeks", maya, None)
-    assert seen_after[10] == sorted([red_lee, team_warning, lee_warning, red_lee_again])
-    assert seen_after[13] == sorted([red_lee, team_warning, lee_warning, red_lee_again, team_again])
-    (first,) = [m for m in d.mail_of("rate_warning") if "50%" in str(m["Subject"])]
-    assert "1 of the 2 scheduled 1:1s with Lee Park" in text_of(first)
+    red_lee = ("Red flag: 30% of your 1:1s with Lee Park cancelled in the last 13 weeks",
+               maya, "vp@acme.test")  # fmt: skip
+    team_warning = ("Warning: 17.4% of your team's 1:1s cancelled in the last 13 weeks", maya, None)
+    assert all(seen_after[k] == [] for k in range(8))
+    assert seen_after[8] == seen_after[9] == [lee_warning]
+    assert seen_after[10] == sorted([lee_warning, red_lee])
+    assert seen_after[11] == seen_after[13] == sorted([lee_warning, red_lee, team_warning])
+    (first,) = [m for m in d.mail_of("rate_warning") if "25%" in str(m["Subject"])]
+    assert "2 of the 8 scheduled 1:1s with Lee Park" in text_of(first)
+
+    # The whole quarter again, pass by pass: nothing new is sent, and every report reads the same.
+    mail_before = len(d.mail())
+    for k in range(14):
+        again = d.once(P0 + timedelta(weeks=k))
+        assert (again.errors, again.emails) == ([], 0), k
+        assert bands(k) == seen_bands[k], k
+    assert len(d.mail()) == mail_before and rate_mail() == seen_after[13]
 
     # The report at the last pass, counted by hand.
     at = (P0 + timedelta(weeks=13)).isoformat()

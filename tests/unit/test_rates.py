@@ -39,6 +39,7 @@ SAM = "sam@acme.test"
 # A Saturday: the current week (Mon 23 Nov) has had its Tuesday and Thursday.
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=NY)
 T = Thresholds()
+ANY = Thresholds(min_meetings=1)  # every started meeting judged: the bands' arithmetic alone
 
 
 def org(**sam_fields: Any) -> Roster:
@@ -103,7 +104,58 @@ def test_the_window_is_thirteen_whole_organisation_weeks_ending_with_this_one() 
     ],
 )
 def test_bands_at_their_exact_edges(cancelled_: int, scheduled: int, band: Band) -> None:
+    assert band_of(cancelled_, scheduled, ANY) is band
+
+
+@pytest.mark.parametrize(
+    ("cancelled_", "scheduled", "band"),
+    [
+        (1, 2, Band.NONE),  # a new rep's first cancellation: 50%, but too few to tell
+        (2, 7, Band.NONE),  # 28.6% of 7: still too few
+        (1, 8, Band.WATCH),  # 12.5%: from 8 on, one cancellation is never a warning
+        (2, 8, Band.WARNING),  # exactly 25%
+        (3, 8, Band.RED_FLAG),  # seed 001's symptom: "cancelled three of the last eight"
+        (0, 8, Band.HEALTHY),
+    ],
+)
+def test_a_rate_is_judged_only_from_eight_started_meetings(
+    cancelled_: int, scheduled: int, band: Band
+) -> None:
+    assert T.min_meetings == 8
     assert band_of(cancelled_, scheduled, T) is band
+
+
+def test_one_cancellation_alone_never_warns_whatever_the_sample() -> None:
+    assert all(band_of(1, n, T).level == 0 for n in range(0, 200))
+    assert band_of(1, 3, Thresholds(min_meetings=3)) is Band.RED_FLAG  # the setting is honoured
+
+
+def test_the_minimum_sample_cannot_be_zero() -> None:
+    with pytest.raises(ValueError, match="min_meetings"):
+        Thresholds(min_meetings=0)
+
+
+def test_a_new_reps_first_cancellation_sends_no_rate_warning_until_the_sample_is_there() -> None:
+    first = datetime(2026, 11, 17, 10, 0, tzinfo=DENVER)  # two Tuesdays have started by NOW
+    s = series("s1", first)
+    ledger = LedgerView(series=(s,), outcomes=(cancelled("s1", first + timedelta(weeks=1)),))
+    rates = rates_of(org(), ledger, NOW)
+    t = rates.reps[SAM]
+    assert (t.scheduled, t.cancelled, t.rate, t.band) == (2, 1, 0.5, Band.NONE)
+    assert list(rate_actions(org(), rates, ledger)) == []
+
+    # Six weeks on: 8 meetings, the same one cancelled and one more: 25%, a warning (no copy).
+    later = NOW + timedelta(weeks=6)
+    ledger = replace(
+        ledger, outcomes=(*ledger.outcomes, cancelled("s1", first + timedelta(weeks=5)))
+    )
+    rates = rates_of(org(), ledger, later)
+    assert (rates.reps[SAM].scheduled, rates.reps[SAM].band) == (8, Band.WARNING)
+    emails = [a for a in rate_actions(org(), rates, ledger) if isinstance(a, SendEmail)]
+    assert {(e.context["scope"], e.context["level"], e.cc) for e in emails} == {
+        ("Sam Ortiz", "warning", ()),
+        ("your team", "warning", ()),
+    }
 
 
 def test_percent_never_rounds_a_warning_down_to_its_threshold() -> None:
@@ -176,13 +228,17 @@ def test_a_rep_who_moved_manager_mid_window_splits_between_managers_and_sums_for
         cancelled("s-maya", FIRST_TUESDAY + timedelta(weeks=2)),
         cancelled("s-raj", datetime(2026, 11, 3, 10, 0, tzinfo=DENVER), manager=RAJ),
     ]
-    rates = tally([with_maya, with_raj], outcomes, NOW, NY, T)
+    rates = tally([with_maya, with_raj], outcomes, NOW, NY, ANY)
     assert (rates.managers[MAYA].scheduled, rates.managers[MAYA].cancelled) == (6, 2)
     assert rates.managers[MAYA].band is Band.RED_FLAG  # 33%
     assert (rates.managers[RAJ].scheduled, rates.managers[RAJ].cancelled) == (7, 1)
     assert rates.managers[RAJ].band is Band.WATCH  # 14.3%
     assert (rates.reps[SAM].scheduled, rates.reps[SAM].cancelled) == (13, 3)
     assert rates.rep_managers[SAM] == (MAYA, RAJ)
+    # With the default sample of 8, each manager's share is too few to judge; the rep's is not.
+    rates = tally([with_maya, with_raj], outcomes, NOW, NY, T)
+    assert rates.managers[MAYA].band is rates.managers[RAJ].band is Band.NONE
+    assert rates.reps[SAM].band is Band.WARNING  # 23.1%
 
 
 def test_history_older_than_the_window_is_left_out() -> None:
@@ -273,3 +329,20 @@ def test_a_rep_no_longer_on_the_roster_gets_no_email_but_the_team_rate_keeps_the
     r = roster(managers=[{"email": MAYA, "name": "Maya Chen"}])
     emails = [a for a in _run(_ledger(4), r) if isinstance(a, SendEmail)]
     assert [e.context["scope"] for e in emails] == ["your team"]
+
+
+def test_a_pass_at_an_instant_before_the_last_change_changes_nothing() -> None:
+    # Told red at NOW; the same quarter replayed from its start (or a clock stepped back) sees
+    # a smaller sample: it neither re-arms the band nor warns again when it climbs back.
+    ledger = _ledger(4)
+    told = _apply(ledger, _run(ledger))
+    told = replace(
+        told, rate_alerts={k: replace(v, changed_at=NOW) for k, v in told.rate_alerts.items()}
+    )
+    r = org()
+    for earlier in (NOW - timedelta(weeks=10), NOW - timedelta(weeks=1), NOW - timedelta(hours=1)):
+        assert list(rate_actions(r, rates_of(r, told, earlier), told)) == []
+    later = rates_of(r, replace(told, outcomes=_ledger(0).outcomes), NOW + timedelta(hours=1))
+    assert {a.band for a in rate_actions(r, later, told) if isinstance(a, RecordRateBand)} == {
+        "healthy"
+    }

@@ -554,12 +554,14 @@ def test_migrating_a_v2_ledger_keeps_its_cancellations_and_adds_the_rate_tables(
             led.set_rate_alert(f"manager:{MAYA}", "red_flag", 2, datetime(2026, 11, 29, tzinfo=UTC))
         assert led.reschedules() == [moved]
         assert led.reschedules(since=datetime(2026, 12, 1, tzinfo=UTC)) == []
-        assert led.rate_alerts() == {f"manager:{MAYA}": ("red_flag", 2)}
+        assert led.rate_alerts() == {f"manager:{MAYA}": ("red_flag", 2, "2026-11-29T00:00:00Z")}
     finally:
         led.close()
     reopened = Ledger.open(state)  # and all of it survives a restart
     try:
-        assert reopened.rate_alerts() == {f"manager:{MAYA}": ("red_flag", 2)}
+        assert reopened.rate_alerts() == {
+            f"manager:{MAYA}": ("red_flag", 2, "2026-11-29T00:00:00Z")
+        }
         assert len(reopened.reschedules()) == 1
     finally:
         reopened.close()
@@ -625,7 +627,7 @@ def test_migrating_a_v3_ledger_keeps_its_history_and_adds_the_metrics_cache(stat
     led = Ledger.open(state)
     try:
         assert led.schema_version == len(MIGRATIONS) >= 4
-        assert led.rate_alerts() == {f"manager:{MAYA}": ("warning", 1)}
+        assert led.rate_alerts() == {f"manager:{MAYA}": ("warning", 1, "2026-11-22T16:00:00Z")}
         assert led.metrics_read() is None and led.metric_values("2000-01-03") == []
         read = MetricsRead("metrics.csv", "abc", "2026-11-16", "2026-11-23T14:00:00Z")
         led.replace_metrics(read, [(LEE, "win_rate", "2026-11-16", 0.31),

@@ -70,10 +70,11 @@ class Outcome:
 class RateAlert:
     """The band a manager was last told about for one subject (``manager:<email>`` or
     ``rep:<email>``), and how many rises into a higher band there have been: the key of each
-    rise's email, so a retried email is the same email."""
+    rise's email, so a retried email is the same email; and the pass instant of that change."""
 
     band: str
     crossings: int
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,24 @@ The rules, decided where the seed is silent:
   below ``t.healthy_below``; ``watch`` from there up to and including ``t.warning_above``
   (between healthy and warning the seed names nothing, so no email goes); ``warning`` above
   that up to and including ``t.red_flag_above``; ``red_flag`` above. Exactly 10% is watch,
-  exactly 15% is watch, exactly 25% is warning. No started occurrence: ``none``, no rate.
-  Rates are compared as exact fractions, so 3 of 20 is exactly 15%.
+  exactly 15% is watch, exactly 25% is warning. Rates are compared as exact fractions, so 3 of
+  20 is exactly 15%.
+- A rate gets a band only once ``t.min_meetings`` (default 8) occurrences have started in the
+  window; before that the band is ``none`` (too few to tell) and no email goes. Without it, a
+  new rep's first cancellation (1 of 2, 50%) would be a red flag copied to ``escalate_to``. A
+  biweekly rep never reaches 8 in 13 weeks on their own: their meetings still count in their
+  manager's rate, and a lower ``min_meetings`` judges them alone too.
 - Crossing up into warning or red flag sends one email to the manager (the rep's current
   manager for a rep's rate), copied to ``escalate_to`` for red flag. Falling back to a lower
   band re-arms that band: the next rise into it sends again.
+- A pass at an instant before the last recorded change of a band (passes replayed, a clock
+  stepped back) changes nothing: the earlier window's smaller sample would otherwise re-arm
+  every band, and the same quarter replayed would warn a second time.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -51,7 +59,7 @@ from daemon.core.planner.actions import (
     SendEmail,
 )
 from daemon.core.planner.identity import person
-from daemon.core.schedule import Pattern, parse_weekly, zone
+from daemon.core.schedule import Pattern, monday_of, parse_weekly, zone
 
 WINDOW_WEEKS = 13
 
@@ -86,7 +94,7 @@ def _above(cancelled: int, scheduled: int, threshold: float) -> bool:
 
 
 def band_of(cancelled: int, scheduled: int, thresholds: Thresholds) -> Band:
-    if scheduled == 0:
+    if scheduled < thresholds.min_meetings:
         return Band.NONE
     if _above(cancelled, scheduled, thresholds.red_flag_above):
         return Band.RED_FLAG
@@ -199,6 +207,60 @@ class _Counter:
         self.week11 = [0] * weeks
 
 
+@lru_cache(maxsize=256)
+def _weekly(rrule: str) -> tuple[tuple[int, ...], int] | None:
+    return parse_weekly(rrule)
+
+
+_EPOCH_MONDAY = date(2001, 1, 1)
+
+
+class _Window:
+    """The window's occurrences of each distinct weekly rule, worked out once: thousands of
+    series share a handful of (days, time, zone) rules, and each series is then a slice of its
+    rule's sorted start instants, bounded by its own start and ``UNTIL``."""
+
+    def __init__(self, since: datetime, now: datetime, bounds: list[float]) -> None:
+        self.since, self.now, self.bounds = since, now, bounds
+        self.since_ts, self.now_ts = since.timestamp(), now.timestamp()
+        self._rules: dict[tuple[object, ...], tuple[list[float], list[int]]] = {}
+
+    def span(self, rec: LedgerSeries) -> tuple[list[float], list[int], int, int] | None:
+        """(start instants, their week indexes, lo, hi): ``rec``'s occurrences are [lo:hi]."""
+        weekly = _weekly(rec.rrule)
+        if weekly is None:
+            return None
+        days, interval = weekly
+        tz_name = _zone_name(rec)
+        tz = zone(tz_name)
+        local = rec.start.astimezone(tz)
+        at = local.time().replace(tzinfo=None)
+        parity = ((monday_of(local.date()) - _EPOCH_MONDAY).days // 7) % interval
+        key = (days, interval, at, tz_name, parity)
+        found = self._rules.get(key)
+        if found is None:
+            pattern = Pattern(
+                days=days, time=at, interval_weeks=interval, duration_minutes=0,
+                zone_name=tz_name, anchor=local.date(),
+            )  # fmt: skip
+            first = self.since.astimezone(tz).date()
+            last = self.now.astimezone(tz).date()
+            starts = [
+                ts
+                for start in pattern.occurrences(first, last + timedelta(days=1))
+                if self.since_ts <= (ts := start.timestamp()) <= self.now_ts
+            ]
+            found = (starts, [bisect_right(self.bounds, ts) for ts in starts])
+            self._rules[key] = found
+        starts, weeks = found
+        lo = bisect_left(starts, rec.start.timestamp())
+        hi = len(starts)
+        if rec.until is not None:
+            end = datetime.combine(rec.until + timedelta(days=1), time(), tz).timestamp()
+            hi = bisect_left(starts, end)
+        return starts, weeks, lo, hi
+
+
 def tally(
     series: Sequence[LedgerSeries],
     outcomes: Sequence[Outcome],
@@ -213,45 +275,67 @@ def tally(
         datetime.combine(first_monday + timedelta(weeks=i), time(), org_zone).timestamp()
         for i in range(1, WINDOW_WEEKS)
     ]
+    window = _Window(since, now, bounds)
+    by_rep: dict[str, _Counter] = {}
+    by_manager: dict[str, _Counter] = {}
+    rep_managers: dict[str, dict[str, float]] = {}
 
-    # occurrence (uid, timestamp) -> (rep, manager, week index)
-    occurrences: dict[tuple[str, float], tuple[str, str, int]] = {}
+    def counters(rep: str, manager: str, ts: float) -> tuple[_Counter, _Counter]:
+        firsts = rep_managers.setdefault(rep, {})
+        if manager not in firsts or ts < firsts[manager]:
+            firsts[manager] = ts
+        return (
+            by_rep.get(rep) or by_rep.setdefault(rep, _Counter(WINDOW_WEEKS)),
+            by_manager.get(manager) or by_manager.setdefault(manager, _Counter(WINDOW_WEEKS)),
+        )
+
+    # uid -> (its rule's start instants, lo, hi, rep, manager): what the series scheduled
+    spans: dict[str, tuple[list[float], int, int, str, str]] = {}
     for rec in series:
-        for start in scheduled_starts(rec, since, now):
-            ts = start.timestamp()
-            occurrences[(rec.uid, ts)] = (rec.rep, rec.manager, bisect_right(bounds, ts))
+        span = window.span(rec)
+        if span is None:
+            continue
+        starts, weeks, lo, hi = span
+        if lo >= hi:
+            continue
+        spans[rec.uid] = (starts, lo, hi, rec.rep, rec.manager)
+        for counter in counters(rec.rep, rec.manager, starts[lo]):
+            scheduled = counter.scheduled
+            for week in weeks[lo:hi]:
+                scheduled[week] += 1
+
+    def scheduled_by(key: tuple[str, float]) -> tuple[str, str] | None:
+        """The (rep, manager) of the series that scheduled this occurrence, if one did."""
+        found = spans.get(key[0])
+        if found is None:
+            return None
+        starts, lo, hi, rep, manager = found
+        i = bisect_left(starts, key[1], lo, hi)
+        return (rep, manager) if i < hi and starts[i] == key[1] else None
+
     cancelled: dict[tuple[str, float], Outcome] = {}
     rescheduled: set[tuple[str, float]] = set()
     for o in outcomes:
         if not since <= o.original_start <= now:
             continue
-        ts = o.original_start.timestamp()
-        key = (o.uid, ts)
+        key = (o.uid, o.original_start.timestamp())
         if o.cancelled:
             cancelled[key] = o
-            # A cancelled occurrence was scheduled, even if the ledger lost its series' rule.
-            occurrences.setdefault(key, (o.rep, o.manager, bisect_right(bounds, ts)))
         else:
             rescheduled.add(key)
-
-    by_rep: dict[str, _Counter] = {}
-    by_manager: dict[str, _Counter] = {}
-    rep_managers: dict[str, dict[str, float]] = {}
-    for key, (rep, manager, week) in occurrences.items():
-        firsts = rep_managers.setdefault(rep, {})
-        if manager not in firsts or key[1] < firsts[manager]:
-            firsts[manager] = key[1]
-        gone = cancelled.get(key)
-        moved = gone is None and key in rescheduled
-        for counter in (
-            by_rep.get(rep) or by_rep.setdefault(rep, _Counter(WINDOW_WEEKS)),
-            by_manager.get(manager) or by_manager.setdefault(manager, _Counter(WINDOW_WEEKS)),
-        ):
-            counter.scheduled[week] += 1
-            if gone is not None:
-                counter.cancelled[week] += 1
-                counter.week11[week] += gone.week11
-            elif moved:
+    for key, gone in cancelled.items():
+        week = bisect_right(bounds, key[1])
+        owner = scheduled_by(key)
+        for counter in counters(*(owner or (gone.rep, gone.manager)), key[1]):
+            if owner is None:  # a cancelled occurrence was scheduled, even if the ledger
+                counter.scheduled[week] += 1  # lost its series' rule
+            counter.cancelled[week] += 1
+            counter.week11[week] += gone.week11
+    for key in rescheduled - cancelled.keys():
+        owner = scheduled_by(key)
+        if owner is not None:
+            week = bisect_right(bounds, key[1])
+            for counter in counters(*owner, key[1]):
                 counter.rescheduled[week] += 1
 
     def finish(counter: _Counter) -> Tally:
@@ -296,6 +380,8 @@ def rate_actions(roster: Roster, rates: Rates, ledger: LedgerView) -> Iterable[A
             subjects.append((f"rep:{r.email}", rates.reps[r.email], r.manager, r.email, r.name))
     for subject, t, manager_email, rep_email, scope in subjects:
         told = ledger.rate_alerts.get(subject, RateAlert(Band.HEALTHY.value, 0))
+        if told.changed_at is not None and rates.now < told.changed_at:
+            continue
         before = Band(told.band)
         if t.band.level == before.level:
             continue
