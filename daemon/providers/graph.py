@@ -242,7 +242,9 @@ class GraphCalendarProvider:
                 token_start = datetime.fromisoformat(started)
             except ValueError:
                 raise TokenExpired(f"delta token for {manager} is not one cadence made") from None
-            if not delta_token or window_start - token_start > WINDOW_SLIDE:
+            # The token's window must start no later than this pass needs (a clock set back,
+            # as a replay does, would otherwise miss what lies before it) nor too long before.
+            if not delta_token or not timedelta(0) <= window_start - token_start <= WINDOW_SLIDE:
                 raise TokenExpired(f"delta window for {manager} has moved; resync")
             if not box.synced and ids:
                 _recall(box, ids, self.calendar)
