@@ -48,6 +48,7 @@ from daemon.errors import (
 from daemon.mail.base import Mailer
 from daemon.providers.base import (
     Attendee,
+    CalendarHours,
     CalendarProvider,
     Changes,
     SeriesSpec,
@@ -280,6 +281,9 @@ class GuardedProvider:
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         return self._call(lambda: self.inner.free_busy(emails, start, end))
+
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        return self._call(lambda: self.inner.working_hours(managers))
 
     def diagnose(self, manager: str) -> list[Check]:
         return self.inner.diagnose(manager)

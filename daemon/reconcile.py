@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from daemon import faults, logs, observed_cache, preread
+from daemon import calendar_hours, faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
 from daemon.breaker import Breakers, GuardedMailer, GuardedProvider, deadline_for
 from daemon.config import Config, read_secret
@@ -526,6 +526,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         view = replace(view, metrics=_metrics(rt, rt.metrics, now))
         if rt.config.roster.pipeline_review.on:
             view = replace(view, opportunities=_deals(rt, rt.metrics, now))
+    hours = calendar_hours.known_hours(rt.config.roster, rt.provider, rt.ledger, now)
     return make_plan(
         rt.config.roster,
         now,
@@ -537,6 +538,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         restore_missing=rt.restore_missing,
         prep=prep_policy(rt.config),
         render_review=render_review,
+        calendar_hours=hours,
     )
 
 

@@ -44,6 +44,7 @@ from daemon.providers import ical
 from daemon.providers.base import (
     OWNER_PROPERTY,
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     ObservedSeries,
@@ -359,6 +360,10 @@ class CalDAVProvider:
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         return {}
+
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        # RFC 7953 availability is not something CalDAV servers commonly keep (Radicale doesn't).
+        return {m: None for m in managers}
 
     def diagnose(self, manager: str) -> list[Check]:
         url = self._calendar_url(manager)

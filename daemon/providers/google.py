@@ -56,6 +56,7 @@ from daemon.providers import ical
 from daemon.providers.base import (
     Agendas,
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     Create,
@@ -421,6 +422,11 @@ class GoogleCalendarProvider:
         for answer in self._batch(patches):
             if isinstance(answer, CallFailed):
                 raise self._error(manager, answer, f"attendees of {uid}")
+
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        # ``calendars.get`` shows a Workspace user's ``workingHours``, but only with a calendars
+        # scope cadence's least-privilege delegation (events, free/busy) does not grant.
+        return {m: None for m in managers}
 
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
