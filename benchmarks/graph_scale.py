@@ -9,7 +9,8 @@ outlook``, and runs on one runtime, as ``cadence run`` does:
 
 * a cold pass: empty mailboxes and ledger, every series created;
 * a warm pass: nothing changed since;
-* a warm pass after one occurrence per manager was deleted in Outlook (no delta signal).
+* a warm pass after one occurrence per manager was deleted in Outlook (no delta signal);
+* the first pass of a restarted daemon (a new process on the same ledger): warm too.
 
 For each: Graph round trips (a ``$batch`` counts once), the Graph calls they carry, the most
 requests one mailbox had in flight at once, and cadence's own CPU (the main thread: planning,
@@ -123,6 +124,9 @@ def main() -> int:
                     stored = graph.live_events(m.email)[0]
                     stored.cancelled.add((args.at + timedelta(days=9)).date())
                 _, figures = measure("warm, deletions", graph, lambda: run_pass(rt, args.at))
+                rows.append(figures)
+            with runtime(config) as rt:  # a new process on the same ledger
+                _, figures = measure("warm, restarted", graph, lambda: run_pass(rt, args.at))
                 rows.append(figures)
         finally:
             graph.stop()

@@ -42,6 +42,11 @@ class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+def _timeout(default: float) -> Any:
+    """A timeout in seconds: more than 0, at most 10 minutes (one pass's whole budget)."""
+    return Field(default=default, gt=0, le=600)
+
+
 class CalDAVSettings(_Settings):
     url: str | None = None  # None: start the embedded Radicale on loopback
     calendar_path: str = "{manager}/cadence/"
@@ -49,6 +54,8 @@ class CalDAVSettings(_Settings):
     password_env: str = "CADENCE_CALDAV_PASSWORD"  # noqa: S105 - the name of an env var
     password_file: Path | None = None
     embedded_port: int = Field(default=5232, ge=0, le=65535)
+    connect_timeout_seconds: float = _timeout(10)
+    read_timeout_seconds: float = _timeout(10)  # for each answer, not the whole request
 
 
 def _https(value: str) -> str:
@@ -71,12 +78,17 @@ class OutlookSettings(_Settings):
     authority_host: HttpsUrl = "https://login.microsoftonline.com"
     graph_endpoint: HttpsUrl = "https://graph.microsoft.com"
     calendar: str = Field(default="primary", min_length=1)  # or a calendar cadence creates
+    connect_timeout_seconds: float = _timeout(30)
+    read_timeout_seconds: float = _timeout(30)
 
 
 class GoogleSettings(_Settings):
     credentials_file: Path  # a service-account key with domain-wide delegation (0600)
     calendar_id: str = "primary"  # which calendar of each manager holds the series
     api_endpoint: str = "https://www.googleapis.com/"  # another host: a proxy or a test server
+    # httplib2, the Google client's transport, has one socket timeout: for connecting and for
+    # each read alike.
+    timeout_seconds: float = _timeout(30)
 
 
 class CalendarSettings(_Settings):
@@ -99,11 +111,14 @@ class SmtpSettings(_Settings):
     username: str | None = None
     password_env: str = "CADENCE_SMTP_PASSWORD"  # noqa: S105 - the name of an env var
     password_file: Path | None = None
+    connect_timeout_seconds: float = _timeout(30)
+    read_timeout_seconds: float = _timeout(30)  # for each reply of the server
 
 
 class GmailSettings(_Settings):
     credentials_file: Path | None = None  # None: calendar.google's service account
     api_endpoint: str = "https://gmail.googleapis.com/"
+    timeout_seconds: float = _timeout(30)  # httplib2: one timeout, as for calendar.google
 
 
 class MailSettings(_Settings):

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from daemon import logs
+from daemon.calendar_hours import kept_hours
 from daemon.config import Config
 from daemon.core.observed import ObservedSeries
 from daemon.core.plan import SeriesPlan, plan
@@ -59,9 +60,10 @@ def stateful_plan(config: Config, at: datetime) -> tuple[SeriesPlan, ...]:
         return plan(config.roster, at)
     try:
         view = LedgerView(series=ledger_series(ledger))
+        hours = kept_hours(config.roster, ledger, at)
     finally:
         ledger.close()
-    return plan(config.roster, at, sticky=sticky_slots(view, at))
+    return plan(config.roster, at, sticky=sticky_slots(view, at), calendar_hours=hours)
 
 
 def stateful_reviews(config: Config, at: datetime) -> tuple[ReviewPlan, ...]:
@@ -125,10 +127,13 @@ def diff(config: Config, at: datetime) -> tuple[list[dict[str, Any]], list[str]]
         def render_review(v: ReviewView) -> str:
             return renderer.review(review_context(v))
 
+        ledger = Ledger.open_readonly(config.settings.state_dir)
+        if ledger is not None:
+            stack.callback(ledger.close)
         result = make_plan(
             config.roster, at, observed, view, render, complete=frozenset(observed),
             unreachable=frozenset(unreachable), prep=prep_policy(config),
-            render_review=render_review,
+            render_review=render_review, calendar_hours=kept_hours(config.roster, ledger, at),
         )  # fmt: skip
     problems += [alarm.message for alarm in result.alarms]
     return [_describe(a) for a in result.actions], problems

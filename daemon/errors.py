@@ -74,3 +74,27 @@ class TemplateProblem(CadenceError):
 
 class SafetyValve(CadenceError):
     """A write that would be destructive or mass-scale was refused; a person must look."""
+
+
+class Skipped(CadenceError):
+    """Mixed into the error an open breaker (or the pass deadline) raises instead of calling the
+    server: the work is skipped, not failed, and the one line saying why is in the pass summary
+    already, so whoever catches it says nothing more."""
+
+    endpoint: str
+
+
+class EndpointDown(Skipped, Transient):
+    """A calendar endpoint's breaker is open: its remaining work waits for the next pass."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class MailEndpointDown(Skipped, MailUnavailable):
+    """The mail endpoint's breaker is open: the emails stay due for the next pass."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint

@@ -56,7 +56,7 @@ class GraphSettings:
     authority_host: str = "https://login.microsoftonline.com"
     graph_endpoint: str = "https://graph.microsoft.com"
     ca_bundle: str | None = None  # None: requests' own (REQUESTS_CA_BUNDLE, certifi)
-    timeout: float = 30.0
+    timeout: float | tuple[float, float] = 30.0  # or (connect, read), as requests takes it
 
 
 @dataclass(frozen=True)
@@ -438,6 +438,7 @@ def client_for(config: Config) -> GraphClient:
         certificate_file=str(outlook.certificate_file) if outlook.certificate_file else None,
         authority_host=outlook.authority_host,
         graph_endpoint=outlook.graph_endpoint,
+        timeout=(outlook.connect_timeout_seconds, outlook.read_timeout_seconds),
     )
     with _CLIENTS_LOCK:
         if settings not in _CLIENTS:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from daemon import faults, logs, observed_cache, preread
+from daemon import calendar_hours, faults, logs, observed_cache, preread
 from daemon.alerts import Alerts, Problem, open_alerts
+from daemon.breaker import Breakers, GuardedMailer, GuardedProvider, deadline_for
 from daemon.config import Config, read_secret
 from daemon.core.agenda import blocks_for
 from daemon.core.deals import Opportunities
@@ -68,6 +69,7 @@ from daemon.errors import (
     MailUnavailable,
     NotFound,
     ProviderError,
+    Skipped,
     TemplateProblem,
     TokenExpired,
     Transient,
@@ -113,6 +115,8 @@ class PassResult:
     emails: int = 0
     # A server could not be reached (worth backing off for), and how long it asked us to wait.
     unavailable: bool = False
+    # The pass ran into its deadline: the rest is due at once, in the next pass.
+    cut_short: bool = False
     retry_after: float | None = None
     # What the admins hear about (admin_alert), beside the log.
     problems: list[Problem] = field(default_factory=list)
@@ -124,6 +128,10 @@ class PassResult:
     cancellations: Counter[str] = field(default_factory=Counter)
     api_errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     manager_rates: Mapping[str, float] = field(default_factory=dict)
+    # Breakers that opened and closed in this pass (daemon.breaker), and those open at its end.
+    endpoints_opened: list[str] = field(default_factory=list)
+    endpoints_closed: list[str] = field(default_factory=list)
+    endpoints_down: list[str] = field(default_factory=list)
 
     def access_denied(self, manager: str, exc: AuthError) -> None:
         self.problems.append(
@@ -181,6 +189,7 @@ class Runtime:
     metrics_view: tuple[Any, Weekly] | None = None
     deals: tuple[datetime, Opportunities | None] | None = None  # when read, and what
     clock: PassClock = field(default_factory=PassClock)
+    breakers: Breakers = field(default_factory=Breakers)
 
 
 # --- building the parts from the config ---------------------------------------------------------
@@ -224,8 +233,9 @@ def open_calendar(
         logs.get().info("embedded calendar server started", url=url)
     password = read_secret(caldav.password_env, caldav.password_file, "calendar.caldav")
     return CalDAVProvider(
-        url, calendar_path=caldav.calendar_path, username=caldav.username, password=password
-    )
+        url, calendar_path=caldav.calendar_path, username=caldav.username, password=password,
+        timeout=caldav.connect_timeout_seconds, read_timeout=caldav.read_timeout_seconds,
+    )  # fmt: skip
 
 
 def open_mailer(config: Config) -> Mailer:
@@ -243,7 +253,8 @@ def open_mailer(config: Config) -> Mailer:
         password = read_secret(smtp.password_env, smtp.password_file, "mail.smtp")
         return SmtpMailer(
             smtp.host, smtp.port, security=smtp.security, username=smtp.username,
-            password=password,
+            password=password, timeout=smtp.connect_timeout_seconds,
+            read_timeout=smtp.read_timeout_seconds,
         )  # fmt: skip
     if mail.transport == "graph":
         from daemon.graph_http import client_for
@@ -260,6 +271,30 @@ def open_mailer(config: Config) -> Mailer:
     )  # fmt: skip
 
 
+def calendar_endpoint(config: Config, provider: CalendarProvider) -> str:
+    """The calendar side's endpoint, as its breaker and the messages name it."""
+    calendar = config.settings.calendar
+    if calendar.provider == "google" and calendar.google is not None:
+        return f"Google Calendar API at {calendar.google.api_endpoint}"
+    if calendar.provider == "outlook" and calendar.outlook is not None:
+        return f"Microsoft Graph at {calendar.outlook.graph_endpoint}"
+    return f"calendar server {getattr(provider, 'url', calendar.caldav.url)}"
+
+
+def mail_endpoint(config: Config) -> str | None:
+    """The mail side's endpoint (Graph is the calendar's when both use it); None for the
+    local Maildir, which has no server to wait for."""
+    settings = config.settings
+    mail = settings.mail
+    if mail.transport == "smtp" and mail.smtp is not None:
+        return f"mail server {mail.smtp.host}:{mail.smtp.port}"
+    if mail.transport == "gmail":
+        return f"Gmail API at {mail.gmail.api_endpoint}"
+    if mail.transport == "graph" and settings.calendar.outlook is not None:
+        return f"Microsoft Graph at {settings.calendar.outlook.graph_endpoint}"
+    return None
+
+
 @contextmanager
 def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
     """Everything a pass needs; templates are checked before anything is touched."""
@@ -271,12 +306,17 @@ def runtime(config: Config, restore_missing: bool = False) -> Iterator[Runtime]:
     with ExitStack() as stack:
         ledger = Ledger.open(config.settings.state_dir)
         stack.callback(ledger.close)
-        mailer = open_mailer(config)
+        breakers = Breakers()
+        mailer: Mailer = open_mailer(config)
+        endpoint = mail_endpoint(config)
+        if endpoint is not None:
+            mailer = GuardedMailer(mailer, endpoint, breakers)
         clock = PassClock()
-        provider = open_calendar(config, stack, clock, starting=True)
+        inner = open_calendar(config, stack, clock, starting=True)
+        provider = GuardedProvider(inner, calendar_endpoint(config, inner), breakers)
         yield Runtime(
             config, provider, mailer, ledger, renderer, restore_missing,
-            metrics=metrics_cache.open_source(config, clock), clock=clock,
+            metrics=metrics_cache.open_source(config, clock), clock=clock, breakers=breakers,
         )  # fmt: skip
 
 
@@ -453,6 +493,9 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
     known = {a["problem"] for a in open_alerts(rt.ledger)}
     for manager in managers:
         exc = failed.get(manager)
+        if isinstance(exc, Skipped):
+            unreachable.add(manager)  # its endpoint is down: said once, in the pass summary
+            continue
         if exc is not None:
             unreachable.add(manager)
             result.api_errors[(rt.config.settings.calendar.provider, type(exc).__name__)] += 1
@@ -483,6 +526,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         view = replace(view, metrics=_metrics(rt, rt.metrics, now))
         if rt.config.roster.pipeline_review.on:
             view = replace(view, opportunities=_deals(rt, rt.metrics, now))
+    hours = calendar_hours.known_hours(rt.config.roster, rt.provider, rt.ledger, now)
     return make_plan(
         rt.config.roster,
         now,
@@ -494,6 +538,7 @@ def plan_pass(rt: Runtime, now: datetime, result: PassResult) -> Plan:
         restore_missing=rt.restore_missing,
         prep=prep_policy(rt.config),
         render_review=render_review,
+        calendar_hours=hours,
     )
 
 
@@ -557,6 +602,9 @@ def _with(rec: SeriesRecord, **changes: Any) -> SeriesRecord:
 def run_pass(rt: Runtime, now: datetime) -> PassResult:
     rt.clock.now = now
     result = PassResult()
+    rt.breakers.start_pass(
+        deadline_for(rt.config.settings.interval_seconds), Breakers.remembered(rt.ledger)
+    )
     plan = plan_pass(rt, now, result)
     log = logs.get()
     for alarm in plan.alarms:
@@ -580,13 +628,47 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
                 "`cadence validate` lists the same problems.",
             )
         )  # fmt: skip
-    result.emails += Alerts(rt).update(result.problems, now, settled=not result.unavailable)
+    _endpoints(rt, result)
+    settled = not (result.unavailable or result.cut_short)  # the pass saw everything
+    result.emails += Alerts(rt).update(result.problems, now, settled=settled)
     result.manager_rates = plan.manager_rates
     log.info(
         "pass done", at=now.isoformat(), writes=result.writes, emails=result.emails,
         errors=len(result.errors), alarms=len(result.alarms),
     )  # fmt: skip
     return result
+
+
+def _endpoints(rt: Runtime, result: PassResult) -> None:
+    """The pass summary's word on the breakers: one error per endpoint down (first, so that
+    `once` prints it) in place of the failures that opened it, an admin alert while it is
+    down, and the ledger's memory of it for the next pass (in this process or the next)."""
+    breakers = rt.breakers
+    lines: list[str] = []
+    for b in breakers.down() + breakers.untested():
+        if b.down:
+            for failure in b.failed:
+                if failure in result.errors:
+                    result.errors.remove(failure)
+            lines.append(b.line())
+            result.unavailable = True
+        result.problems.append(
+            Problem(
+                f"endpoint {b.endpoint}", f"{b.endpoint} is not answering",
+                (b.last_error,) if b.last_error else (),
+                advice="cadence skips its work after a few failures in a row and tries it once "
+                "per pass; everything else goes on. Check the server, the network or proxy "
+                "between, and the timeouts in the config.",
+            )
+        )  # fmt: skip
+    if breakers.deadline_hit:
+        lines.append(breakers.deadline_line())
+        result.cut_short = True
+    result.errors[:0] = lines
+    result.endpoints_opened = breakers.opened()
+    result.endpoints_closed = breakers.closed()
+    result.endpoints_down = [b.endpoint for b in breakers.down() + breakers.untested()]
+    breakers.remember(rt.ledger)
 
 
 class Executor:
@@ -628,9 +710,16 @@ class Executor:
                     self.record_review(action)
                 elif isinstance(action, SetAttendees):
                     self.set_attendees(index, action)
+            except Skipped as exc:
+                # The mail endpoint is down (said once, in the pass summary): the emails stay
+                # due, without a line each.
+                if isinstance(exc, MailUnavailable):
+                    self.mail_down = True
             except MailUnavailable as exc:
                 self._count_error(exc)
-                self.mail_down = True
+                # Behind a breaker, the breaker decides when the mail server is down; a
+                # Maildir (no server) is down at its first failure.
+                self.mail_down = not isinstance(self.rt.mailer, GuardedMailer)
                 self.result.server_down(exc)
                 self.log.warning("mail unavailable; emails stay due", error=str(exc))
             except (MailError, TemplateProblem) as exc:
@@ -703,6 +792,12 @@ class Executor:
 
     def _failed(self, index: int, action: Action, exc: ProviderError) -> None:
         rep, manager = action.rep, str(getattr(action, "manager", ""))
+        if isinstance(exc, Skipped):
+            # The endpoint is down (said once, in the pass summary): the same stops as a
+            # failure, without a line each.
+            self.rep_stop[rep] = min(self.rep_stop.get(rep, index), index)
+            self.manager_stop[manager] = min(self.manager_stop.get(manager, index), index)
+            return
         self._count_error(exc)
         # Nothing more for this rep this pass either: after a failed end on the old manager's
         # calendar, a create on the new one would give the rep two series.
@@ -1134,8 +1229,11 @@ def _loop(
                     alerts = open_alerts(rt.ledger)
                 except CadenceError:  # the ledger is unreadable: the pass said so already
                     alerts = None
-                health.passed(now, ok, problem, alerts)
+                down = result.endpoints_down if result is not None else None
+                health.passed(now, ok, problem, alerts, down)
             pause = max(backoff(failures, interval), retry_after or 0.0)
+            if result is not None and result.cut_short and not failures:
+                pause = 0.0  # a big pass on a slow server: go on with the rest now
             if failures:
                 log.info("backing off", seconds=pause, failures=failures)
             if wait(pause):

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.radicale",
+    "tests.fixtures.xandikos",
     "tests.fixtures.smtp",
     "tests.fixtures.google",
     "tests.fixtures.graph",

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from daemon.core.model import WorkingHours
+
 # Stamped on every event the daemon creates; events without it are foreign and never touched.
 OWNER_PROPERTY = "X-CADENCE-SERIES"
 
@@ -60,6 +62,16 @@ class Changes:
     changed: tuple[ObservedSeries, ...] = ()
     removed: tuple[str, ...] = ()  # uids no longer on the calendar
     complete: bool = False  # True when this is a full listing (no token, or it expired)
+
+
+@dataclass(frozen=True)
+class CalendarHours:
+    """A manager's working hours as their calendar service keeps them (Outlook's mailbox
+    settings), in the zone the service gives them in, which need not be the roster's zone for
+    that manager. The roster's own ``working_hours`` win over these."""
+
+    hours: WorkingHours
+    timezone: str  # IANA
 
 
 @dataclass(frozen=True)

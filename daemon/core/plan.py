@@ -16,6 +16,7 @@ from daemon.core.fiscal import WEEK11
 from daemon.core.fiscal import week_of_quarter as _week
 from daemon.core.metrics import Weekly, number_for
 from daemon.core.model import DAY_NAMES, Manager, Rep, Roster, Stage, StageRule, WorkingHours
+from daemon.core.observed import CalendarHours
 from daemon.core.policy import StageSpan, interval_weeks, spans_on
 from daemon.core.schedule import (
     Choice,
@@ -81,6 +82,20 @@ def _hours(hours: WorkingHours | None, roster: Roster) -> WorkingHours:
     return hours or roster.policy.working_hours
 
 
+def manager_hours(
+    manager: Manager, roster: Roster, calendar_hours: Mapping[str, CalendarHours] | None = None
+) -> tuple[str, WorkingHours]:
+    """The zone and hours a manager takes 1:1s in: the roster's, else what their calendar
+    service keeps (in its own zone), else the policy's default in the manager's zone."""
+    own_zone = manager.timezone or roster.organization.timezone
+    if manager.working_hours is not None:
+        return own_zone, manager.working_hours
+    known = (calendar_hours or {}).get(manager.email)
+    if known is not None:
+        return known.timezone, known.hours
+    return own_zone, roster.policy.working_hours
+
+
 def pattern_for(rep: Rep, span: StageSpan, rule: StageRule, choice: Choice, tz: str) -> Pattern:
     return Pattern(
         days=slot_days(first_day(choice.days), rule.sessions_per_week),
@@ -97,11 +112,13 @@ def plan(
     at: datetime,
     sticky: Mapping[str, tuple[int, time]] | None = None,
     count: int = UPCOMING,
+    calendar_hours: Mapping[str, CalendarHours] | None = None,
 ) -> tuple[SeriesPlan, ...]:
     """The desired series of every rep at ``at`` (aware).
 
     ``sticky`` maps a rep's email to the (weekday, time) their live series already uses, so
-    adding a rep to the roster never moves anyone else's meeting.
+    adding a rep to the roster never moves anyone else's meeting. ``calendar_hours``: managers'
+    working hours from their calendar service, for those the roster gives none.
     """
     if at.tzinfo is None:
         raise ValueError("plan needs an aware instant")
@@ -121,6 +138,7 @@ def plan(
         preferred = sticky.get(rep.email)
         if rep.slot is not None:
             preferred = (rep.slot.day, rep.slot.time)
+        manager_zone, hours = manager_hours(manager, roster, calendar_hours)
         requests.append(
             PairRequest(
                 key=rep.email,
@@ -128,8 +146,8 @@ def plan(
                 series_zone=tz,
                 rep_zone=tz,
                 rep_hours=_hours(rep.working_hours, roster),
-                manager_zone=manager.timezone or roster.organization.timezone,
-                manager_hours=_hours(manager.working_hours, roster),
+                manager_zone=manager_zone,
+                manager_hours=hours,
                 sessions_per_week=rule.sessions_per_week,
                 duration_minutes=rule.duration_minutes,
                 preferred=preferred,

@@ -35,9 +35,10 @@ class GmailMailer:
         *,
         root: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 30.0,
     ) -> None:
         self.sender = sender
-        self.api = GoogleApi(key_info, GMAIL, GMAIL_SCOPES, root=root, sleep=sleep)
+        self.api = GoogleApi(key_info, GMAIL, GMAIL_SCOPES, root=root, sleep=sleep, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"GmailMailer({self.sender})"
@@ -93,4 +94,6 @@ def open_gmail(config_path: Path, settings: Settings) -> GmailMailer:
         sender = parse_address(settings.mail.sender).addr_spec
     except ValueError as exc:
         raise ConfigError([f"{config_path}: mail.from: {exc}"]) from None
-    return GmailMailer(load_key(key_file, what), sender, root=gmail.api_endpoint)
+    return GmailMailer(
+        load_key(key_file, what), sender, root=gmail.api_endpoint, timeout=gmail.timeout_seconds
+    )

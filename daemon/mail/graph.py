@@ -36,6 +36,10 @@ class GraphMailer:
         try:
             self.client.call(Request("GET", f"/users/{sender}/mailboxSettings"), ok=(200,))
             rows.append(Check("sender mailbox", sender, True, "reachable"))
+        except AuthError:
+            # Refused rather than unknown: the mailbox is there; reading its settings takes
+            # MailboxSettings.Read, which sending does not need.
+            rows.append(Check("sender mailbox", sender, True, "exists"))
         except ProviderError as err:
             rows.append(Check("sender mailbox", sender, False, str(err)))
         return rows

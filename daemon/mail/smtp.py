@@ -11,9 +11,10 @@ and never carry the password.
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from email.message import EmailMessage
-from typing import Literal
+from typing import Any, Literal
 
 from daemon import logs
 from daemon.checks import Check
@@ -34,7 +35,9 @@ class SmtpMailer:
         password: str | None = None,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
+        read_timeout: float | None = None,
     ) -> None:
+        """``timeout`` bounds connecting, ``read_timeout`` (default the same) each reply."""
         if security not in ("starttls", "tls", "none"):
             raise ValueError(f"unknown SMTP security {security!r}; use starttls, tls or none")
         self.host = host
@@ -43,6 +46,7 @@ class SmtpMailer:
         self.username = username
         self._password = password
         self.timeout = timeout
+        self.read_timeout = read_timeout or timeout
         self._ssl_context = ssl_context
 
     def __repr__(self) -> str:
@@ -87,10 +91,11 @@ class SmtpMailer:
         context = self._ssl_context or ssl.create_default_context()
         client: smtplib.SMTP
         if self.security == "tls":
-            client = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+            client = _SMTP_SSL(self.host, self.read_timeout, timeout=self.timeout, context=context)
         else:
-            client = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            client = _SMTP(self.host, self.read_timeout, timeout=self.timeout)
         try:
+            client.connect(self.host, self.port)
             if self.security == "starttls":
                 client.starttls(context=context)
             if self.username is not None:
@@ -128,6 +133,8 @@ class SmtpMailer:
             )
         if isinstance(exc, smtplib.SMTPResponseException):
             return f"answered {_reply(exc.smtp_code, exc.smtp_error)}"
+        if isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc):
+            return f"did not answer within {max(self.timeout, self.read_timeout):g}s"
         if isinstance(exc, smtplib.SMTPServerDisconnected):
             return f"closed the connection: {_one_line(str(exc)) or 'no reason given'}"
         if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -141,12 +148,40 @@ class SmtpMailer:
                 return "does not speak TLS on this port (is its security starttls or none?)"
             return f"TLS failed: {exc.reason or _one_line(str(exc))}"
         if isinstance(exc, TimeoutError):
-            return f"did not answer within {self.timeout:g}s"
+            return f"did not answer within {max(self.timeout, self.read_timeout):g}s"
         if isinstance(exc, ConnectionRefusedError):
             return "refused the connection (is it running?)"
         if isinstance(exc, ConnectionResetError):
             return "reset the connection"
         return f"cannot be reached: {exc.strerror or _one_line(str(exc))}"
+
+
+class _SMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` with one timeout for connecting (its own) and another for each reply."""
+
+    def __init__(self, host: str, read_timeout: float, **kwargs: Any) -> None:
+        self.read_timeout = read_timeout
+        super().__init__(**kwargs)
+        self._host = host  # what STARTTLS checks the certificate against, as SMTP(host) sets
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock.settimeout(self.read_timeout)
+        return sock
+
+
+class _SMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801 - smtplib's name
+    """``smtplib.SMTP_SSL`` with a connect timeout and a read timeout, as ``_SMTP``."""
+
+    def __init__(self, host: str, read_timeout: float, **kwargs: Any) -> None:
+        self.read_timeout = read_timeout
+        super().__init__(**kwargs)
+        self._host = host  # what STARTTLS checks the certificate against, as SMTP(host) sets
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        sock.settimeout(self.read_timeout)
+        return sock
 
 
 def _close(client: smtplib.SMTP) -> None:

@@ -23,6 +23,10 @@ Designed for CalDAV, Google Calendar v3 and Microsoft Graph alike:
   the master and on overrides, Google ``attendees`` on the event and on instance exceptions, Graph
   ``attendees`` on the master and on occurrences. People who stay keep their answers.
 * ``free_busy``       busy intervals for slot choice and reschedule suggestions.
+* ``working_hours``   managers' working hours as the calendar service keeps them (Graph
+  ``mailboxSettings``), None where it keeps none cadence can read (CalDAV; Google, whose
+  ``calendars.get`` shows them only with a wider scope than cadence's): the configured
+  defaults then apply.
 * ``diagnose``        ``cadence doctor``'s rows for one manager: reachable, writable, permitted;
   writes nothing.
 
@@ -39,6 +43,7 @@ from typing import Protocol
 from daemon.checks import Check
 from daemon.core.observed import OWNER_PROPERTY as OWNER_PROPERTY
 from daemon.core.observed import Attendee as Attendee
+from daemon.core.observed import CalendarHours as CalendarHours
 from daemon.core.observed import Changes as Changes
 from daemon.core.observed import ObservedOverride as ObservedOverride
 from daemon.core.observed import ObservedSeries as ObservedSeries
@@ -50,6 +55,9 @@ from daemon.errors import ProviderError, Transient
 class Capabilities:
     sync_tokens: bool = True
     free_busy: bool = False
+    # ``changes_many`` and ``apply`` go out as a few batch requests (not one call per item),
+    # so a breaker in front judges the endpoint by the whole call.
+    batches: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,10 @@ class CalendarProvider(Protocol):
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         """Busy intervals per person between ``start`` and ``end``."""
+
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        """Each manager's working hours from their calendar service; None: not known there.
+        One manager's refusal is a None, not an error; a ``Transient`` for all is raised."""
 
     def diagnose(self, manager: str) -> list[Check]:
         """Whether cadence can work on this manager's calendar, checked without writing."""

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import Enum
 from typing import Any, NoReturn
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
@@ -43,6 +44,7 @@ from daemon.providers import ical
 from daemon.providers.base import (
     OWNER_PROPERTY,
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     ObservedSeries,
@@ -89,6 +91,18 @@ _PROBE_BODY = (
     "UID:cadence-doctor-probe\r\nDTSTAMP:20300101T000000Z\r\nDTSTART:20300101T000000Z\r\n"
     "END:VEVENT\r\nEND:VCALENDAR\r\n"
 )
+
+
+_PROPFIND_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    f'<D:propfind xmlns:D="{_DAV}"><D:prop><D:resourcetype/></D:prop></D:propfind>'
+)
+
+
+class _Found(Enum):
+    CALENDAR = "calendar"
+    MISSING_CALENDAR = "missing calendar"  # its parent is there
+    MISSING_PARENT = "missing parent"
 
 
 class _Remove:
@@ -153,20 +167,26 @@ class CalDAVProvider:
         password: str | None = None,
         timeout: float = 10.0,
         *,
+        read_timeout: float | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """``timeout`` bounds connecting, ``read_timeout`` (default the same) each read."""
         self.url = url if url.endswith("/") else url + "/"
         self.calendar_path = calendar_path
         self.timeout = timeout
         self.requests_made = 0
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Calendars seen or made by this provider, and those its last look found missing (with
+        # whether their parent was missing too): what spares a cold pass a second look.
+        self._known: set[str] = set()
+        self._missing: dict[str, bool] = {}
         self._server = _public(self.url)
         try:
             self._client = DAVClient(
                 url=self.url,
                 username=username,
                 password=password,
-                timeout=timeout,  # type: ignore[arg-type]  # niquests takes float seconds
+                timeout=(timeout, read_timeout or timeout),  # type: ignore[arg-type]
                 rate_limit_handle=False,
                 enable_rfc6764=False,
             )
@@ -185,33 +205,77 @@ class CalDAVProvider:
 
     def ensure_calendar(self, manager: str) -> None:
         url = self._calendar_url(manager)
-        if self._calendar_exists(url):
+        if url in self._known:
             return
+        # Found missing by the look ``changes`` just took: no second look.
+        found = _Found.MISSING_PARENT if self._missing.pop(url, False) else self._look(url)
+        if found is _Found.CALENDAR:
+            self._known.add(url)
+            return
+        # The order that succeeds: the parent (the manager's home) first when it is missing, so
+        # that no MKCALENDAR is refused for want of it.
+        if found is _Found.MISSING_PARENT:
+            self._request("MKCOL", _parent(url), "", None, ok={201, 405, 409})
         # Someone (a second daemon, an admin, a calendar app) may create it between the look
         # and the MKCALENDAR: a refusal is checked against the calendar itself, and a calendar
-        # that is there now is used, whoever made it.
-        made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405, 409})
-        if made.status == 409 and not self._calendar_exists(url):
-            # The parent (the manager's home) is missing too.
-            self._request("MKCOL", urljoin(url, ".."), "", None, ok={201, 405, 409})
-            made = self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 405, 409})
-            if made.status == 409 and not self._calendar_exists(url):
-                self._fail("MKCALENDAR", url, made)
+        # that is there now is used, whoever made it (Radicale refuses with 405 or 409,
+        # Xandikos with 403 resource-must-be-null).
+        made = self._mkcalendar(url)
+        if made.status == 409 and self._look(url) is not _Found.CALENDAR:
+            # A parent further up is missing too (a deeper calendar_path): make it, then retry.
+            self._request("MKCOL", _parent(url), "", None, ok={201, 405, 409})
+            made = self._mkcalendar(url)
+        if made.status != 201 and self._look(url) is not _Found.CALENDAR:
+            self._fail("MKCALENDAR", url, made)
         if made.status == 201:
             log.info("created calendar %s", _public(url))
+        self._known.add(url)
 
-    def _calendar_exists(self, url: str) -> bool:
-        found = self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404})
-        return found.status == 207
+    def _mkcalendar(self, url: str) -> _Response:
+        return self._request("MKCALENDAR", url, _MKCALENDAR_BODY, _XML, ok={201, 403, 405, 409})
+
+    def _look(self, url: str) -> _Found:
+        """Whether the calendar at ``url`` exists, and if not whether its parent does: one
+        PROPFIND of the parent (Depth 1: the parent and its children), or of the calendar when
+        its parent is the server's base url. A missing collection is whatever the server says
+        it is: a 404, or a 207 whose response for it is a 404 (Xandikos)."""
+        parent = _parent(url)
+        found = None
+        if len(parent) > len(self.url):
+            found = self._request(
+                "PROPFIND", parent, _PROPFIND_BODY, {"Depth": "1", **_XML}, ok={207, 403, 404}
+            )
+        if found is None or found.status == 403:  # a parent we may not list: the calendar
+            found = self._request(
+                "PROPFIND", url, _PROPFIND_BODY, {"Depth": "0", **_XML}, ok={207, 404}
+            )
+            present = _present(found, url)
+            return _Found.CALENDAR if _path(url) in present else _Found.MISSING_CALENDAR
+        present = _present(found, parent)
+        if _path(url) in present:
+            return _Found.CALENDAR
+        return _Found.MISSING_CALENDAR if _path(parent) in present else _Found.MISSING_PARENT
 
     def changes(self, manager: str, token: str | None) -> Changes:
         url = self._calendar_url(manager)
         collection = urlsplit(url).path
+        if token is None and url not in self._known:
+            # A first listing: look before the REPORT, which cannot succeed on a calendar that
+            # does not exist (and some servers answer it with something else than a 404).
+            found = self._look(url)
+            if found is not _Found.CALENDAR:
+                self._missing[url] = found is _Found.MISSING_PARENT
+                raise NotFound(f"{_public(url)} does not exist")
+            self._known.add(url)
         entries: list[_Entry] = []
         current = token
         for _page in range(_MAX_SYNC_PAGES):
             body = _SYNC_BODY.format(token=_xml_escape(current or ""))
-            response = self._request("REPORT", url, body, {"Depth": "0", **_XML}, ok={207})
+            try:
+                response = self._request("REPORT", url, body, {"Depth": "0", **_XML}, ok={207})
+            except NotFound:
+                self._known.discard(url)  # deleted since: the next look finds out
+                raise
             page, current, truncated = _parse_sync(response.body, collection)
             entries.extend(page)
             if not truncated:
@@ -245,7 +309,8 @@ class CalDAVProvider:
             raise ProviderError(f"series {series.uid} cannot be written: {err}") from None
         headers = {"If-None-Match": "*", **_ICS}
         status = self._request("PUT", url, data, headers, ok={201, 204, 404, 409, 412}).status
-        if status in (404, 409):  # no calendar yet
+        if status in (404, 409):  # no calendar (any more)
+            self._known.discard(self._calendar_url(manager))
             self.ensure_calendar(manager)
             status = self._request("PUT", url, data, headers, ok={201, 204, 412}).status
         if status == 412:
@@ -296,14 +361,18 @@ class CalDAVProvider:
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
         return {}
 
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        # RFC 7953 availability is not something CalDAV servers commonly keep (Radicale doesn't).
+        return {m: None for m in managers}
+
     def diagnose(self, manager: str) -> list[Check]:
         url = self._calendar_url(manager)
         where = _public(url)
         try:
-            found = self._request("PROPFIND", url, "", {"Depth": "0", **_XML}, ok={207, 404})
+            found = self._look(url)
         except ProviderError as err:
             return [Check("calendar reachable", manager, False, str(err))]
-        if found.status == 404:
+        if found is not _Found.CALENDAR:
             return [
                 Check(
                     "calendar reachable", manager, True, f"{where} missing: made on the first pass"
@@ -422,6 +491,39 @@ class CalDAVProvider:
         if status >= 500:
             raise Transient(f"calendar server {self._server} failed {where} ({status})")
         raise ProviderError(f"calendar server {self._server} rejected {where} ({status})")
+
+
+def _parent(url: str) -> str:
+    return urljoin(url, "..")
+
+
+def _path(url: str) -> str:
+    """The path of a collection's url, unquoted, with one trailing slash: how hrefs compare."""
+    return unquote(urlsplit(url).path).rstrip("/") + "/"
+
+
+def _present(response: _Response, base: str) -> set[str]:
+    """The paths (``_path``) a PROPFIND answer shows to exist: none for a 404, and none for a
+    response whose status, or every propstat's, says 404."""
+    if response.status != 207:
+        return set()
+    try:
+        root = _xml(response.body)
+    except Exception as err:
+        raise Transient(f"calendar server sent unreadable XML: {type(err).__name__}") from None
+    present: set[str] = set()
+    for node in root.findall(f"{{{_DAV}}}response"):
+        if " 404 " in (node.findtext(f"{{{_DAV}}}status") or ""):
+            continue
+        statuses = [
+            propstat.findtext(f"{{{_DAV}}}status") or ""
+            for propstat in node.findall(f"{{{_DAV}}}propstat")
+        ]
+        if statuses and all(" 404 " in status for status in statuses):
+            continue
+        href = (node.findtext(f"{{{_DAV}}}href") or "").strip()
+        present.add(_path(urljoin(base, href)))
+    return present
 
 
 def _body_of(response: Any) -> bytes:

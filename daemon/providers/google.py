@@ -56,6 +56,7 @@ from daemon.providers import ical
 from daemon.providers.base import (
     Agendas,
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     Create,
@@ -112,7 +113,7 @@ def uid_of(google_id: str) -> str | None:
 class GoogleCalendarProvider:
     """A ``CalendarProvider`` over Google Calendar v3 with domain-wide delegation."""
 
-    capabilities = Capabilities(sync_tokens=True, free_busy=True)
+    capabilities = Capabilities(sync_tokens=True, free_busy=True, batches=True)
 
     def __init__(
         self,
@@ -422,6 +423,11 @@ class GoogleCalendarProvider:
             if isinstance(answer, CallFailed):
                 raise self._error(manager, answer, f"attendees of {uid}")
 
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        # ``calendars.get`` shows a Workspace user's ``workingHours``, but only with a calendars
+        # scope cadence's least-privilege delegation (events, free/busy) does not grant.
+        return {m: None for m in managers}
+
     def free_busy(
         self, emails: Sequence[str], start: datetime, end: datetime
     ) -> Mapping[str, Sequence[tuple[datetime, datetime]]]:
@@ -645,7 +651,9 @@ def open_google(
              "(credentials_file, calendar_id)"]
         )  # fmt: skip
     key = load_key(settings.credentials_file)
-    provider = GoogleCalendarProvider(key, settings.calendar_id, root=settings.api_endpoint)
+    api = GoogleApi(key, CALENDAR, CALENDAR_SCOPES, root=settings.api_endpoint,
+                    timeout=settings.timeout_seconds)  # fmt: skip
+    provider = GoogleCalendarProvider(key, settings.calendar_id, api=api)
     if check_as is not None:
         what = f"{config_path}: calendar.google.credentials_file {settings.credentials_file}"
         provider.api.check_key(check_as, what)

@@ -6,8 +6,11 @@ How the contract's verbs map onto Graph (PROVIDERS.md has the facts):
   changed or appeared; then every live master cadence knows is read again (``$batch``, 20 per
   round trip) with ``cancelledOccurrences`` selected and ``exceptionOccurrences`` expanded,
   because deleting one occurrence gives no delta signal at all. A master that answers 404 is a
-  removed series. The token is ``<window start>~<deltatoken>``; a token from an older window, or
-  one Graph no longer knows (410), asks the caller for a full resync.
+  removed series. The token is ``<window start>~<deltatoken> <ids>``, ``ids`` being the calendar
+  and cadence's master ids with their series uids as the delta token found them: the ledger keeps
+  the token, so a restarted daemon's first pass is an incremental one too, and the ids can never
+  be older or newer than the delta token they go with. A token from an older window, or one
+  Graph no longer knows (410), asks the caller for a full resync.
 * ``create_series``: ``POST events`` with a ``transactionId`` derived from the uid (a retry after
   a crash gets the existing event back) and the uid in a ``singleValueExtendedProperties`` entry
   (what marks an event as cadence's; foreign events are never read twice nor stored).
@@ -26,10 +29,13 @@ maintains, and the IANA name rides along in a second extended property so it rea
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
+import json
 import logging
 import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -42,13 +48,14 @@ from tzlocal.windows_tz import tz_win, win_tz
 from daemon.checks import Check
 from daemon.config import Config
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
-from daemon.core.model import RRULE_DAYS, Roster
+from daemon.core.model import RRULE_DAYS, Roster, WorkingHours
 from daemon.core.schedule import parse_weekly
-from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired
+from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
 from daemon.graph_http import GraphClient, Request, Response, client_for, failure
 from daemon.providers.base import (
     Agendas,
     Attendee,
+    CalendarHours,
     Capabilities,
     Changes,
     Create,
@@ -194,7 +201,7 @@ class GraphCalendarProvider:
     creates in each mailbox. ``clock`` places the delta window (tests and simulations move it).
     """
 
-    capabilities = Capabilities(sync_tokens=True, free_busy=True)
+    capabilities = Capabilities(sync_tokens=True, free_busy=True, batches=True)
 
     def __init__(
         self,
@@ -237,13 +244,18 @@ class GraphCalendarProvider:
         box = self._box(manager)
         window_start = self._window_start()
         if token is not None:
-            started, _, delta_token = token.partition("~")
+            started, _, rest = token.partition("~")
+            delta_token, _, ids = rest.partition(" ")
             try:
                 token_start = datetime.fromisoformat(started)
             except ValueError:
                 raise TokenExpired(f"delta token for {manager} is not one cadence made") from None
-            if not delta_token or window_start - token_start > WINDOW_SLIDE:
+            # The token's window must start no later than this pass needs (a clock set back,
+            # as a replay does, would otherwise miss what lies before it) nor too long before.
+            if not delta_token or not timedelta(0) <= window_start - token_start <= WINDOW_SLIDE:
                 raise TokenExpired(f"delta window for {manager} has moved; resync")
+            if not box.synced and ids:
+                _recall(box, ids, self.calendar)
             found, link = self._delta(manager, token_start, delta_token)
             if box.synced:
                 return self._incremental(manager, box, found, token_start, link)
@@ -424,7 +436,6 @@ class GraphCalendarProvider:
             rows.append(Check("working hours", "MailboxSettings.Read", hours, "granted" if hours
                               else "grant it (application) and admin-consent it"))  # fmt: skip
         try:
-            self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
             self._calendar_path(manager)
             rows.append(Check("calendar reachable", manager, True, self.calendar))
         except NotFound as err:
@@ -521,22 +532,42 @@ class GraphCalendarProvider:
             slice_start = slice_end
         return busy
 
-    def working_hours(self, manager: str) -> tuple[tuple[int, ...], time, time, str] | None:
-        """(weekdays 0=Mon, start, end, IANA zone) from the mailbox's settings, or None."""
-        answer = self.client.call(Request("GET", f"/users/{manager}/mailboxSettings"), ok=(200,))
-        hours = (answer.body or {}).get("workingHours") or None
-        if not hours:
-            return None
-        days = tuple(sorted(_GRAPH_DAYS.index(d) for d in hours.get("daysOfWeek") or []
-                            if d in _GRAPH_DAYS))  # fmt: skip
-        zone_name = str((hours.get("timeZone") or {}).get("name") or "UTC")
-        iana = win_tz.get(zone_name, zone_name if zone_name in tz_win else "UTC")
-        return (
-            days,
-            time.fromisoformat(str(hours["startTime"])[:8]),
-            time.fromisoformat(str(hours["endTime"])[:8]),
-            iana,
-        )
+    def working_hours(self, managers: Sequence[str]) -> Mapping[str, CalendarHours | None]:
+        """Each mailbox's ``workingHours`` (``$batch``, 20 to a round trip). A mailbox that
+        cannot be read (no MailboxSettings.Read, no mailbox) or holds hours cadence cannot use
+        (a custom zone, an end before the start) is None: the configured defaults apply."""
+        requests = [
+            Request("GET", f"/users/{m}/mailboxSettings", params={"$select": "workingHours"})
+            for m in managers
+        ]
+        out: dict[str, CalendarHours | None] = {}
+        for manager, request, response in zip(
+            managers, requests, self.client.batch(requests), strict=True
+        ):
+            out[manager] = None
+            if response.status != 200:
+                error = failure(request, response)
+                if isinstance(error, Transient):
+                    raise error
+                log.info("working hours of %s not readable: %s", manager, error)
+                continue
+            hours = (response.body or {}).get("workingHours") or {}
+            zone_name = str((hours.get("timeZone") or {}).get("name") or "")
+            iana = win_tz.get(zone_name) or (zone_name if zone_name in tz_win else None)
+            try:
+                days = tuple(sorted(_GRAPH_DAYS.index(d) for d in hours["daysOfWeek"]))
+                known = WorkingHours(
+                    days=days,
+                    start=time.fromisoformat(str(hours["startTime"])[:8]),
+                    end=time.fromisoformat(str(hours["endTime"])[:8]),
+                )
+            except (KeyError, ValueError, TypeError):
+                known = None
+            if known is None or iana is None:
+                log.info("working hours of %s not usable: %r", manager, hours)
+                continue
+            out[manager] = CalendarHours(known, iana)
+        return out
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -583,7 +614,7 @@ class GraphCalendarProvider:
         box.seen = {s.uid: s for s in series.values() if s is not None}
         box.synced = True
         return Changes(
-            token=f"{window_start.isoformat()}~{link}",
+            token=_token(window_start, link, box, self.calendar),
             changed=tuple(sorted(box.seen.values(), key=lambda s: s.uid)),
             removed=(),
             complete=True,
@@ -600,14 +631,15 @@ class GraphCalendarProvider:
             read = series[master]
             if read is None:  # gone (404), or someone else's series
                 uid = box.masters.pop(master, None)
-                if uid is not None and box.seen.pop(uid, None) is not None:
+                if uid is not None:  # what was seen before a restart is in the caller's cache
+                    box.seen.pop(uid, None)
                     removed.append(uid)
                 continue
             if box.seen.get(read.uid) != read:
                 changed.append(read)
                 box.seen[read.uid] = read
         return Changes(
-            token=f"{window_start.isoformat()}~{link}",
+            token=_token(window_start, link, box, self.calendar),
             changed=tuple(sorted(changed, key=lambda s: s.uid)),
             removed=tuple(sorted(removed)),
             complete=False,
@@ -865,6 +897,32 @@ class GraphCalendarProvider:
             str(data.get("originalStartTimeZone")), "UTC"
         )
         return _zone(name)
+
+
+def _token(window_start: datetime, delta_token: str, box: _Mailbox, name: str) -> str:
+    """The sync token: the delta window and token, then (after a space, which a URL's token
+    cannot hold) the calendar's name and id and cadence's master ids, compressed."""
+    ids = {"name": name, "calendar": box.calendar_id, "masters": box.masters}
+    text = json.dumps(ids, sort_keys=True)
+    packed = base64.urlsafe_b64encode(zlib.compress(text.encode(), 9)).decode()
+    return f"{window_start.isoformat()}~{delta_token} {packed}"
+
+
+def _recall(box: _Mailbox, packed: str, name: str) -> None:
+    """A restarted process's memory of one calendar, from the token. Unreadable, or made for
+    another ``calendar`` setting: none, and the caller lists the calendar in full."""
+    try:
+        ids = json.loads(zlib.decompress(base64.urlsafe_b64decode(packed)))
+        masters = {str(m): str(u) for m, u in ids["masters"].items()}
+        calendar = ids["calendar"]
+        if ids["name"] != name:
+            return
+    except (ValueError, TypeError, KeyError, AttributeError, zlib.error):
+        log.warning("ignoring unreadable calendar ids in a sync token")
+        return
+    box.calendar_id = None if calendar is None else str(calendar)
+    box.masters = masters
+    box.synced = True
 
 
 def _id_of(body: Any, manager: str) -> str:

@@ -64,6 +64,14 @@ class Instruments:
         self.last_success = Gauge(
             "cadence_last_success_timestamp_seconds", "When the last good pass ran", registry=r
         )
+        self.endpoint_down = Gauge(
+            "cadence_endpoint_down", "1 while an endpoint's breaker is open (daemon.breaker)",
+            ["endpoint"], registry=r,
+        )  # fmt: skip
+        self.breaker_changes = Counter(
+            "cadence_breaker_changes", "Breakers opened and closed, by endpoint",
+            ["endpoint", "to"], registry=r,
+        )  # fmt: skip
         for outcome in ("ok", "unavailable", "failed"):
             self.passes.labels(outcome)
 
@@ -86,6 +94,12 @@ class Instruments:
             self.api_errors.labels(provider, kind).inc(n)
         for manager, rate in result.manager_rates.items():
             self.rate.labels(manager).set(rate)
+        for endpoint in result.endpoints_opened:
+            self.breaker_changes.labels(endpoint, "open").inc()
+            self.endpoint_down.labels(endpoint).set(1)
+        for endpoint in result.endpoints_closed:
+            self.breaker_changes.labels(endpoint, "closed").inc()
+            self.endpoint_down.labels(endpoint).set(0)
 
 
 class Health:
@@ -99,6 +113,7 @@ class Health:
         self.last_pass: datetime | None = None
         self.last_problem: str | None = None
         self.alerts: list[dict[str, str]] = []  # the open admin alerts (daemon.alerts)
+        self.endpoints_down: list[str] = []  # whose breaker is open (daemon.breaker)
         self._lock = threading.Lock()
 
     def passed(
@@ -107,11 +122,14 @@ class Health:
         ok: bool,
         problem: str | None,
         alerts: list[dict[str, str]] | None = None,
+        endpoints_down: list[str] | None = None,
     ) -> None:
         with self._lock:
             self.last_pass = at
             if alerts is not None:
                 self.alerts = alerts
+            if endpoints_down is not None:
+                self.endpoints_down = endpoints_down
             if ok:
                 self.last_success = at
                 self.last_problem = None
@@ -133,6 +151,9 @@ class Health:
                 # Operational problems for an admin (an invalid roster edit, the safety valve...):
                 # the daemon itself is fine, so they do not make it unhealthy.
                 "alerts": list(self.alerts),
+                # Servers not answering: their work is skipped after a few failures in a row,
+                # and probed once a pass until they answer.
+                "endpoints_down": list(self.endpoints_down),
             }
             if self.last_problem:
                 body["last_problem"] = self.last_problem

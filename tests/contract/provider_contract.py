@@ -283,3 +283,17 @@ class ProviderContract:
         assert isinstance(quiet, Changes) and quiet.changed == () and not quiet.complete
         refused = calendar.changes_many({manager: "not-a-token-this-server-ever-issued"})
         assert isinstance(refused[manager], TokenExpired)  # answered, not raised
+
+    def test_working_hours_are_known_or_none_for_each_manager(
+        self, calendar: CalendarProvider, manager: str
+    ) -> None:
+        """A provider either keeps a manager's hours (a zone the planner can use, an end after
+        the start) or answers None, and the configured defaults apply; an unknown mailbox is
+        a None too, never an error that would stop the pass."""
+        stranger = "nobody-" + manager
+        answer = calendar.working_hours([manager, stranger])
+        assert set(answer) == {manager, stranger}
+        assert answer[stranger] is None
+        for known in answer.values():
+            if known is not None:
+                assert ZoneInfo(known.timezone) and known.hours.end > known.hours.start

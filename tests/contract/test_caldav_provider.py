@@ -30,12 +30,15 @@ from tests.contract.provider_contract import (
     only_series,
     series_spec,
 )
+from tests.fixtures.radicale import CalDAVServer
 
 
 class TestCalDAVContract(ProviderContract):
+    """The contract on each real CalDAV server (``tests.fixtures.radicale.CALDAV_SERVERS``)."""
+
     @pytest.fixture
-    def provider(self, caldav_provider: CalDAVProvider) -> CalendarProvider:
-        return caldav_provider
+    def provider(self, caldav_server: CalDAVServer) -> CalendarProvider:
+        return CalDAVProvider(caldav_server.url, timeout=5.0)
 
     @pytest.fixture
     def manager(self, manager_email: str) -> str:

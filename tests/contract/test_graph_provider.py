@@ -17,9 +17,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.core.agenda import wrap
-from daemon.errors import AuthError, NotFound, ProviderError, RateLimited, TokenExpired
+from daemon.core.model import WorkingHours
+from daemon.errors import (
+    AuthError,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TokenExpired,
+    Transient,
+)
 from daemon.graph_http import Request
-from daemon.providers.base import Agendas, CalendarProvider, Create, End, Write
+from daemon.providers.base import Agendas, CalendarHours, CalendarProvider, Create, End, Write
 from daemon.providers.graph import GraphCalendarProvider
 from tests.contract.provider_contract import (
     FIRST_START,
@@ -128,15 +136,50 @@ def test_a_retried_create_after_a_crash_makes_no_second_series(
     assert only_series(outlook.changes(mailbox, None), spec.uid).until == date(2030, 11, 14)
 
 
-def test_a_token_from_an_earlier_process_gives_a_whole_listing(
+def test_a_restarted_process_goes_on_from_the_token_without_a_whole_listing(
+    graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
+) -> None:
+    """The ids ride in the token the ledger keeps, so a new process reads the masters it knew:
+    a deleted occurrence (no delta signal) and a deleted series are seen on its first pass."""
+    kept = _series(graph, calendar, mailbox, "graph-restart")
+    gone = _series(graph, calendar, mailbox, "graph-restart-gone")
+    token = calendar.changes(mailbox, None).token
+    assert _person(graph)("DELETE", f"/users/{mailbox}/events/{gone}").status_code == 204
+    week_two = occurrence(1)
+    instance = _instance_id(graph, mailbox, kept, week_two)
+    assert _person(graph)("DELETE", f"/users/{mailbox}/events/{instance}").status_code == 204
+    full_syncs, before = graph.full_syncs, len(graph.requests)
+
+    restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+    changes = restarted.changes(mailbox, token)
+
+    assert not changes.complete and graph.full_syncs == full_syncs
+    assert changes.removed == ("graph-restart-gone",)
+    assert only_series(changes, "graph-restart").exdates == (week_two,)
+    # one delta round and the two masters read; not even the calendar is looked up again
+    made = graph.requests[before:]
+    assert [p for _, p in made if p.endswith("/calendarView/delta")] == [made[0][1]]
+    assert sorted(made[1:]) == [
+        ("GET", f"/users/{mailbox}/events/{m}") for m in sorted([kept, gone])
+    ]
+    again = restarted.changes(mailbox, changes.token)
+    assert (again.changed, again.removed) == ((), ())
+
+
+def test_a_token_without_ids_or_for_another_calendar_gives_a_whole_listing(
     graph: FakeGraph, calendar: GraphCalendarProvider, mailbox: str
 ) -> None:
     _series(graph, calendar, mailbox, "graph-restart")
     token = calendar.changes(mailbox, None).token
-    restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
-    listing = restarted.changes(mailbox, token)
-    assert listing.complete
-    assert [s.uid for s in listing.changed] == ["graph-restart"]
+    for older in (token.split(" ")[0], token.split(" ")[0] + " bm90LXppcA=="):
+        restarted = GraphCalendarProvider(graph_client(graph), CALENDAR, clock=lambda: NOW)
+        listing = restarted.changes(mailbox, older)
+        assert listing.complete
+        assert [s.uid for s in listing.changed] == ["graph-restart"]
+    elsewhere = GraphCalendarProvider(graph_client(graph), "another", clock=lambda: NOW)
+    elsewhere.ensure_calendar(mailbox)
+    with pytest.raises(TokenExpired):  # that calendar's delta does not know this token
+        elsewhere.changes(mailbox, token)
 
 
 def test_a_token_from_an_old_window_asks_for_a_resync(
@@ -287,7 +330,12 @@ def test_free_busy_and_working_hours(graph: FakeGraph, calendar: GraphCalendarPr
     busy = calendar.free_busy([mailbox], FIRST_START - timedelta(hours=1),
                               FIRST_START + timedelta(days=1))  # fmt: skip
     assert busy[mailbox] == [(FIRST_START, FIRST_START + timedelta(minutes=25))]
-    assert calendar.working_hours(mailbox) == ((0, 1), time(8, 30), time(17, 0), "America/Denver")
+    hours = calendar.working_hours([mailbox])[mailbox]
+    assert hours == CalendarHours(
+        WorkingHours(days=(0, 1), start=time(8, 30), end=time(17, 0)), "America/Denver"
+    )
+    graph.roles = ["Calendars.ReadWrite"]  # MailboxSettings.Read not consented: the defaults
+    assert calendar.working_hours([mailbox]) == {mailbox: None}
 
 
 def _instance_id(graph: FakeGraph, mailbox: str, master: str, original: datetime) -> str:
@@ -397,3 +445,42 @@ def test_an_unexpected_answer_is_a_clear_error_not_a_traceback(
     graph.garbage = "calendarView"
     with pytest.raises(ProviderError, match="not JSON"):
         calendar.changes(mailbox, None)
+
+
+def test_msal_graph_and_mail_go_through_the_proxy_variables(
+    graph: FakeGraph, mailbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY carries msal's token requests, the calendar's calls and sendMail through a
+    real CONNECT proxy, with REQUESTS_CA_BUNDLE trusted inside the tunnel; with the proxy down,
+    nothing reaches Graph another way."""
+    from daemon.mail.graph import GraphMailer
+    from tests.contract.test_mailers import make_message
+    from tests.fixtures.google import ConnectProxy
+
+    graph.add_mailbox("cadence@acme.test")
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(graph.ca_file))
+    client = graph_client(graph, ca_bundle=None)  # trusts what the environment names
+    client.token()  # obtained directly, before the proxy is set: cached from here on
+    target = graph.url.removeprefix("https://")
+    proxy = ConnectProxy()
+    try:
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        provider = GraphCalendarProvider(client, clock=lambda: NOW)
+        provider.create_series(mailbox, series_spec(mailbox, "graph-proxied"))
+        assert [s.uid for s in provider.changes(mailbox, None).changed] == ["graph-proxied"]
+        GraphMailer(client).send(make_message())
+        assert len(graph.sent) == 1
+        assert proxy.tunnels and set(proxy.tunnels) == {target}  # Graph calls and sendMail
+        before = len(proxy.tunnels)
+        graph_client(graph, ca_bundle=None).token()  # a new process's msal
+        assert len(proxy.tunnels) > before and set(proxy.tunnels) == {target}
+    finally:
+        proxy.stop()
+    # The proxy is gone: a new process's token request fails with one line rather than going
+    # around it.
+    fresh = GraphCalendarProvider(graph_client(graph, ca_bundle=None), clock=lambda: NOW)
+    with pytest.raises(Transient, match="cannot be reached"):
+        fresh.changes(mailbox, None)

@@ -5,7 +5,8 @@ The daemon talks to the real server through it. ``arm(after, kind, count)`` make
 do: ``500``/``503`` answers (nothing reaches the server), a connection dropped before the
 request is forwarded, one dropped *after* the server applied it (the write happened but its
 answer is lost: the hardest case for idempotence), and a request held without an answer until
-the client gives up (a timeout). Everything else is passed through byte for byte.
+the client gives up (a timeout). Everything else is passed through byte for byte, and noted in
+``seen``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class FaultPlan:
     def __init__(self, hold_seconds: float = 5.0) -> None:
         self.hold_seconds = hold_seconds  # a held request is let go after this, at the latest
         self.injected: Counter[str] = Counter()
+        # Every request the server answered: (method, path, status); a counting proxy too.
+        self.seen: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         self._after = 0
         self._kind: str | None = None
@@ -55,6 +58,10 @@ class FaultPlan:
         """Keep a request without an answer until the client gives up (or the plan is disarmed)."""
         self._release.wait(self.hold_seconds)
 
+    def note(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.seen.append((method, path, status))
+
     def next_fault(self, request: str) -> str | None:
         with self._lock:
             if self._kind is None or self._count <= 0:
@@ -75,6 +82,7 @@ class FaultProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.plan = FaultPlan(hold_seconds)
         self.injected = self.plan.injected
+        self.seen = self.plan.seen
         self.arm, self.disarm = self.plan.arm, self.plan.disarm
         proxy = self
 
@@ -122,6 +130,7 @@ class FaultProxy:
                     data = answer.read()
                 finally:
                     conn.close()
+                proxy.plan.note(self.command, self.path, answer.status)
                 if fault == "drop_after":
                     self._hang_up()
                     return

@@ -32,7 +32,7 @@ from daemon.graph_http import GraphClient, GraphSettings
 from daemon.providers.base import CalendarProvider
 from daemon.providers.caldav import CalDAVProvider
 from daemon.providers.google import GoogleCalendarProvider, event_id
-from daemon.providers.graph import GraphCalendarProvider, text_html
+from daemon.providers.graph import GraphCalendarProvider, text_html, windows_zone
 from daemon.reconcile import PassResult, run_pass, runtime
 from tests.fixtures.google import FakeGoogle
 from tests.fixtures.graph import FakeGraph, html_to_text
@@ -195,6 +195,14 @@ class Deployment:
             length = event["DTEND"].dt - event["DTSTART"].dt
             event["DTSTART"].dt = start
             event["DTEND"].dt = start + length
+
+    def keep_working_hours(
+        self, manager: str, days: list[str], start: str, end: str, timezone: str
+    ) -> bool:
+        """The manager sets working hours in their calendar service (``days`` as ``monday``...,
+        ``start``/``end`` HH:MM in the IANA ``timezone``); False where cadence cannot read
+        them (CalDAV, and Google with cadence's scopes)."""
+        return False
 
     def end_early(self, manager: str, uid: str, until: datetime) -> None:
         """A person deletes "this and all following": the rule ends at ``until`` (UTC)."""
@@ -464,6 +472,15 @@ class OutlookDeployment(Deployment):
             "start": {"dateTime": f"{utc:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
             "end": {"dateTime": f"{utc + length:%Y-%m-%dT%H:%M:%S}", "timeZone": "UTC"},
         })  # fmt: skip
+
+    def keep_working_hours(
+        self, manager: str, days: list[str], start: str, end: str, timezone: str
+    ) -> bool:
+        self.fake.add_mailbox(manager, working_hours={
+            "daysOfWeek": days, "startTime": f"{start}:00.0000000",
+            "endTime": f"{end}:00.0000000", "timeZone": {"name": windows_zone(timezone)},
+        })  # fmt: skip
+        return True
 
     def end_early(self, manager: str, uid: str, until: datetime) -> None:
         """Outlook's "delete this and all following": the range ends on ``until``'s date."""

@@ -247,3 +247,31 @@ def test_gmail_sends_each_email_once_and_a_refused_one_is_not_retried(
         assert senders == {SENDER}  # as mail.from, through domain-wide delegation
     finally:
         deployment.fake.rejected_recipients.discard("lee@acme.test")
+
+
+@pytest.mark.parametrize("deployment", ["outlook"], indirect=True)
+def test_on_microsoft_365_a_restarted_daemon_reads_on_from_the_ledger_not_from_scratch(
+    deployment: Deployment,
+) -> None:
+    """Each pass here is a new process. After the first, none lists a calendar again: one delta
+    round per manager and a read of each series it made, and an occurrence deleted while the
+    daemon was down (delta says nothing of it) still gets its warning."""
+    assert isinstance(deployment, OutlookDeployment)
+    maya, raj = setup(deployment)
+    deployment.once(T0)
+    lee_uid = uid_of(deployment, "lee@acme.test")
+    deployment.remove_occurrence(maya, lee_uid, LEE_MON + timedelta(days=7))
+    graph = deployment.fake
+    full_syncs, before = graph.full_syncs, len(graph.requests)
+
+    result = deployment.once(T0 + timedelta(hours=1))
+
+    assert result.errors == []
+    assert graph.full_syncs == full_syncs
+    made = graph.requests[before:]
+    deltas = sorted(p.split("/")[2] for _, p in made if p.endswith("/calendarView/delta"))
+    assert deltas == sorted([maya, raj])
+    reads = [p for m, p in made if m == "GET" and "/events/" in p and "/instances" not in p]
+    assert len(reads) == len(set(reads)) == len(deployment.series(maya))
+    (warning,) = deployment.mail_of("cancellation")
+    assert warning["To"] == maya and lee_uid in warning["X-Cadence-Occurrence"]

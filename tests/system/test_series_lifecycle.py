@@ -6,9 +6,10 @@ Time is simulated with ``now`` (the CLI's ``--now``); nothing sleeps.
 
 from __future__ import annotations
 
+import json
 import socket
 import textwrap
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,6 +20,7 @@ from tests.system.harness import Deployment, OutlookDeployment
 
 NY = ZoneInfo("America/New_York")
 DENVER = ZoneInfo("America/Denver")
+CHICAGO = ZoneInfo("America/Chicago")
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=NY)  # a Sunday
 
 
@@ -341,3 +343,34 @@ def test_a_series_ended_early_in_a_calendar_app_is_put_back_and_the_manager_told
     (notice,) = deployment.mail_of("series_restored")
     assert notice["To"] == maya and new.uid in notice["X-Cadence-Occurrence"]
     assert deployment.once(T0 + timedelta(hours=2)).emails == 0
+
+
+def test_a_managers_working_hours_from_their_calendar_place_new_1on1s(
+    deployment: Deployment,
+) -> None:
+    """Maya's calendar service keeps afternoons, 13:00-17:00 Los Angeles (15:00-19:00 in her
+    roster zone, Chicago); the roster gives her no hours. Where cadence can read them (Outlook's
+    mailbox settings), Lee's new 1:1 lands inside them, and so does `plan`'s slot for a rep who
+    joins later; elsewhere the configured 09:00-17:00 apply. A restarted daemon does not ask
+    again the same day."""
+    maya, _ = setup(deployment)
+    weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+    kept = deployment.keep_working_hours(maya, weekdays, "13:00", "17:00", "America/Los_Angeles")
+    assert deployment.once(T0).errors == []
+    (lee,) = deployment.rep_series(maya, "lee@acme.test")
+    chicago = lee.start.astimezone(CHICAGO)
+    assert chicago.weekday() == 0  # the first weekday both can meet
+    assert chicago.time() == (time(15) if kept else time(9))
+    # Kim joins: `plan`, which asks no calendar, places her with the hours the pass kept.
+    setup(deployment, "- {email: kim@acme.test, name: Kim Lo, role: ae, start_date: 2025-02-03,"
+                      f" manager: {maya}}}\n")  # fmt: skip
+    shown = deployment.cli("plan", "--at", (T0 + timedelta(hours=1)).isoformat(), "--json")
+    assert shown.returncode == 0, shown.stderr
+    (kim,) = [s for s in json.loads(shown.stdout)["series"] if s["rep"] == "kim@acme.test"]
+    first = datetime.fromisoformat(kim["upcoming"][0]["start"]).astimezone(CHICAGO)
+    assert (first.time() >= time(15)) is kept
+    if isinstance(deployment, OutlookDeployment):
+        asked = [p for _, p in deployment.fake.requests if p.endswith("/mailboxSettings")]
+        assert deployment.once(T0 + timedelta(hours=2)).errors == []
+        assert [p for _, p in deployment.fake.requests if p.endswith("/mailboxSettings")] == asked
+        assert len(asked) == 2  # Maya and Raj, once each

@@ -380,3 +380,26 @@ def test_pipeline_review_off_is_read_as_off_and_defaults_follow_the_mode(tmp_pat
     assert not off.on
     per_rep = load(write(tmp_path, rep + "pipeline_review: {mode: rep}\n")).roster.pipeline_review
     assert (per_rep.minutes, per_rep.day, str(per_rep.time)) == (20, 0, "09:00:00")
+
+
+def test_timeouts_default_to_the_clients_values_and_must_be_positive(tmp_path: Path) -> None:
+    body = "  - {email: sam@acme.test, name: Sam, role: sdr, start_date: 2026-01-01, manager: maya@acme.test}\n"
+    settings = load(write(tmp_path, body)).settings
+    assert settings.calendar.caldav.connect_timeout_seconds == 10
+    assert settings.calendar.caldav.read_timeout_seconds == 10
+    path = write(tmp_path, body + textwrap.dedent("""\
+        calendar:
+          caldav: {url: 'http://127.0.0.1:5232/', connect_timeout_seconds: 0, read_timeout_seconds: 2.5}
+          google: {credentials_file: key.json, timeout_seconds: 601}
+        mail: {transport: smtp, smtp: {host: mail.acme.test, read_timeout_seconds: slow}}
+    """))  # fmt: skip
+    found = problems(path)
+    assert any(
+        ":7: calendar.caldav.connect_timeout_seconds: Input should be greater than 0" in p
+        for p in found
+    ), found
+    assert any(":8: calendar.google.timeout_seconds: Input should be less than or equal to 600"
+               in p for p in found), found  # fmt: skip
+    assert any(":9: mail.smtp.read_timeout_seconds: Input should be a valid number" in p
+               for p in found), found  # fmt: skip
+    assert len(found) == 3

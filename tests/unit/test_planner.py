@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from daemon.core.agenda import BEGIN_MARKER, END_MARKER, splice
 from daemon.core.fiscal import week_bounds
 from daemon.core.metrics import Weekly
-from daemon.core.model import Metric, Roster
-from daemon.core.observed import Attendee, ObservedOverride, ObservedSeries
+from daemon.core.model import Metric, Roster, WorkingHours
+from daemon.core.observed import Attendee, CalendarHours, ObservedOverride, ObservedSeries
 from daemon.core.occurrences import Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, occurrences_between
 from daemon.core.planner import (
@@ -1308,3 +1308,23 @@ def test_without_a_metrics_source_no_number_is_made_up() -> None:
     assert "number: -" in override.description
     emails = of(world.step(LEE_WED - timedelta(hours=23)).actions, SendEmail)
     assert emails and all(e.context["number"] is None for e in emails)
+
+
+def test_suggested_slots_keep_to_the_hours_the_managers_calendar_keeps() -> None:
+    # Maya's mailbox says 14:00-17:00 New York, weekdays (13:00-16:00 in her roster zone,
+    # Chicago); the roster gives her no hours, so those are hers, not the policy's 09:00-17:00.
+    world, uid = lee_world(T0)
+    world.edit(uid, with_override(LEE_WED, cancelled=True))
+    afternoons = CalendarHours(WorkingHours(start=time(14), end=time(17)), "America/New_York")
+    plan = world.plan(WEEK4_MONDAY, calendar_hours={MAYA: afternoons})
+    (email,) = [a for a in of(plan.actions, SendEmail) if a.kind == Kind.CANCELLATION]
+    suggestions: list[datetime] = email.context["suggestions"]
+    assert suggestions
+    for s in suggestions:
+        local = s.astimezone(NY)
+        assert time(14) <= local.time() and (local + timedelta(minutes=30)).time() <= time(17)
+    # Without them, the policy's morning hours are offered too.
+    (email,) = [
+        a for a in of(world.plan(WEEK4_MONDAY).actions, SendEmail) if a.kind == Kind.CANCELLATION
+    ]
+    assert any(s.astimezone(NY).time() < time(14) for s in email.context["suggestions"])

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daemon.core.fiscal import week_of_quarter
-from daemon.core.model import MonthDay
+from daemon.core.model import MonthDay, WorkingHours
+from daemon.core.observed import CalendarHours
 from daemon.core.plan import plan
 from daemon.core.schedule import Pattern
 from tests.unit.rosters import rep, roster
@@ -226,3 +227,26 @@ def test_two_sdrs_on_one_slot_ramp_on_their_own_days() -> None:
     assert [o.start.weekday() for o in later.upcoming[:3]] == [1, 3, 1]
     assert [o.start.weekday() for o in soon.upcoming[3:5]] == [1, 1]
     assert [o.start.weekday() for o in later.upcoming[3:5]] == [3, 1]
+
+
+def test_a_managers_calendar_hours_place_new_slots_unless_the_roster_gives_hours() -> None:
+    # Maya's calendar keeps Tue/Thu 13:00-17:00 Los Angeles (15:00-19:00 in her roster zone,
+    # Chicago); Lee (Chicago, the policy's 09:00-17:00) can meet her 15:00-17:00 those days.
+    lee = rep("lee@acme.test", role="ae", start_date="2025-01-06")
+    kept = {"maya@acme.test": CalendarHours(
+        WorkingHours(days=(1, 3), start=time(13), end=time(17)), "America/Los_Angeles")}  # fmt: skip
+    at = datetime(2026, 11, 22, tzinfo=ZoneInfo("UTC"))
+    (series,) = plan(roster(lee), at, calendar_hours=kept)
+    assert series.slot_fits
+    for o in series.upcoming:
+        chicago = o.start.astimezone(ZoneInfo("America/Chicago"))
+        assert chicago.weekday() in (1, 3)
+        assert time(15) <= chicago.time() and (chicago + timedelta(minutes=30)).time() <= time(17)
+    # No calendar hours: the policy's Monday 09:00; the roster's own hours win over the calendar.
+    (default,) = plan(roster(lee), at)
+    assert default.upcoming[0].start.astimezone(ZoneInfo("America/Chicago")).time() == time(9)
+    maya = {"email": "maya@acme.test", "name": "Maya Chen", "timezone": "America/Chicago",
+            "working_hours": {"start": "08:00", "end": "12:00"}}  # fmt: skip
+    (own,) = plan(roster(lee, managers=[maya]), at, calendar_hours=kept)
+    assert own.upcoming[0].start.astimezone(ZoneInfo("America/Chicago")).time() == time(9)
+    assert own.upcoming[0].start.weekday() == 0

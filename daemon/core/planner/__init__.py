@@ -18,7 +18,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from daemon.core.model import Roster
-from daemon.core.observed import ObservedOverride, ObservedSeries, SeriesSpec
+from daemon.core.observed import (
+    CalendarHours,
+    ObservedOverride,
+    ObservedSeries,
+    SeriesSpec,
+)
 from daemon.core.plan import plan
 from daemon.core.planner.actions import (
     EMAILS_WINDOW,
@@ -97,6 +102,7 @@ def make_plan(
     restore_missing: bool = False,
     prep: PrepPolicy | None = None,
     render_review: RenderReview | None = None,
+    calendar_hours: Mapping[str, CalendarHours] | None = None,
 ) -> Plan:
     """Everything to do at ``now``.
 
@@ -105,9 +111,11 @@ def make_plan(
     be read this pass (nothing is planned for them). ``prep``: the pre-read form is configured
     (pre-read emails carry form links, and a missing pre-read is warned about).
     ``render_review``: the deal-review agenda (None: the reviews carry no agenda).
+    ``calendar_hours``: managers' working hours from their calendar service (slot choice and
+    reschedule suggestions use them where the roster gives none).
     """
     sticky = sticky_slots(ledger, now)
-    desired = plan(roster, now, sticky=sticky)
+    desired = plan(roster, now, sticky=sticky, calendar_hours=calendar_hours)
     actions: list[Action] = []
     alarms: list[Alarm] = []
 
@@ -165,7 +173,11 @@ def make_plan(
     # ended now sends no pre-read for a meeting its successor takes over, and one created now
     # sends what is already due in this pass, so a second pass at the same instant sends nothing.
     after, records = _projected(observed, ledger.series, actions)
-    actions.extend(occurrence_actions(roster, now, desired, after, records, ledger, blocked, prep))
+    actions.extend(
+        occurrence_actions(
+            roster, now, desired, after, records, ledger, blocked, prep, calendar_hours
+        )
+    )
     # The rates count this pass's news too, so a second pass at the same instant sends nothing.
     counted = replace(ledger, series=tuple(records), outcomes=_outcomes(ledger, actions))
     rates = rates_of(roster, counted, now)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from daemon.core.agenda import extract_block, read_commitment
 from daemon.core.fiscal import WEEK11, week_bounds, week_of_quarter_at
 from daemon.core.model import Manager, Rep, Roster, Stage, StageRule
-from daemon.core.observed import ObservedSeries
+from daemon.core.observed import CalendarHours, ObservedSeries
 from daemon.core.occurrences import Instance, Status, instances, occurrence_key
 from daemon.core.plan import SeriesPlan, Template
 from daemon.core.planner.actions import (
@@ -44,6 +44,7 @@ def occurrence_actions(
     ledger: LedgerView,
     blocked: frozenset[str],
     prep: PrepPolicy | None = None,
+    calendar_hours: Mapping[str, CalendarHours] | None = None,
 ) -> Iterable[Action]:
     org_zone = zone(roster.organization.timezone)
     policy = roster.policy
@@ -78,11 +79,14 @@ def occurrence_actions(
                 if _replaced(instance, found, org_zone):
                     continue
                 yield from _cancellation(
-                    roster, now, instance, rep, manager, stage, rule, ledger, busy_in
-                )
+                    roster, now, instance, rep, manager, stage, rule, ledger, busy_in,
+                    calendar_hours,
+                )  # fmt: skip
                 continue
             yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger, prep)
-            yield from _preread_missing(roster, now, instance, rep, manager, ledger, prep, busy_in)
+            yield from _preread_missing(
+                roster, now, instance, rep, manager, ledger, prep, busy_in, calendar_hours
+            )
             yield from _recap(roster, now, instance, rep, manager, stage, rule, ledger)
 
 
@@ -231,6 +235,7 @@ def _preread_missing(
     ledger: LedgerView,
     prep: PrepPolicy | None,
     busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
+    calendar_hours: Mapping[str, CalendarHours] | None,
 ) -> Iterable[Action]:
     """Seed 001: a rep who filed nothing gets the recovery script, and the 1:1 moves later in
     the week rather than being winged; the manager hears it ``check`` before the start."""
@@ -248,7 +253,7 @@ def _preread_missing(
     week = week_bounds(instance.original_start, org_zone)
     slots = suggest_slots(
         roster, rep, manager, instance, now, duration, busy_in(manager.email, *week),
-        not_before=instance.end,
+        not_before=instance.end, calendar_hours=calendar_hours,
     )  # fmt: skip
     yield SendEmail(
         kind=Kind.PREREAD_MISSING,
@@ -332,6 +337,7 @@ def _cancellation(
     rule: StageRule,
     ledger: LedgerView,
     busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
+    calendar_hours: Mapping[str, CalendarHours] | None,
 ) -> Iterable[Action]:
     org = roster.organization
     week = week_of_quarter_at(instance.original_start, zone(org.timezone), org.fiscal_year_start)
@@ -363,6 +369,7 @@ def _cancellation(
         now,
         duration,
         busy_in(manager.email, *week_bounds(instance.original_start, zone(org.timezone))),
+        calendar_hours=calendar_hours,
     )
     cc = (manager.escalate_to,) if week11 and manager.escalate_to else ()
     yield SendEmail(

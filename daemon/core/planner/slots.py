@@ -4,14 +4,15 @@ and of their pipeline review."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
 from daemon.core.model import Manager, Rep, ReviewMode, Roster
+from daemon.core.observed import CalendarHours
 from daemon.core.occurrences import Instance
-from daemon.core.plan import SeriesPlan, occurrences_between
+from daemon.core.plan import SeriesPlan, manager_hours, occurrences_between
 from daemon.core.planner.identity import person_zone
 from daemon.core.schedule import Pattern, zone
 
@@ -66,16 +67,18 @@ def suggest_slots(
     busy: Sequence[tuple[datetime, datetime]],
     want: int = 3,
     not_before: datetime | None = None,
+    calendar_hours: Mapping[str, CalendarHours] | None = None,
 ) -> list[datetime]:
     """Two or three free times later in the meeting's week (organisation week), from
-    ``not_before`` (default now) on, inside both people's working hours, clear of the
-    manager's other 1:1s; one per day first."""
+    ``not_before`` (default now) on, inside both people's working hours (the manager's from
+    ``calendar_hours`` when the roster gives none), clear of the manager's other 1:1s; one
+    per day first."""
     org_zone = zone(roster.organization.timezone)
     week_start, week_end = week_bounds(instance.original_start, org_zone)
     rep_zone = zone(person_zone(rep, roster, manager.timezone))
-    manager_zone = zone(person_zone(manager, roster))
+    hours_zone, hours = manager_hours(manager, roster, calendar_hours)
+    manager_zone = zone(hours_zone)
     rep_hours = rep.working_hours or roster.policy.working_hours
-    manager_hours = manager.working_hours or roster.policy.working_hours
     length = timedelta(minutes=duration)
     others = [(s, e) for s, e in busy if s != instance.start]
 
@@ -98,8 +101,7 @@ def suggest_slots(
     while cursor + length <= week_end and len(candidates) < 40:
         if (
             inside(cursor, rep_zone, rep_hours.days, rep_hours.start, rep_hours.end)
-            and inside(cursor, manager_zone, manager_hours.days, manager_hours.start,
-                       manager_hours.end)
+            and inside(cursor, manager_zone, hours.days, hours.start, hours.end)
             and not any(cursor < e and s < cursor + length for s, e in others)
         ):  # fmt: skip
             candidates.append(cursor)
