@@ -65,6 +65,7 @@ from daemon.providers.base import (
     SeriesSpec,
     Write,
     done,
+    each_changes,
 )
 
 log = logging.getLogger(__name__)
@@ -279,13 +280,7 @@ class GraphCalendarProvider:
                     self._box(manager).calendar_id = PRIMARY
                 else:
                     out[manager] = failure(request, response)
-        for manager, token in tokens.items():
-            if manager in out:
-                continue
-            try:
-                out[manager] = self.changes(manager, token)
-            except ProviderError as err:
-                out[manager] = err
+        out.update(each_changes(self, {m: t for m, t in tokens.items() if m not in out}))
         return out
 
     def create_series(self, manager: str, series: SeriesSpec) -> None:
