@@ -23,6 +23,7 @@ from daemon.store import Ledger, MetricsRead, utc_iso
 # How far back the cache is read for a pass: the baseline of the oldest meeting a pass still
 # writes about (a recap up to LOOKBACK after it), with a week to spare.
 _BACK = WEEK * (BASELINE_WEEKS + 3)
+_NAMES = {m: m.value for m in Metric}
 
 
 def open_source(
@@ -63,9 +64,8 @@ def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime
             read_at = datetime.fromisoformat(last.read_at.replace("Z", "+00:00"))
             if now - read_at < timedelta(hours=config.settings.metrics.refresh_hours):
                 return False
-    reps = frozenset(r.email for r in config.roster.reps)
     # The whole source is checked before the ledger is touched.
-    rows = [(r.rep, r.metric.value, r.week.isoformat(), r.value) for r in source.rows(reps)]
+    rows = ledger_rows(source, frozenset(r.email for r in config.roster.reps))
     through = source.through()
     read = MetricsRead(
         source=source.label,
@@ -75,6 +75,16 @@ def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime
     )
     ledger.replace_metrics(read, rows)
     return True
+
+
+def ledger_rows(source: MetricsSource, reps: frozenset[str]) -> list[tuple[str, str, str, float]]:
+    """The rows of ``reps`` as the ledger keeps them. A big org's read is most of a million rows
+    of few distinct weeks and metrics: each is spelt once, not once a row."""
+    weeks: dict[date, str] = {}
+    return [
+        (rep, _NAMES[metric], weeks.get(week) or weeks.setdefault(week, week.isoformat()), value)
+        for rep, metric, week, value in source.rows(reps)
+    ]
 
 
 def weekly(ledger: Ledger, source: MetricsSource, today: date) -> Weekly:
