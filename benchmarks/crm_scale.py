@@ -65,9 +65,17 @@ def salesforce(reps: list[str], tmp: Path) -> str:
         started = time.perf_counter()
         rows = sum(1 for _ in source.rows(frozenset(reps)))
         took = time.perf_counter() - started
-        goal = METRICS * math.ceil(len(reps) / 500)
-        return (f"Salesforce  {fake.requests:>6} requests ({len(fake.queries)} queries; "
-                f"{goal} + pages is the goal)  {rows:,} rows  {took:5.1f} s")  # fmt: skip
+        chunks = math.ceil(len(reps) / 500)
+        kinds = {what: sum(f"FROM {what} " in q for q in fake.queries)
+                 for what in ("User", "Task", "Event", "Opportunity")}  # fmt: skip
+        pages = fake.requests - 1 - len(fake.queries)  # past the token and each query's first
+        return (
+            f"Salesforce  {fake.requests:>6} requests: 1 token, {kinds['User']} user look-ups, "
+            f"{kinds['Task'] + kinds['Event']} grouped counts (2 metrics x {WEEKS_READ} weeks x "
+            f"{chunks} chunks of 500), {kinds['Opportunity']} closed-deal queries, {pages} more "
+            f"pages; the goal, {METRICS} metrics x {chunks} chunks = {METRICS * chunks} queries "
+            f"+ their pages  ({rows:,} rows, {took:.1f} s)"
+        )
     finally:
         fake.stop()
 

@@ -8,8 +8,9 @@ exchange is done here (``login_url`` may be a sandbox, a My Domain or, in tests,
 One read covers every rep at once, a few queries per object with chunked ``OwnerId IN`` lists,
 never a query per rep: users by ``Email``; calls and emails from ``Task`` and meetings booked
 from ``Event``, counted per owner a week at a time by queries grouped by owner (a grouped answer
-has at most 2,000 rows and no next page, so 2,000 owners a query); closed ``Opportunity`` rows for
-the win rate and the open ones for the pipeline review, paged. The read fields are the
+has at most 2,000 rows and no next page); closed ``Opportunity`` rows for the win rate and the
+open ones for the pipeline review, paged. A query goes in the URL, which Salesforce caps at
+16,384 bytes with the headers: 500 owners or emails a query. The read fields are the
 standard objects' own, so the integration user needs only read access to them.
 
 What a CRM cannot give without history of its own (pipeline coverage at a past week's end, the
@@ -23,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
 import jwt
@@ -42,8 +44,13 @@ from daemon.core.metrics import BASELINE_WEEKS, WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsUnavailable, Row
 
-IN_CHUNK = 500  # emails or owners in one IN list: well under SOQL's 100,000 characters
-GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page); 2,000 ids: 42 KB
+IN_CHUNK = 500  # emails or owners in one IN list at most
+GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page)
+# A query travels in the URL (``GET .../query?q=``), and Salesforce refuses a request whose URL
+# and headers pass 16,384 bytes (414, 431), far below SOQL's own 100,000 characters: each IN
+# list is cut so that the encoded query stays under this, leaving 1.4 KB for the path and the
+# headers. 500 owner ids (28 bytes each, encoded) fit.
+QUERY_BYTES = 15_000
 WIN_RATE_WEEKS = 13  # the trailing window of the win rate (SPEC)
 # The weeks read: those a pass still shows (its numbers' baselines, recaps a while after).
 WEEKS_READ = BASELINE_WEEKS + 3
@@ -235,34 +242,45 @@ class SalesforceSource:
 
     def _users(self, sf: Salesforce, reps: frozenset[str]) -> dict[str, str]:
         """User Id -> the rep's email (Salesforce compares emails without case)."""
-        wanted = sorted(reps)
         users: dict[str, str] = {}
-        for chunk in _chunks(wanted, IN_CHUNK):
-            emails = ", ".join(_quote(e) for e in chunk)
-            soql = f"SELECT Id, Email FROM User WHERE IsActive = true AND Email IN ({emails})"  # noqa: S608
-            for record in self._query(sf, soql):
+        soql = "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN ({ids})"
+        for query in _in_lists(soql, sorted(reps), IN_CHUNK):
+            for record in self._query(sf, query):
                 email = str(record["Email"]).lower()
                 if email in reps:
                     users[record["Id"]] = email
         return users
 
     def _records(self, sf: Salesforce, owners: Sequence[str], soql: str) -> Iterator[Any]:
-        for chunk in _chunks(owners, IN_CHUNK):
-            yield from self._query(sf, soql.format(ids=", ".join(_quote(o) for o in chunk)))
+        for query in _in_lists(soql, owners, IN_CHUNK):
+            yield from self._query(sf, query)
 
     def _grouped(
         self, sf: Salesforce, owners: Sequence[str], soql: str
     ) -> Iterator[tuple[str, int]]:
         """(owner, count) of a query grouped by owner: one row an owner, so as many owners a
-        query as a grouped answer holds (2,000; it has no next page)."""
-        for chunk in _chunks(owners, GROUPED_ROWS):
-            for record in self._query(sf, soql.format(ids=", ".join(_quote(o) for o in chunk))):
+        query as its URL holds, never more than a grouped answer (2,000; it has no next page)."""
+        for query in _in_lists(soql, owners, GROUPED_ROWS):
+            for record in self._query(sf, query):
                 yield record["OwnerId"], int(record["n"])
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+def _in_lists(soql: str, items: Sequence[str], most: int) -> Iterator[str]:
+    """``soql`` with its ``{ids}`` filled by consecutive runs of ``items``, quoted, each run at
+    most ``most`` long and the query, URL-encoded, at most ``QUERY_BYTES``."""
+    size = len(quote_plus(soql.format(ids="")))
+    comma = len(quote_plus(", "))
+    run: list[str] = []
+    for item in items:
+        quoted = _quote(item)
+        grows = len(quote_plus(quoted)) + (comma if run else 0)
+        if run and (len(run) == most or size + grows > QUERY_BYTES):
+            yield soql.format(ids=", ".join(run))
+            run, size, grows = [], len(quote_plus(soql.format(ids=""))), grows - comma
+        run.append(quoted)
+        size += grows
+    if run:
+        yield soql.format(ids=", ".join(run))
 
 
 def _quote(text: str) -> str:

@@ -88,3 +88,11 @@ def test_soql_refuses_fields_the_object_lacks_pages_plain_queries_and_caps_group
                  Subject=f"s{i}")  # fmt: skip
     too_many = query(fake, access, "SELECT Subject, COUNT(Id) n FROM Task GROUP BY Subject")
     assert too_many.status_code == 400
+
+
+def test_a_query_whose_url_passes_16384_bytes_is_refused(fake: FakeSalesforce) -> None:
+    access = token(fake, fake.register_certificate()).json()["access_token"]
+    ids = ", ".join(f"'005{i:015d}'" for i in range(600))  # 600 ids: about 17 KB encoded
+    assert query(fake, access, f"SELECT Id FROM User WHERE Id IN ({ids})").status_code == 414  # noqa: S608
+    fewer = ", ".join(f"'005{i:015d}'" for i in range(400))
+    assert query(fake, access, f"SELECT Id FROM User WHERE Id IN ({fewer})").status_code == 200  # noqa: S608
