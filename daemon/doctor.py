@@ -54,7 +54,37 @@ def _metrics(config: Config) -> list[Check]:
     from daemon.metrics.check import check
 
     today = datetime.now(ZoneInfo(config.roster.organization.timezone)).date()
-    return [Check("metrics", subject, ok, detail) for subject, ok, detail in check(config, today)]
+    rows = [Check("metrics", subject, ok, detail) for subject, ok, detail in check(config, today)]
+    return rows + _crm_failing(config)
+
+
+def _crm_failing(config: Config) -> list[Check]:
+    """What the daemon has met: a CRM it keeps failing to read, from the ledger (read only)."""
+    from daemon.metrics.cache import METRICS, OPPORTUNITIES, failing
+    from daemon.store import Ledger, utc_iso
+
+    if config.settings.metrics is None:
+        return []
+    try:
+        ledger = Ledger.open_readonly(config.settings.state_dir)
+    except CadenceError:
+        return []  # the ledger's own trouble is not the CRM's; the daemon says it
+    if ledger is None:
+        return []
+    rows = []
+    try:
+        last = ledger.metrics_read()
+        kept = f"the last numbers, read {last.read_at}, stay" if last else "no numbers read yet"
+        for what in (METRICS, OPPORTUNITIES):
+            state = failing(ledger, what)
+            if state is not None:
+                rows.append(Check("metrics", f"{what} reads", False,
+                                  f"{state.failures} failed reads since {utc_iso(state.since)} "
+                                  f"({state.error}); next try {utc_iso(state.retry_at)}; "
+                                  f"{kept}"))  # fmt: skip
+    finally:
+        ledger.close()
+    return rows
 
 
 def _credentials(config: Config) -> str:

@@ -93,6 +93,7 @@ from daemon.store import (
     RescheduleRecord,
     ReviewOutcomeRecord,
     SeriesRecord,
+    utc_iso,
 )
 
 if TYPE_CHECKING:
@@ -550,8 +551,12 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
     try:
         version = source.version()
         if version is None or version != rt.metrics_refused:
+            was = metrics_cache.failing(rt.ledger, metrics_cache.METRICS)
             if metrics_cache.refresh(rt.config, rt.ledger, source, now):
                 log.info("metrics read", source=source.label)
+                if was is not None:
+                    log.info("metrics readable again", source=source.label,
+                             failed_reads=was.failures, since=utc_iso(was.since))  # fmt: skip
             rt.metrics_refused = None
     except MetricsUnusable as exc:
         rt.metrics_refused = version
@@ -560,8 +565,13 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
             problems=exc.problems[:5], count=len(exc.problems),
         )  # fmt: skip
     except MetricsUnavailable as exc:
-        log.warning("metrics unavailable; keeping the last numbers", source=source.label,
-                    error=str(exc))  # fmt: skip
+        state = metrics_cache.failing(rt.ledger, metrics_cache.METRICS)
+        if state is None or state.failures == 1:  # said once; the waits and doctor say the rest
+            log.warning(
+                "metrics unavailable; keeping the last numbers, trying again after growing waits",
+                source=source.label, error=str(exc),
+                retry_at=utc_iso(state.retry_at) if state else None,
+            )  # fmt: skip
     today = now.astimezone(ZoneInfo(rt.config.roster.organization.timezone)).date()
     read = rt.ledger.metrics_read()
     # The same read in the same week: the values already read (a big org's are many rows).
@@ -573,18 +583,25 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
 
 def _deals(rt: Runtime, source: MetricsSource, now: datetime) -> Opportunities | None:
     """Each rep's open opportunities for the pipeline reviews' agendas, read from the source at
-    most every ``refresh_hours``; a source that cannot be read leaves the last ones."""
+    most every ``refresh_hours``; a source that cannot be read leaves the last ones, and is
+    asked again after growing waits, as for the metrics."""
     settings = rt.config.settings.metrics
-    every = timedelta(hours=settings.refresh_hours if settings is not None else 6)
-    if rt.deals is not None and now - rt.deals[0] < every:
-        return rt.deals[1]
+    hours = settings.refresh_hours if settings is not None else 6
+    kept = None if rt.deals is None else rt.deals[1]
+    if rt.deals is not None and now - rt.deals[0] < timedelta(hours=hours):
+        return kept
+    if metrics_cache.waiting(rt.ledger, metrics_cache.OPPORTUNITIES, now):
+        return kept
     reps = frozenset(r.email for r in rt.config.roster.reps)
     try:
         rt.deals = (now, open_opportunities(source, reps))
     except (MetricsUnavailable, MetricsUnusable) as exc:
-        logs.get().warning("opportunities unavailable; keeping the last ones",
-                           source=source.label, error=str(exc))  # fmt: skip
-        return None if rt.deals is None else rt.deals[1]
+        what = metrics_cache.OPPORTUNITIES
+        if metrics_cache.failed(rt.ledger, what, now, str(exc), hours).failures == 1:
+            logs.get().warning("opportunities unavailable; keeping the last ones",
+                               source=source.label, error=str(exc))  # fmt: skip
+        return kept
+    metrics_cache.recovered(rt.ledger, metrics_cache.OPPORTUNITIES)
     return rt.deals[1]
 
 

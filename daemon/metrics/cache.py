@@ -4,11 +4,17 @@ A pass never waits on a CRM: the source is read only when its data may have chan
 bytes) or every ``refresh_hours`` (a CRM), for all reps at once, and the whole read replaces the
 cache in one transaction. A read that fails (a bad row, a CRM down) leaves the last good numbers
 in place, and the daemon says so in its log.
+
+A CRM that cannot be read is not asked again at every pass: the waits after failed reads grow
+from five minutes, doubling, up to ``refresh_hours``, and are kept in the ledger so that a restart
+does not start them over (an org's daily API allowance is shared by all its integrations).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,7 +22,7 @@ from zoneinfo import ZoneInfo
 from daemon.config import Config, MetricsSettings
 from daemon.core.metrics import BASELINE_WEEKS, WEEK, Weekly, monday_of
 from daemon.core.model import Metric
-from daemon.metrics.base import MetricsSource
+from daemon.metrics.base import MetricsSource, MetricsUnavailable
 from daemon.metrics.csvfile import CsvSource
 from daemon.store import Ledger, MetricsRead, utc_iso
 
@@ -24,6 +30,57 @@ from daemon.store import Ledger, MetricsRead, utc_iso
 # writes about (a recap up to LOOKBACK after it), with a week to spare.
 _BACK = WEEK * (BASELINE_WEEKS + 3)
 _NAMES = {m: m.value for m in Metric}
+FIRST_WAIT = timedelta(minutes=5)  # after a failed CRM read; doubled after each one
+METRICS, OPPORTUNITIES = "metrics", "opportunities"  # the reads a CRM source serves
+
+
+@dataclass(frozen=True)
+class Failing:
+    """A CRM read that keeps failing: how often, since when, the last error, the next try."""
+
+    failures: int
+    since: datetime
+    error: str
+    retry_at: datetime
+
+
+def failing(ledger: Ledger, what: str) -> Failing | None:
+    raw = ledger.get_flag(f"failing:{what}")
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return Failing(
+        failures=int(data["failures"]),
+        since=datetime.fromisoformat(data["since"].replace("Z", "+00:00")),
+        error=str(data["error"]),
+        retry_at=datetime.fromisoformat(data["retry_at"].replace("Z", "+00:00")),
+    )
+
+
+def waiting(ledger: Ledger, what: str, now: datetime) -> bool:
+    """True while a failed read's wait runs: the CRM is not asked."""
+    state = failing(ledger, what)
+    return state is not None and now < state.retry_at
+
+
+def failed(ledger: Ledger, what: str, now: datetime, error: str, hours: float) -> Failing:
+    """Note one more failed read, and when to try again."""
+    last = failing(ledger, what)
+    failures = 1 if last is None else last.failures + 1
+    wait = min(FIRST_WAIT * 2 ** min(failures - 1, 20), timedelta(hours=hours))
+    state = Failing(failures, now if last is None else last.since, error, now + wait)
+    value = {"failures": state.failures, "since": utc_iso(state.since), "error": error,
+             "retry_at": utc_iso(state.retry_at)}  # fmt: skip
+    ledger.set_flag(f"failing:{what}", json.dumps(value))
+    return state
+
+
+def recovered(ledger: Ledger, what: str) -> Failing | None:
+    """A read went through: the waits end. Returns how it had been failing, if it had."""
+    last = failing(ledger, what)
+    if last is not None:
+        ledger.set_flag(f"failing:{what}", None)
+    return last
 
 
 def open_source(
@@ -52,8 +109,10 @@ def csv_path(config: Config, settings: MetricsSettings) -> Path:
 
 
 def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime) -> bool:
-    """Read ``source`` into the ledger when it is due; True when the cache changed. Raises
-    ``MetricsUnusable`` / ``MetricsUnavailable`` with the cache left as it was."""
+    """Read ``source`` into the ledger when it is due (and no failed read's wait runs); True
+    when the cache changed. Raises ``MetricsUnusable`` / ``MetricsUnavailable`` with the cache
+    left as it was; ``failing`` then tells how often the CRM has failed and when it is tried
+    again."""
     assert config.settings.metrics is not None
     last = ledger.metrics_read()
     version = source.version()
@@ -64,8 +123,14 @@ def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime
             read_at = datetime.fromisoformat(last.read_at.replace("Z", "+00:00"))
             if now - read_at < timedelta(hours=config.settings.metrics.refresh_hours):
                 return False
+    if version is None and waiting(ledger, METRICS, now):
+        return False
     # The whole source is checked before the ledger is touched.
-    rows = ledger_rows(source, frozenset(r.email for r in config.roster.reps))
+    try:
+        rows = ledger_rows(source, frozenset(r.email for r in config.roster.reps))
+    except MetricsUnavailable as exc:
+        failed(ledger, METRICS, now, str(exc), config.settings.metrics.refresh_hours)
+        raise
     through = source.through()
     read = MetricsRead(
         source=source.label,
@@ -74,6 +139,7 @@ def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime
         read_at=utc_iso(now),
     )
     ledger.replace_metrics(read, rows)
+    recovered(ledger, METRICS)
     return True
 
 

@@ -374,3 +374,55 @@ def test_the_hubspot_fake_refuses_what_hubspot_refuses(hubspot: FakeHubspot) -> 
                                            "values": [str(i) for i in range(101)]}]}]}  # fmt: skip
     assert search(many).status_code == 400
     assert http.get(f"{hubspot.url}/crm/v3/owners/", timeout=5).status_code == 401
+
+
+def test_a_failing_crm_is_asked_again_after_growing_waits_kept_across_a_restart(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    from daemon.config import load
+    from daemon.doctor import diagnose
+    from daemon.metrics import cache
+    from daemon.metrics.base import MetricsUnavailable
+    from daemon.store import Ledger
+
+    key = salesforce.register_certificate()
+    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
+    config = load(salesforce_config(tmp_path, salesforce, key))
+    now = NOW
+    source = salesforce_source(salesforce, key, clock=lambda: now)
+    source._retry.sleep = lambda _: None  # the retries' waits: no sleeping in tests
+    ledger = Ledger.open(config.settings.state_dir)
+    try:
+        assert cache.refresh(config, ledger, source, now)
+        good = cache.weekly(ledger, source, now.date())
+        salesforce.down = True
+        waits = []
+        now = NOW + timedelta(hours=6)
+        while len(waits) < 9:
+            asked = salesforce.requests
+            with pytest.raises(MetricsUnavailable):
+                cache.refresh(config, ledger, source, now)
+            assert salesforce.requests > asked
+            state = cache.failing(ledger, cache.METRICS)
+            assert state is not None and state.since == NOW + timedelta(hours=6)
+            waits.append(state.retry_at - now)
+            if len(waits) == 2:  # a restart: the wait is in the ledger, not in memory
+                ledger.close()
+                ledger = Ledger.open(config.settings.state_dir)
+            asked = salesforce.requests
+            assert not cache.refresh(config, ledger, source, state.retry_at - timedelta(seconds=1))
+            assert salesforce.requests == asked  # not asked while the wait runs
+            now = state.retry_at
+        assert [w / timedelta(minutes=1) for w in waits] == [5, 10, 20, 40, 80, 160, 320, 360, 360]
+        assert cache.weekly(ledger, source, now.date()).values == good.values  # the last kept
+        ledger.close()
+        (doctor_row,) = [r for r in diagnose(config) if r.subject == "metrics reads"]
+        assert not doctor_row.ok and "9 failed reads since" in doctor_row.detail
+        assert "the last numbers, read 2026-" in doctor_row.detail
+        ledger = Ledger.open(config.settings.state_dir)
+
+        salesforce.down = False
+        assert cache.refresh(config, ledger, source, now)
+        assert cache.failing(ledger, cache.METRICS) is None
+    finally:
+        ledger.close()
