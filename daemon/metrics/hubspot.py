@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,7 +28,6 @@ from hubspot.crm.objects.calls.exceptions import ApiException as CallsError
 from hubspot.crm.objects.emails.exceptions import ApiException as EmailsError
 from hubspot.crm.objects.meetings.exceptions import ApiException as MeetingsError
 from hubspot.crm.owners.exceptions import ApiException as OwnersError
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import HTTPError
 
 from daemon.config import HubspotSettings, read_secret
@@ -37,6 +36,7 @@ from daemon.core.metrics import WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.errors import ConfigError
 from daemon.metrics.base import MetricsUnavailable, Row
+from daemon.metrics.crm import CrmSource
 from daemon.metrics.salesforce import WEEKS_READ, WIN_RATE_WEEKS
 
 IN_CHUNK = 100  # owners in one IN filter
@@ -64,12 +64,8 @@ def _retryable(exc: BaseException) -> bool:
     return (_status(exc) == 429 and _policy(exc) != "DAILY") or _status(exc) >= 500
 
 
-class HubspotSource:
+class HubspotSource(CrmSource):
     label = "HubSpot"
-    cannot: Mapping[Metric, str] = {
-        Metric.PIPELINE_COVERAGE: "it needs each past week's open pipeline; export it to CSV",
-        Metric.FORECAST_ACCURACY: "it needs each month's committed amount; export it to CSV",
-    }
 
     def __init__(
         self,
@@ -78,6 +74,8 @@ class HubspotSource:
         clock: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        # A secondly 429 or a 5xx is waited out, a little longer than Salesforce's errors.
+        super().__init__(_retryable, attempts=5, multiplier=1, longest_wait=10, sleep=sleep)
         token = read_secret(settings.token_env, settings.token_file, "metrics.hubspot")
         if not token:
             raise ConfigError(
@@ -91,20 +89,6 @@ class HubspotSource:
             host=settings.api_url.rstrip("/"),
             ssl_ca_cert=os.environ.get("REQUESTS_CA_BUNDLE"),
         )
-        self._through: date | None = None
-        self._retry = retry(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(5),
-            wait=wait_exponential(multiplier=1, max=10),
-            reraise=True,
-            sleep=sleep,
-        )
-
-    def version(self) -> None:
-        return None  # only time tells: read every refresh_hours
-
-    def through(self) -> date | None:
-        return self._through
 
     def rows(self, reps: frozenset[str]) -> Iterator[Row]:
         self._through = None

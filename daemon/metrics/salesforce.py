@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -31,18 +31,13 @@ import jwt
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError
-from tenacity import (
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from daemon.config import SalesforceSettings, read_secret
 from daemon.core.deals import Opportunity
 from daemon.core.metrics import BASELINE_WEEKS, WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsUnavailable, Row
+from daemon.metrics.crm import CrmSource
 
 IN_CHUNK = 500  # emails or owners in one IN list at most
 GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page)
@@ -62,12 +57,8 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, SalesforceError) and exc.status >= 500
 
 
-class SalesforceSource:
+class SalesforceSource(CrmSource):
     label = "Salesforce"
-    cannot: Mapping[Metric, str] = {
-        Metric.PIPELINE_COVERAGE: "it needs each past week's open pipeline; export it to CSV",
-        Metric.FORECAST_ACCURACY: "it needs each month's committed amount; export it to CSV",
-    }
 
     def __init__(
         self,
@@ -77,6 +68,8 @@ class SalesforceSource:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        # Idempotent reads only: a network error or a 5xx is tried again a few times.
+        super().__init__(_retryable, attempts=4, multiplier=0.5, longest_wait=8, sleep=sleep)
         self.settings = settings
         self.zone = org_zone
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -85,22 +78,7 @@ class SalesforceSource:
         self._key = key
         # requests honours REQUESTS_CA_BUNDLE and the proxy variables, as for Graph.
         self.session = session or requests.Session()
-        self._through: date | None = None
         self.api_usage: str | None = None  # Sforce-Limit-Info's api-usage, after a read
-        # Idempotent reads only: a network error or a 5xx is tried again a few times.
-        self._retry = retry(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(4),
-            wait=wait_exponential(multiplier=0.5, max=8),
-            reraise=True,
-            sleep=sleep,
-        )
-
-    def version(self) -> None:
-        return None  # only time tells: read every refresh_hours
-
-    def through(self) -> date | None:
-        return self._through
 
     # --- the read ---------------------------------------------------------------------------
 

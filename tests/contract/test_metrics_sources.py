@@ -387,7 +387,9 @@ def test_a_failing_crm_is_asked_again_after_growing_waits_kept_across_a_restart(
 
     key = salesforce.register_certificate()
     put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
-    config = load(salesforce_config(tmp_path, salesforce, key))
+    path = salesforce_config(tmp_path, salesforce, key)
+    path.write_text(path.read_text() + f"state_dir: {tmp_path / 'state'}\n")
+    config = load(path)
     now = NOW
     source = salesforce_source(salesforce, key, clock=lambda: now)
     source._retry.sleep = lambda _: None  # the retries' waits: no sleeping in tests
