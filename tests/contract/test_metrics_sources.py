@@ -428,3 +428,45 @@ def test_a_failing_crm_is_asked_again_after_growing_waits_kept_across_a_restart(
         assert cache.failing(ledger, cache.METRICS) is None
     finally:
         ledger.close()
+
+
+def test_passes_while_the_crm_is_down_say_it_once_and_ask_it_after_growing_waits(
+    tmp_path: Path, salesforce: FakeSalesforce
+) -> None:
+    from types import SimpleNamespace
+
+    from structlog.testing import capture_logs
+
+    from daemon.config import load
+    from daemon.reconcile import _metrics
+    from daemon.store import Ledger
+
+    key = salesforce.register_certificate()
+    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
+    path = salesforce_config(tmp_path, salesforce, key)
+    path.write_text(path.read_text() + f"state_dir: {tmp_path / 'state'}\\n")
+    config = load(path)
+    source = salesforce_source(salesforce, key)
+    source._retry.sleep = lambda _: None
+    ledger = Ledger.open(config.settings.state_dir)
+    rt = SimpleNamespace(config=config, ledger=ledger, metrics_refused=None, metrics_view=None)
+    try:
+        _metrics(rt, source, NOW)  # type: ignore[arg-type]
+        salesforce.down = True
+        start, asked = NOW + timedelta(hours=6), salesforce.requests
+        with capture_logs() as logged:
+            for minute in range(180):  # a pass a minute for three hours
+                weekly = _metrics(rt, source, start + timedelta(minutes=minute))  # type: ignore[arg-type]
+                assert weekly.values[("sam@acme.test", Metric.ACTIVITIES)]  # the last numbers
+        warned = [e for e in logged if e["log_level"] == "warning"]
+        assert len(warned) == 1 and "metrics unavailable" in warned[0]["event"]
+        # tried at 0, 5, 15, 35, 75 and 155 minutes (each try one refused login), not 180 times
+        assert salesforce.requests - asked == 6
+
+        salesforce.down = False
+        with capture_logs() as logged:
+            _metrics(rt, source, start + timedelta(hours=6))  # type: ignore[arg-type]
+        assert [e["event"] for e in logged] == ["metrics read", "metrics readable again"]
+        assert logged[1]["failed_reads"] == 6
+    finally:
+        ledger.close()
