@@ -360,9 +360,10 @@ class GraphClient:
                         throttled.append(index)
                         wait = max(wait, _retry_after(response.headers) or 2.0**attempt)
                     answers[index] = response
+            wait = min(wait, MAX_WAIT)
             if not throttled or attempt == ATTEMPTS or not pass_deadline.allows(wait):
                 break
-            self._sleep(min(wait, MAX_WAIT))
+            self._sleep(wait)
             pending = sorted(throttled)
         missing = [i for i in range(len(requests_)) if i not in answers]
         if missing:
