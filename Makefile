@@ -8,12 +8,10 @@ CHROMIUM := $(shell command -v chromium 2>/dev/null)
 
 .PHONY: run test test-future test-browser lint types layers unit venv plan validate examples bench soak clean
 
-# --no-compile: the test extra brings ~24,000 Python files (msgraph-sdk alone ~17,000); compiling
-# them all at install cost a minute or more, while Python compiles (and caches) the few imported.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --no-compile -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -49,7 +47,7 @@ unit: $(STAMP)
 # (playwright driving the system's chromium; no browser is downloaded). `make test` runs them
 # where chromium is installed. Screenshots land in var/.
 $(VENV)/.browser: $(STAMP)
-	$(BIN)/pip install --quiet --no-compile -e '.[test,browser]'
+	$(BIN)/pip install --quiet -e '.[test,browser]'
 	touch $@
 
 test-browser: $(VENV)/.browser
