@@ -462,6 +462,9 @@ class CalDAVProvider:
         except dav_error.AuthorizationError as err:
             if _SYNC_TOKEN_PRECONDITION in (err.preconditions or []):
                 raise TokenExpired(f"sync token for {_public(url)} is no longer valid") from None
+            if err.status == 403 and 403 in ok:  # an answer the caller reads (the client raises)
+                refusal = err.body.encode() if isinstance(err.body, str) else err.body or b""
+                return _Response(403, {}, refusal)
             if err.status == 403:
                 raise AuthError(
                     f"calendar server {self._server} forbids {method} {urlsplit(url).path}"

@@ -44,26 +44,3 @@ def deployment(
 def caldav_deployment(tmp_path: Path, server: CalDAVServer) -> Deployment:
     n = next(_ids)
     return Deployment(tmp_path, server.url, [f"maya{n}@acme.test", f"raj{n}@acme.test"])
-
-
-# Xandikos runs the whole provider contract suite, but of the system tests only these: the
-# lifecycle of series and every way people cancel. The rest (emails, the loop, doctor, crash
-# safety) does not depend on the server's reading of the RFCs, and the half-year of passes takes
-# minutes on Xandikos (each write is a git commit): on both, `make test` would take minutes more.
-XANDIKOS_SYSTEM_TESTS = (
-    "test_series_lifecycle.py::",
-    "test_emails.py::test_every_way_of_cancelling",
-)
-XANDIKOS_LEFT_OUT = ("test_half_a_year_of_passes",)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    dropped = [
-        item for item in items
-        if "[caldav-xandikos" in item.nodeid
-        and (not any(chosen in item.nodeid for chosen in XANDIKOS_SYSTEM_TESTS)
-             or any(left in item.nodeid for left in XANDIKOS_LEFT_OUT))
-    ]  # fmt: skip
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in dropped]

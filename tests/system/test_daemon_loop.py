@@ -25,10 +25,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import structlog
 
-from daemon.embedded import EmbeddedRadicale
 from daemon.errors import NotFound
 from daemon.reconcile import run_forever
-from tests.fixtures.radicale import radicale_server
+from tests.fixtures.radicale import CalDAVServer, radicale_server
 from tests.fixtures.smtp import Dropping, Refusing, free_port, serve_smtp
 from tests.system.conftest import caldav_deployment
 from tests.system.harness import REPO, Deployment
@@ -93,9 +92,10 @@ class Daemon:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path, radicale: EmbeddedRadicale) -> Deployment:
-    """These tests drive CalDAV specifics (the embedded server, its port), on CalDAV only."""
-    return caldav_deployment(tmp_path, radicale)
+def deployment(tmp_path: Path, caldav_server: CalDAVServer) -> Deployment:
+    """The daemon as a process, on each real CalDAV server (the loop is provider-neutral; the
+    tests that start and stop a server themselves use the embedded Radicale, the default)."""
+    return caldav_deployment(tmp_path, caldav_server)
 
 
 @pytest.fixture
@@ -145,6 +145,8 @@ def test_ctrl_c_on_the_embedded_defaults_stops_the_daemon_and_its_calendar_serve
 def test_run_backs_off_while_the_calendar_is_down_and_recovers_when_it_returns(
     tmp_path: Path,
 ) -> None:
+    # Radicale only: the server is brought up mid-run on the port the config already names,
+    # which the embedded server (cadence's own) does and the Xandikos fixture does not.
     port = free_port()
     deployment = Deployment(tmp_path, f"http://127.0.0.1:{port}/", ["maya@acme.test", "r@x.test"])
     maya, _ = setup(deployment, extra="interval_seconds: 60\n")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.embedded import EmbeddedRadicale
+from tests.fixtures.radicale import CalDAVServer
 from tests.soak.proxy import FaultProxy
 from tests.system.harness import Deployment
 from tests.system.test_series_lifecycle import setup
@@ -30,8 +30,9 @@ SAM = "sam@acme.test"
 
 
 @pytest.fixture
-def proxy(radicale: EmbeddedRadicale) -> Iterator[FaultProxy]:
-    with FaultProxy(radicale.url) as p:
+def proxy(caldav_server: CalDAVServer) -> Iterator[FaultProxy]:
+    """Faults injected between cadence and each real CalDAV server in turn."""
+    with FaultProxy(caldav_server.url) as p:
         yield p
 
 

@@ -251,7 +251,8 @@ def test_safety_valve_when_every_series_vanishes_at_once(deployment: Deployment)
     assert len(deployment.series(maya)) == 4
 
 
-@pytest.mark.parametrize("deployment", ["caldav"], indirect=True)  # raw iCalendar; Google: contract
+# Raw iCalendar, so CalDAV only (Google and Outlook: their contract suites).
+@pytest.mark.parametrize("deployment", ["caldav", "caldav-xandikos"], indirect=True)
 def test_foreign_and_malformed_events_are_ignored_and_never_touched(
     deployment: Deployment,
 ) -> None:

@@ -50,6 +50,7 @@ def metric(text: str, name: str) -> float:
 def test_healthz_metrics_and_report_while_the_calendar_server_comes_and_goes(
     tmp_path: Path,
 ) -> None:
+    # Radicale only: the embedded server is started and stopped on a port the config names.
     cal_port, http_port = free_port(), free_port()
     d = Deployment(tmp_path, f"http://127.0.0.1:{cal_port}/", ["maya@acme.test", "raj@acme.test"])
     setup(d, extra=f"interval_seconds: 60\nhttp: {{listen: '127.0.0.1:{http_port}'}}\n")

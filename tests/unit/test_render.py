@@ -361,3 +361,23 @@ def test_the_managers_preread_carries_the_number(renderer: Renderer) -> None:
     )
     assert "Pull the number too" not in email.text
     assert "<strong>Activities, week of 16 Nov: 41" in email.html
+
+
+def test_the_next_pass_renders_an_edited_override_and_html_stays_escaped(tmp_path: Path) -> None:
+    # Each pass makes a new Renderer while compiled templates outlive it in the process: an
+    # admin's edit between passes is what the next pass sends, and a file compiled without
+    # escaping (naming it in a problem reads it through the text environment) never reaches HTML.
+    subject, html = tmp_path / "recap.subject.j2", tmp_path / "recap.html.j2"
+    subject.write_text("Recap for {{ rep.first_name }}\n")
+    html.write_text("<p>{{ commitment }}</p>\n")
+    first = Renderer(tmp_path)
+    first._text.get_template("recap.html.j2")
+    first.check()
+    assert XSS not in first.email("recap", {**SAMPLES["recap"], "commitment": XSS}).html
+
+    subject.write_text("Your recap, {{ rep.first_name }}\n")
+    later = Renderer(tmp_path)
+    later.check()
+    recap = later.email("recap", {**SAMPLES["recap"], "commitment": XSS})
+    assert recap.subject == "Your recap, Sam"
+    assert XSS not in recap.html and "&lt;script&gt;" in recap.html
