@@ -38,10 +38,12 @@ layers: $(STAMP)
 # The tests on up to four cores (pytest-xdist); each worker starts its own servers. Their files
 # (ledgers, calendar servers' storage) go to memory where the machine has it: the ledger's and the
 # servers' fsyncs are still made, and a SIGKILLed process loses the same as on disk, but waiting
-# for the disk on each of them cost `make test` minutes.
+# for the disk on each of them cost `make test` minutes. Bytecode is written even where the
+# environment says not to (PYTHONDONTWRITEBYTECODE): otherwise every worker and every `cadence`
+# subprocess compiles daemon/ and tests/ again.
 TEST_TMPDIR := $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm)
 unit: $(STAMP)
-	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) $(BIN)/pytest -n auto --maxprocesses 4
+	$(if $(TEST_TMPDIR),TMPDIR=$(TEST_TMPDIR)) PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -n auto --maxprocesses 4
 
 # Pages in a real headless chromium: the HTML report, and the pre-read form filled and saved
 # (playwright driving the system's chromium; no browser is downloaded). `make test` runs them
