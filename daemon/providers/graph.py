@@ -53,7 +53,6 @@ from daemon.core.schedule import parse_weekly
 from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
 from daemon.graph_http import GraphClient, Request, Response, client_for, failure
 from daemon.providers.base import (
-    Agendas,
     Attendee,
     CalendarHours,
     Capabilities,
@@ -64,7 +63,7 @@ from daemon.providers.base import (
     ObservedSeries,
     SeriesSpec,
     Write,
-    done,
+    WritesByApply,
     each_changes,
 )
 
@@ -195,7 +194,7 @@ class _Mailbox:
     synced: bool = False
 
 
-class GraphCalendarProvider:
+class GraphCalendarProvider(WritesByApply):
     """A ``CalendarProvider`` over Microsoft Graph; a manager's calendar is in their mailbox.
 
     ``calendar`` is ``primary`` (the mailbox's own calendar) or the name of a calendar cadence
@@ -282,21 +281,6 @@ class GraphCalendarProvider:
                     out[manager] = failure(request, response)
         out.update(each_changes(self, {m: t for m, t in tokens.items() if m not in out}))
         return out
-
-    def create_series(self, manager: str, series: SeriesSpec) -> None:
-        done(self.apply([Create(manager, series)]))
-
-    def end_series(self, manager: str, uid: str, until: date) -> None:
-        done(self.apply([End(manager, uid, until)]))
-
-    def write_agendas(
-        self,
-        manager: str,
-        uid: str,
-        master_block: str | None,
-        occurrence_blocks: Mapping[datetime, str],
-    ) -> None:
-        done(self.apply([Agendas(manager, uid, master_block, occurrence_blocks)]))
 
     def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
         """Three rounds of ``$batch`` (20 to a round trip) across every mailbox and series:
