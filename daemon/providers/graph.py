@@ -296,7 +296,11 @@ class GraphCalendarProvider(WritesByApply):
             except ProviderError as err:
                 out[manager] = err
         requests = [self._master_request(r.manager, m) for r in readings for m in r.ids]
-        answers = iter(zip(requests, self.client.batch(requests), strict=True))
+        try:
+            answers = iter(zip(requests, self.client.batch(requests), strict=True))
+        except ProviderError as err:  # Graph did not answer: each of these mailboxes says so
+            out.update((r.manager, err) for r in readings)
+            return out
         for reading in readings:
             mine = [next(answers) for _ in reading.ids]
             try:
