@@ -35,6 +35,7 @@ Errors leave a provider only as ``daemon.errors.ProviderError`` subclasses.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -165,6 +166,29 @@ class CalendarProvider(Protocol):
 
     def diagnose(self, manager: str) -> list[Check]:
         """Whether cadence can work on this manager's calendar, checked without writing."""
+
+
+class WritesByApply(ABC):
+    """The single write verbs as one-write ``apply`` calls, for a provider whose ``apply``
+    batches (Google, Graph): one code path for a write, whichever way it is asked for."""
+
+    @abstractmethod
+    def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]: ...
+
+    def create_series(self, manager: str, series: SeriesSpec) -> None:
+        done(self.apply([Create(manager, series)]))
+
+    def end_series(self, manager: str, uid: str, until: date) -> None:
+        done(self.apply([End(manager, uid, until)]))
+
+    def write_agendas(
+        self,
+        manager: str,
+        uid: str,
+        master_block: str | None,
+        occurrence_blocks: Mapping[datetime, str],
+    ) -> None:
+        done(self.apply([Agendas(manager, uid, master_block, occurrence_blocks)]))
 
 
 def one_by_one(provider: CalendarProvider, writes: Sequence[Write]) -> list[ProviderError | None]:

@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ from daemon.providers.base import (
     ObservedSeries,
     SeriesSpec,
     Write,
-    done,
+    WritesByApply,
 )
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def uid_of(google_id: str) -> str | None:
     return uid if uid is not None and event_id(uid) == google_id else None
 
 
-class GoogleCalendarProvider:
+class GoogleCalendarProvider(WritesByApply):
     """A ``CalendarProvider`` over Google Calendar v3 with domain-wide delegation."""
 
     capabilities = Capabilities(sync_tokens=True, free_busy=True, batches=True)
@@ -203,21 +203,6 @@ class GoogleCalendarProvider:
                 complete=listing.full,
             )
         return out
-
-    def create_series(self, manager: str, series: SeriesSpec) -> None:
-        done(self.apply([Create(manager, series)]))
-
-    def end_series(self, manager: str, uid: str, until: date) -> None:
-        done(self.apply([End(manager, uid, until)]))
-
-    def write_agendas(
-        self,
-        manager: str,
-        uid: str,
-        master_block: str | None,
-        occurrence_blocks: Mapping[datetime, str],
-    ) -> None:
-        done(self.apply([Agendas(manager, uid, master_block, occurrence_blocks)]))
 
     def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
         """Two rounds of batches across every manager and series: first the inserts and the

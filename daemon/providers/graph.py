@@ -21,7 +21,11 @@ How the contract's verbs map onto Graph (PROVIDERS.md has the facts):
 * ``free_busy``: ``calendar/getSchedule``; ``working_hours``: ``mailboxSettings``.
 * ``apply``: many mailboxes' creates, ends and agenda rewrites in three rounds of ``$batch``
   (20 requests each, filled across mailboxes); ``changes_many`` looks up the primary calendars
-  not yet known in one ``$batch`` set, then reads each mailbox's delta.
+  not yet known (none after a restart: the tokens carry them) in one ``$batch`` set, reads each
+  mailbox's delta, then every mailbox's masters in one more ``$batch`` set, so a quiet pass is
+  a delta request per mailbox and a round trip per twenty series. Microsoft Graph hands at most
+  four requests of a batch to Exchange at a time, whatever their mailboxes, so a batch filled
+  across mailboxes stays within the four per mailbox.
 
 Roster zones are IANA names; Graph is sent the Windows name from the CLDR mapping that tzlocal
 maintains, and the IANA name rides along in a second extended property so it reads back exactly.
@@ -53,7 +57,6 @@ from daemon.core.schedule import parse_weekly
 from daemon.errors import ConfigError, NotFound, ProviderError, TokenExpired, Transient
 from daemon.graph_http import GraphClient, Request, Response, client_for, failure
 from daemon.providers.base import (
-    Agendas,
     Attendee,
     CalendarHours,
     Capabilities,
@@ -64,8 +67,7 @@ from daemon.providers.base import (
     ObservedSeries,
     SeriesSpec,
     Write,
-    done,
-    each_changes,
+    WritesByApply,
 )
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,19 @@ class _Mailbox:
     synced: bool = False
 
 
-class GraphCalendarProvider:
+@dataclass(frozen=True)
+class _Reading:
+    """One mailbox between its delta round and the reads of its masters."""
+
+    manager: str
+    box: _Mailbox
+    window_start: datetime
+    link: str  # the new delta token
+    ids: list[str]  # the masters to read back
+    complete: bool  # a full listing, not the changes since a token
+
+
+class GraphCalendarProvider(WritesByApply):
     """A ``CalendarProvider`` over Microsoft Graph; a manager's calendar is in their mailbox.
 
     ``calendar`` is ``primary`` (the mailbox's own calendar) or the name of a calendar cadence
@@ -242,33 +256,26 @@ class GraphCalendarProvider:
                 self._calendar_path(manager)
 
     def changes(self, manager: str, token: str | None) -> Changes:
-        box = self._box(manager)
-        window_start = self._window_start()
-        if token is not None:
-            started, _, rest = token.partition("~")
-            delta_token, _, ids = rest.partition(" ")
-            try:
-                token_start = datetime.fromisoformat(started)
-            except ValueError:
-                raise TokenExpired(f"delta token for {manager} is not one cadence made") from None
-            # The token's window must start no later than this pass needs (a clock set back,
-            # as a replay does, would otherwise miss what lies before it) nor too long before.
-            if not delta_token or not timedelta(0) <= window_start - token_start <= WINDOW_SLIDE:
-                raise TokenExpired(f"delta window for {manager} has moved; resync")
-            if not box.synced and ids:
-                _recall(box, ids, self.calendar)
-            found, link = self._delta(manager, token_start, delta_token)
-            if box.synced:
-                return self._incremental(manager, box, found, token_start, link)
-        return self._full(manager, box, window_start)
+        got = self.changes_many({manager: token})[manager]
+        if isinstance(got, ProviderError):
+            raise got
+        return got
 
     def changes_many(
         self, tokens: Mapping[str, str | None]
     ) -> Mapping[str, Changes | ProviderError]:
-        """The primary calendars not looked up yet are, in one ``$batch`` set; then each
-        mailbox's delta (its pages follow links of their own)."""
+        """Each mailbox's delta (its pages follow links of their own), then the masters of every
+        mailbox read back in one ``$batch`` set, 20 to a round trip whoever's they are. The
+        tokens' ids are recalled first, so a restarted daemon looks up no calendar it knows;
+        the primary calendars still unknown are looked up in one ``$batch`` set too."""
         out: dict[str, Changes | ProviderError] = {}
-        unknown = [m for m in tokens if self._box(m).calendar_id is None]
+        since: dict[str, tuple[datetime, str] | None] = {}
+        for manager, token in tokens.items():
+            try:
+                since[manager] = self._since(manager, token)
+            except TokenExpired as err:
+                out[manager] = err
+        unknown = [m for m in since if self._box(m).calendar_id is None]
         if self.calendar == PRIMARY and len(unknown) > 1:
             requests = [
                 Request("GET", f"/users/{m}/calendar", params={"$select": "id"}) for m in unknown
@@ -280,23 +287,27 @@ class GraphCalendarProvider:
                     self._box(manager).calendar_id = PRIMARY
                 else:
                     out[manager] = failure(request, response)
-        out.update(each_changes(self, {m: t for m, t in tokens.items() if m not in out}))
+        readings: list[_Reading] = []
+        for manager, start in since.items():
+            if manager in out:
+                continue
+            try:
+                readings.append(self._begin(manager, start))
+            except ProviderError as err:
+                out[manager] = err
+        requests = [self._master_request(r.manager, m) for r in readings for m in r.ids]
+        try:
+            answers = iter(zip(requests, self.client.batch(requests), strict=True))
+        except ProviderError as err:  # Graph did not answer: each of these mailboxes says so
+            out.update((r.manager, err) for r in readings)
+            return out
+        for reading in readings:
+            mine = [next(answers) for _ in reading.ids]
+            try:
+                out[reading.manager] = self._finish(reading, mine)
+            except ProviderError as err:
+                out[reading.manager] = err
         return out
-
-    def create_series(self, manager: str, series: SeriesSpec) -> None:
-        done(self.apply([Create(manager, series)]))
-
-    def end_series(self, manager: str, uid: str, until: date) -> None:
-        done(self.apply([End(manager, uid, until)]))
-
-    def write_agendas(
-        self,
-        manager: str,
-        uid: str,
-        master_block: str | None,
-        occurrence_blocks: Mapping[datetime, str],
-    ) -> None:
-        done(self.apply([Agendas(manager, uid, master_block, occurrence_blocks)]))
 
     def apply(self, writes: Sequence[Write]) -> list[ProviderError | None]:
         """Three rounds of ``$batch`` (20 to a round trip) across every mailbox and series:
@@ -600,29 +611,59 @@ class GraphCalendarProvider:
                 masters.add(str(item["seriesMasterId"]))
         return masters, found.group(1)
 
-    def _full(self, manager: str, box: _Mailbox, window_start: datetime) -> Changes:
+    def _since(self, manager: str, token: str | None) -> tuple[datetime, str] | None:
+        """The window start and delta token of ``token`` (None: list in full), the calendar's
+        ids recalled from it when this process does not know them yet."""
+        if token is None:
+            return None
+        started, _, rest = token.partition("~")
+        delta_token, _, ids = rest.partition(" ")
+        try:
+            token_start = datetime.fromisoformat(started)
+        except ValueError:
+            raise TokenExpired(f"delta token for {manager} is not one cadence made") from None
+        # The token's window must start no later than this pass needs (a clock set back, as a
+        # replay does, would otherwise miss what lies before it) nor too long before.
+        moved = self._window_start() - token_start
+        if not delta_token or not timedelta(0) <= moved <= WINDOW_SLIDE:
+            raise TokenExpired(f"delta window for {manager} has moved; resync")
+        box = self._box(manager)
+        if not box.synced and ids:
+            _recall(box, ids, self.calendar)
+        return token_start, delta_token
+
+    def _begin(self, manager: str, since: tuple[datetime, str] | None) -> _Reading:
+        """The delta round of one mailbox, and which masters to read back: every live one
+        cadence knows (a deleted occurrence is only seen there) and those delta names."""
+        box = self._box(manager)
+        if since is not None:
+            found, link = self._delta(manager, since[0], since[1])
+            if box.synced:
+                ids = sorted(set(box.masters) | (found - box.foreign))
+                return _Reading(manager, box, since[0], link, ids, complete=False)
+        window_start = self._window_start()
         found, link = self._delta(manager, window_start, None)
         box.masters.clear()
         box.foreign.clear()
         box.seen.clear()
-        series = self._read_masters(manager, box, sorted(found))
-        box.seen = {s.uid: s for s in series.values() if s is not None}
-        box.synced = True
-        return Changes(
-            token=_token(window_start, link, box, self.calendar),
-            changed=tuple(sorted(box.seen.values(), key=lambda s: s.uid)),
-            removed=(),
-            complete=True,
-        )
+        return _Reading(manager, box, window_start, link, sorted(found), complete=True)
 
-    def _incremental(
-        self, manager: str, box: _Mailbox, found: set[str], window_start: datetime, link: str
-    ) -> Changes:
-        ids = sorted(set(box.masters) | (found - box.foreign))
-        series = self._read_masters(manager, box, ids)
+    def _finish(self, reading: _Reading, answers: Sequence[tuple[Request, Response]]) -> Changes:
+        """The mailbox's ``Changes`` from its masters' answers (in ``reading.ids`` order)."""
+        box = reading.box
+        series = self._read_masters(reading.manager, box, reading.ids, answers)
+        if reading.complete:
+            box.seen = {s.uid: s for s in series.values() if s is not None}
+            box.synced = True
+            return Changes(
+                token=_token(reading.window_start, reading.link, box, self.calendar),
+                changed=tuple(sorted(box.seen.values(), key=lambda s: s.uid)),
+                removed=(),
+                complete=True,
+            )
         changed: list[ObservedSeries] = []
         removed: list[str] = []
-        for master in ids:
+        for master in reading.ids:
             read = series[master]
             if read is None:  # gone (404), or someone else's series
                 uid = box.masters.pop(master, None)
@@ -634,21 +675,23 @@ class GraphCalendarProvider:
                 changed.append(read)
                 box.seen[read.uid] = read
         return Changes(
-            token=_token(window_start, link, box, self.calendar),
+            token=_token(reading.window_start, reading.link, box, self.calendar),
             changed=tuple(sorted(changed, key=lambda s: s.uid)),
             removed=tuple(sorted(removed)),
             complete=False,
         )
 
     def _read_masters(
-        self, manager: str, box: _Mailbox, ids: Sequence[str]
+        self,
+        manager: str,
+        box: _Mailbox,
+        ids: Sequence[str],
+        answers: Sequence[tuple[Request, Response]],
     ) -> dict[str, ObservedSeries | None]:
-        """Each master read back (None: gone, or not cadence's); foreign ones are remembered
+        """Each master as read back (None: gone, or not cadence's); foreign ones are remembered
         by id only, so they are not read again."""
-        requests = [self._master_request(manager, m) for m in ids]
         out: dict[str, ObservedSeries | None] = {}
-        answers = self.client.batch(requests)
-        for master, request, response in zip(ids, requests, answers, strict=True):
+        for master, (request, response) in zip(ids, answers, strict=True):
             if response.status == 404:
                 out[master] = None
                 continue

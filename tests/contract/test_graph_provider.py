@@ -27,7 +27,15 @@ from daemon.errors import (
     Transient,
 )
 from daemon.graph_http import Request
-from daemon.providers.base import Agendas, CalendarHours, CalendarProvider, Create, End, Write
+from daemon.providers.base import (
+    Agendas,
+    CalendarHours,
+    CalendarProvider,
+    Changes,
+    Create,
+    End,
+    Write,
+)
 from daemon.providers.graph import GraphCalendarProvider
 from tests.contract.provider_contract import (
     FIRST_START,
@@ -394,6 +402,44 @@ def test_ends_and_agenda_rewrites_across_mailboxes_share_their_batches(
         assert "new master" in series.description
         [week_two] = [o for o in series.overrides if o.recurrence_id == occurrence(1)]
         assert "week two" in week_two.description
+
+
+def test_masters_of_every_mailbox_are_read_back_together_twenty_to_a_batch(
+    graph: FakeGraph, mailbox: str
+) -> None:
+    """A warm pass is one delta round per mailbox, then every mailbox's masters in shared
+    ``$batch`` round trips; a deleted occurrence (no delta signal) is still found in any of
+    them, and a restarted process goes on from the tokens without looking up a calendar."""
+    boxes = [mailbox] + [f"raj{next(_managers)}@acme.test" for _ in range(2)]
+    for box in boxes[1:]:
+        graph.add_mailbox(box)
+    outlook = GraphCalendarProvider(graph_client(graph), "primary", clock=lambda: NOW)
+    specs = [series_spec(box, f"graph-shared-{box[:5]}-{n}") for box in boxes for n in range(7)]
+    assert outlook.apply([Create(s.manager_email, s) for s in specs]) == [None] * 21
+    listed = outlook.changes_many(dict.fromkeys(boxes))
+    tokens = {m: c.token for m, c in listed.items() if not isinstance(c, ProviderError)}
+    assert len(tokens) == 3
+    last = specs[-1]
+    master = graph.master(last.manager_email, last.uid).id
+    instance = _instance_id(graph, last.manager_email, master, occurrence(1))
+    assert _person(graph)("DELETE", f"/users/{last.manager_email}/events/{instance}").ok
+    before, requests = graph.round_trips, len(graph.requests)
+
+    restarted = GraphCalendarProvider(graph_client(graph), "primary", clock=lambda: NOW)
+    warm = restarted.changes_many(tokens)
+
+    assert graph.round_trips - before == 3 + 2  # three delta rounds; 21 masters in 20 + 1
+    assert not any(p.endswith("/calendar") for _, p in graph.requests[requests:])
+    changes = warm[last.manager_email]
+    assert not isinstance(changes, ProviderError)
+    assert only_series(changes, last.uid).exdates == (occurrence(1),)
+    tokens = {m: c.token for m, c in warm.items() if not isinstance(c, ProviderError)}
+    before = graph.round_trips
+    again = restarted.changes_many(tokens)
+    assert graph.round_trips - before == 3 + 2
+    assert [(c.changed, c.removed) for c in again.values() if isinstance(c, Changes)] == [
+        ((), ())
+    ] * 3
 
 
 def test_diagnose_checks_token_permissions_mailbox_and_calendar_writing_nothing(
