@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -481,6 +482,11 @@ def _name_problem(value: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=256)  # a roster has a few domains and thousands of addresses in them
+def _host_name(domain: str) -> bool:
+    return _DOMAIN.fullmatch(domain.lower()) is not None
+
+
 def _email_problem(value: str) -> str | None:
     char = _control(value)
     if char is not None:
@@ -489,7 +495,7 @@ def _email_problem(value: str) -> str | None:
     if len(text) > MAX_EMAIL:
         return f"{len(text)} characters, more than {MAX_EMAIL} (the longest address mail allows)"
     plain = _PLAIN.fullmatch(text)
-    if plain is not None and _DOMAIN.fullmatch(plain["domain"].lower()):
+    if plain is not None and _host_name(plain["domain"]):
         return None
     shown = text if len(text) <= 60 else text[:57] + "..."
     try:
