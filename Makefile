@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/reconcile_scale.py
 	$(BIN)/python benchmarks/hung_server.py
+	$(BIN)/python benchmarks/failing_api.py
 	$(BIN)/python benchmarks/cli_scale.py
 	$(BIN)/python benchmarks/graph_scale.py
 	$(BIN)/python benchmarks/google_scale.py

@@ -11,16 +11,28 @@ it (``GuardedProvider``, ``GuardedMailer``):
 
 * closed: calls go through. ``threshold`` failures in a row (a timeout, a refused or dropped
   connection, a 5xx: ``Transient`` or ``MailUnavailable``; a "slow down" is an answer) open it.
-* open: every further call in this pass is refused at once with ``EndpointDown`` /
-  ``MailEndpointDown`` (``daemon.errors.Skipped``), without touching the network. The log
-  says so once; the pass summary carries one error naming the endpoint.
-* the next pass starts it half-open: its first call is a probe. An answer closes it (logged
-  once); a failure opens it again at once.
+  So does one failure whose retries inside the client ran into the pass deadline
+  (``daemon.deadline``): that endpoint has had the pass's time already.
+* open: every further call is refused at once with ``EndpointDown`` / ``MailEndpointDown``
+  (``daemon.errors.Skipped``), without touching the network. The log says so once; the pass
+  summary carries one error naming the endpoint.
+* half-open: the first pass after its probe time makes its first call a probe, one attempt
+  without the client's retries. An answer closes it (logged once); a failure opens it again
+  at once. The probe time follows the breaker's own back-off (5 s from the start of the pass
+  it opened in, doubling, at most 5 minutes, on the passes' clock), so a dead server is asked
+  less and less often while ``cadence run`` keeps its interval for the endpoints that answer
+  (``next_probe`` tells the loop when a probe falls due sooner).
+
+A batched call (``Capabilities.batches``: Google, Graph) is judged whole: when every item of a
+batch that was answered failed as the endpoint not answering (a ``$batch`` answered 200 with
+every inner response a 503 or 504), that is one failure of the endpoint. When only some items
+fail, the endpoint answered the others: those are the items' own failures, not the endpoint's.
 
 Which endpoints are down is kept in the ledger, so that a second ``cadence once`` (a new
-process) probes once too, and the admin alert opens once and clears once. The deadline: once a
-pass has run ``deadline`` seconds, no new call starts; the rest waits for the next pass, so
-``cadence run`` never falls more than one pass behind.
+process) probes once too, and the admin alert opens once and clears once; the probe's back-off
+lives in the process (``cadence run``): a new process probes at its first pass. The deadline:
+once a pass has run ``deadline`` seconds, no new call starts (nor a retry inside a call); the
+rest waits for the next pass, so ``cadence run`` never falls more than one pass behind.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, TypeVar
 
+from daemon import deadline as pass_deadline
 from daemon import logs
 from daemon.checks import Check
 from daemon.errors import (
@@ -61,6 +74,8 @@ if TYPE_CHECKING:
     from daemon.store import Ledger
 
 THRESHOLD = 3  # failures in a row that open a breaker
+PROBE_FIRST = 5.0  # seconds from a breaker's opening to its first probe, doubling after
+PROBE_MAX = 300.0
 MIN_DEADLINE = 30.0  # seconds: a short interval never cuts a pass shorter than this
 FLAG = "endpoints_down"  # the ledger flag: JSON list of the endpoints whose breaker is open
 
@@ -70,6 +85,12 @@ T = TypeVar("T")
 def deadline_for(interval_seconds: float) -> float:
     """A pass stops starting calls after one interval (at least ``MIN_DEADLINE``)."""
     return max(float(interval_seconds), MIN_DEADLINE)
+
+
+def probe_after(streak: int) -> float:
+    """Seconds from the pass a breaker opened in (for the ``streak``-th time in a row) to its
+    probe."""
+    return min(PROBE_FIRST * 2.0 ** max(streak - 1, 0), PROBE_MAX)
 
 
 def _is_failure(exc: BaseException) -> bool:
@@ -88,6 +109,9 @@ class Breaker:
     was_down: bool = False  # open at the end of the previous pass
     skipped: int = 0  # calls refused this pass
     failed: list[str] = field(default_factory=list)  # this pass's failure messages
+    cut: bool = False  # opened by a call whose retries ran into the pass deadline
+    streak: int = 0  # openings since it last closed
+    probe_at: float = 0.0  # on the passes' clock: the first pass from then on probes
 
     @property
     def down(self) -> bool:
@@ -99,6 +123,8 @@ class Breaker:
         reason = self.last_error.removeprefix(self.endpoint).lstrip(" :") or self.last_error
         if self.was_down and self.failures <= 1:
             why = f"still not answering ({reason})"
+        elif self.cut:
+            why = f"not answering: its retries ran into the pass deadline ({reason})"
         else:
             why = f"not answering: {self.failures} failures in a row ({reason})"
         return f"{self.endpoint} is {why}; the rest of its work waits for the next pass"
@@ -116,6 +142,7 @@ class Breakers:
         self.deadline = float("inf")
         self._deadline_at = float("inf")
         self.deadline_hit = False
+        self._pass_at = 0.0  # the pass's time, on the passes' clock (seconds)
         self.log = logs.get()
 
     def breaker(self, endpoint: str) -> Breaker:
@@ -124,26 +151,36 @@ class Breakers:
             found = self._breakers[endpoint] = Breaker(endpoint)
         return found
 
-    def start_pass(self, deadline: float, down: Iterable[str] = ()) -> None:
-        """A new pass: every open breaker (here, or ``down`` as the ledger remembers it) is
-        half-open, its next call a probe."""
+    def start_pass(self, deadline: float, down: Iterable[str] = (), *, now: float) -> None:
+        """A new pass at ``now`` (seconds on the passes' clock): every open breaker whose probe
+        time has come (and any the ledger remembers as ``down`` that this process has not
+        seen) is half-open, its next call a probe; the others stay open."""
         for endpoint in down:
-            self.breaker(endpoint).state = "open"
+            if endpoint not in self._breakers:
+                self.breaker(endpoint).state = "open"
         for b in self._breakers.values():
             b.was_down = b.down
-            if b.down:
+            if b.down and now >= b.probe_at:
                 b.state = "half-open"
             b.failures, b.skipped, b.failed = 0, 0, []
+        self._pass_at = now
         self.log = logs.get()
         self.deadline = deadline
         self._deadline_at = self._monotonic() + deadline
         self.deadline_hit = False
 
     def call(
-        self, endpoint: str, fn: Callable[[], T], refuse: Callable[[str, str], CadenceError]
+        self,
+        endpoint: str,
+        fn: Callable[[], T],
+        refuse: Callable[[str, str], CadenceError],
+        failed: Callable[[T], Sequence[BaseException]] | None = None,
     ) -> T:
         """``fn()`` through ``endpoint``'s breaker; ``refuse(endpoint, line)`` makes the error
-        raised instead of calling when the breaker is open or the deadline has passed."""
+        raised instead of calling when the breaker is open or the deadline has passed.
+        ``failed(result)``: the failures a batched call's result holds when they are the
+        endpoint's (empty when it answered); they count as one failure, and the result is
+        returned all the same."""
         b = self.breaker(endpoint)
         if b.down:
             b.skipped += 1
@@ -154,30 +191,53 @@ class Breakers:
                 self.log.error("pass deadline reached; the rest waits for the next pass",
                                seconds=self.deadline)  # fmt: skip
             raise refuse(endpoint, self.deadline_line())
+        scope = pass_deadline.Deadline(
+            self._deadline_at, self._monotonic, retries=b.state != "half-open"
+        )
         try:
-            result = fn()
+            with pass_deadline.within(scope):
+                result = fn()
         except BaseException as exc:
             if not _is_failure(exc):
                 self._answered(b)
                 raise
-            b.failures += 1
-            b.last_error = str(exc)
-            b.failed.append(str(exc))
-            if b.state == "half-open" or b.failures >= self.threshold:
-                b.state = "open"
-                self.log.error(
-                    "endpoint not answering; its remaining work this pass is skipped",
-                    endpoint=endpoint, failures=b.failures, error=str(exc),
-                )  # fmt: skip
+            self._failed(b, [exc], scope.cut)
             raise
-        self._answered(b)
+        failures = failed(result) if failed is not None else ()
+        if failures:
+            self._failed(b, failures, scope.cut)
+        else:
+            self._answered(b)
         return result
+
+    def _failed(self, b: Breaker, failures: Sequence[BaseException], cut: bool) -> None:
+        """One failure of ``b``'s endpoint (``failures``: what it raised, or the items of a
+        batch that all failed)."""
+        b.failures += 1
+        b.last_error = str(failures[0])
+        b.failed.extend(str(exc) for exc in failures)
+        if b.state == "half-open" or cut or b.failures >= self.threshold:
+            b.state = "open"
+            b.cut = cut
+            b.streak += 1
+            b.probe_at = self._pass_at + probe_after(b.streak)
+            self.log.error(
+                "endpoint not answering; its remaining work this pass is skipped",
+                endpoint=b.endpoint, failures=b.failures, error=b.last_error,
+                deadline_cut=cut, next_probe_seconds=probe_after(b.streak),
+            )  # fmt: skip
 
     def _answered(self, b: Breaker) -> None:
         if b.state == "half-open":
             b.state = "closed"
+            b.streak, b.cut = 0, False
             self.log.info("endpoint answering again", endpoint=b.endpoint)
         b.failures = 0
+
+    def next_probe(self) -> float | None:
+        """When (on the passes' clock) the earliest open breaker's probe is due; None when
+        none is open."""
+        return min((b.probe_at for b in self._breakers.values() if b.down), default=None)
 
     def deadline_line(self) -> str:
         return (
@@ -218,6 +278,15 @@ class Breakers:
                 ledger.set_flag(FLAG, json.dumps(down) if down else None)
 
 
+def _all_failed(outcomes: Sequence[object]) -> list[BaseException]:
+    """A batch's item failures when every item failed as the endpoint not answering (see the
+    module docstring); none when any item was answered, however it was answered."""
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if outcomes and len(failures) == len(outcomes) and all(map(_is_failure, failures)):
+        return failures
+    return []
+
+
 class GuardedProvider:
     """A ``CalendarProvider`` whose every call goes through one endpoint's breaker."""
 
@@ -242,7 +311,10 @@ class GuardedProvider:
         if not self.capabilities.batches:  # one call a manager: each through the breaker
             return each_changes(self, tokens)
         try:
-            return self._call(lambda: self.inner.changes_many(tokens))
+            return self.breakers.call(
+                self.endpoint, lambda: self.inner.changes_many(tokens), EndpointDown,
+                lambda found: _all_failed(list(found.values())),
+            )  # fmt: skip
         except ProviderError as exc:
             return dict.fromkeys(tokens, exc)
 
@@ -250,7 +322,9 @@ class GuardedProvider:
         if not self.capabilities.batches:
             return one_by_one(self, writes)
         try:
-            return self._call(lambda: self.inner.apply(writes))
+            return self.breakers.call(
+                self.endpoint, lambda: self.inner.apply(writes), EndpointDown, _all_failed
+            )
         except ProviderError as exc:
             return [exc] * len(writes)
 

@@ -6,11 +6,12 @@ discovery documents it bundles, pointed at ``api_endpoint`` (Google, or a local 
 tests), over one ``httplib2.Http`` that honours the proxy and CA variables. Every call goes
 through ``GoogleApi.call``: a per-user request budget (Google allows 600 requests a minute per
 user; a cold start of a big roster would trip it), retries with exponential back-off and jitter
-for 429, 403 rate-limit reasons and 5xx, honouring ``Retry-After`` (tenacity), and one
-translation of every third-party failure into ``CallFailed``, which callers map onto their own
-error vocabulary (``ProviderError`` or ``MailError``). ``GoogleApi.batch`` sends many users'
-calls in one batch request: each part carries its own user's ``Authorization``, which Google
-applies to that call alone.
+for 429, 403 rate-limit reasons and 5xx, honouring ``Retry-After`` (tenacity) and never
+starting an attempt past the pass deadline (``daemon.deadline``), and one translation of every
+third-party failure into ``CallFailed``, which callers map onto their own error vocabulary
+(``ProviderError`` or ``MailError``). ``GoogleApi.batch`` sends many users' calls in one batch
+request: each part carries its own user's ``Authorization``, which Google applies to that call
+alone.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from daemon import deadline as pass_deadline
 from daemon.errors import ConfigError
 
 SCOPE = "https://www.googleapis.com/auth/"
@@ -241,7 +243,10 @@ class GoogleApi:
         """Several calls, each as its own user (``(user, build)``), in batch requests of up to
         ``BATCH_LIMIT``: Google applies each part's own ``Authorization``, so one batch serves
         many managers. A user without a token fails only their own calls; a call that failed
-        with a transient error is retried alone (``call``), the others are kept."""
+        with a transient error is retried alone (``call``), the others are kept. Once such a
+        retry has failed too, or was given up (the pass deadline, a breaker's probe), the endpoint
+        is failing: the other calls keep their first answer rather than each being tried
+        again."""
         results: list[Any | CallFailed] = [None] * len(calls)
         refused: dict[str, CallFailed] = {}
         for user in dict.fromkeys(user for user, _ in calls):
@@ -250,6 +255,7 @@ class GoogleApi:
             except CallFailed as failed:
                 refused[user] = failed
         todo = []
+        failing = False  # a call retried alone failed again
         for index, (user, _) in enumerate(calls):
             if user in refused:
                 results[index] = refused[user]
@@ -285,11 +291,11 @@ class GoogleApi:
                 answer = answers.get(index)
                 if isinstance(answer, Exception) and not isinstance(answer, CallFailed):
                     one = _translate(calls[index][0], answer, self)
-                    if one.transient:
+                    if one.transient and not failing and pass_deadline.allows(0):
                         try:
                             answer = self.call(*calls[index])
                         except CallFailed as again:
-                            answer = again
+                            answer, failing = again, again.transient
                     else:
                         answer = one
                 results[index] = answer
@@ -320,7 +326,7 @@ class GoogleApi:
             return float(wait_exponential_jitter(initial=1, max=self.max_wait)(state))
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(self.max_attempts) | pass_deadline.stop,
             wait=wait,
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, CallFailed) and exc.kind == "http" and exc.transient
@@ -328,7 +334,14 @@ class GoogleApi:
             sleep=self._sleep,
             reraise=True,
         )
-        return retrying(work)
+
+        def attempt() -> Any:
+            if pass_deadline.expired():
+                raise CallFailed("network", f"Google at {self.root}: not tried, the pass ran "
+                                 "into its deadline")  # fmt: skip
+            return work()
+
+        return retrying(attempt)
 
 
 _CREDENTIALS: dict[tuple[str, tuple[str, ...]], service_account.Credentials] = {}

@@ -4,8 +4,10 @@ Why a module of its own: the calendar provider and the Graph mailer use the same
 registration, and Graph's limits are per app and mailbox, so both must share one msal app (one
 token, cached and renewed before expiry), one ``requests`` session (which honours
 ``HTTPS_PROXY``/``NO_PROXY``/``REQUESTS_CA_BUNDLE``) and one gate of at most four requests in
-flight per mailbox. 429 and 503 are retried with tenacity, waiting what ``Retry-After`` says;
-``$batch`` sends up to 20 requests in one round trip and retries an inner 429 alone.
+flight per mailbox. 429 and 503 are retried with tenacity, waiting what ``Retry-After`` says
+but never starting an attempt past the pass deadline (``daemon.deadline``); ``$batch`` sends up
+to 20 requests in one round trip and retries an inner 429 or 503 alone, within the same
+bounds.
 
 Every failure leaves as a ``daemon.errors`` class with one line a person can act on.
 """
@@ -27,6 +29,7 @@ import msal
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from daemon import deadline as pass_deadline
 from daemon.config import Config, read_secret
 from daemon.errors import (
     AuthError,
@@ -288,16 +291,21 @@ class GraphClient:
 
         return Retrying(
             retry=retry_if_exception_type(_Retry),
-            stop=stop_after_attempt(ATTEMPTS),
+            stop=stop_after_attempt(ATTEMPTS) | pass_deadline.stop,
             wait=wait,
             sleep=self._sleep,
             reraise=True,
         )
 
     def call(self, request: Request, ok: Sequence[int] = (200, 201, 202, 204)) -> Response:
-        """One call, retried on 429/503; any other status outside ``ok`` raises."""
+        """One call, retried on 429/503 (never past the pass deadline); any other status
+        outside ``ok`` raises. Given up, a 429 is Graph asking to slow down (``RateLimited``)
+        and a 503 is Graph not answering (``Transient``, a failure for the breaker)."""
 
         def once() -> Response:
+            if pass_deadline.expired():
+                raise Transient(f"Microsoft Graph at {self.settings.graph_endpoint}: not tried,"
+                                " the pass ran into its deadline")  # fmt: skip
             self.calls += 1
             response = self._send(request)
             if response.status in (429, 503):
@@ -307,6 +315,8 @@ class GraphClient:
         try:
             response = self._retrying()(once)
         except _Retry as gave_up:
+            if gave_up.response.status != 429:
+                raise failure(request, gave_up.response) from None
             raise RateLimited(
                 f"Microsoft Graph kept throttling {request.method} {request.path}",
                 gave_up.retry_after,
@@ -350,10 +360,10 @@ class GraphClient:
                         throttled.append(index)
                         wait = max(wait, _retry_after(response.headers) or 2.0**attempt)
                     answers[index] = response
-            if not throttled:
+            wait = min(wait, MAX_WAIT)
+            if not throttled or attempt == ATTEMPTS or not pass_deadline.allows(wait):
                 break
-            if attempt < ATTEMPTS:
-                self._sleep(min(wait, MAX_WAIT))
+            self._sleep(wait)
             pending = sorted(throttled)
         missing = [i for i in range(len(requests_)) if i not in answers]
         if missing:

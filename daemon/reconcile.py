@@ -603,8 +603,9 @@ def run_pass(rt: Runtime, now: datetime) -> PassResult:
     rt.clock.now = now
     result = PassResult()
     rt.breakers.start_pass(
-        deadline_for(rt.config.settings.interval_seconds), Breakers.remembered(rt.ledger)
-    )
+        deadline_for(rt.config.settings.interval_seconds), Breakers.remembered(rt.ledger),
+        now=now.timestamp(),
+    )  # fmt: skip
     plan = plan_pass(rt, now, result)
     log = logs.get()
     for alarm in plan.alarms:
@@ -1092,11 +1093,32 @@ class Stopper:
 
 
 def backoff(failures: int, interval: float) -> float:
-    """Seconds to wait after ``failures`` passes in a row that could not reach a server:
-    5 s doubling, capped at 5 minutes (or the interval, when that is longer)."""
+    """Seconds to wait after ``failures`` passes in a row that failed as a whole (the ledger,
+    a template): 5 s doubling, capped at 5 minutes (or the interval, when that is longer)."""
     if failures == 0:
         return interval
     return float(min(5 * 2 ** (failures - 1), max(interval, 300)))
+
+
+def pause_after(
+    result: PassResult | None, failures: int, interval: float, probe_in: float | None
+) -> float:
+    """How long ``run`` waits after a pass. An endpoint that does not answer is its breaker's
+    business (``daemon.breaker``): it is skipped until its own probe time, which may wake the
+    loop sooner, while the endpoints that answer keep the interval. Only a pass that failed
+    as a whole (``result`` None), or one that found a server down without a breaker to say so
+    (a Maildir; failures under the threshold), backs the loop off, and never beyond the
+    interval unless the whole pass failed."""
+    if result is None:
+        return backoff(failures, interval)
+    pause = interval
+    if result.unavailable and not result.endpoints_down:
+        pause = min(backoff(failures, interval), interval)
+    elif result.cut_short and not result.unavailable:
+        pause = 0.0  # a big pass on a slow server: go on with the rest now
+    if probe_in is not None:
+        pause = min(pause, max(probe_in, 0.0))
+    return max(pause, result.retry_after or 0.0)
 
 
 def follow_roster(rt: Runtime, watch: RosterWatch) -> None:
@@ -1206,7 +1228,6 @@ def _loop(
         log.info("cadence running", interval_seconds=interval,
                  managers=len(config.roster.managers), reps=len(config.roster.reps))  # fmt: skip
         while True:
-            retry_after: float | None = None
             now = clock()
             started = time.monotonic()
             result: PassResult | None = None
@@ -1215,7 +1236,6 @@ def _loop(
                 follow_roster(rt, watch)
                 result = run_pass(rt, now)
                 failures = failures + 1 if result.unavailable else 0
-                retry_after = result.retry_after
                 problem = result.errors[0] if result.unavailable and result.errors else None
             except CadenceError as exc:  # the ledger or a template failed: retry the pass later
                 failures += 1
@@ -1231,11 +1251,12 @@ def _loop(
                     alerts = None
                 down = result.endpoints_down if result is not None else None
                 health.passed(now, ok, problem, alerts, down)
-            pause = max(backoff(failures, interval), retry_after or 0.0)
-            if result is not None and result.cut_short and not failures:
-                pause = 0.0  # a big pass on a slow server: go on with the rest now
+            probe = rt.breakers.next_probe()
+            probe_in = None if probe is None else probe - clock().timestamp()
+            pause = pause_after(result, failures, interval, probe_in)
             if failures:
-                log.info("backing off", seconds=pause, failures=failures)
+                log.info("next pass after a troubled one", seconds=pause, failures=failures,
+                         endpoints_down=result.endpoints_down if result else None)  # fmt: skip
             if wait(pause):
                 break
     log.info("cadence stopped")

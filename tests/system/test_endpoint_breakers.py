@@ -15,12 +15,16 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import structlog
 
 from daemon.breaker import THRESHOLD
 from daemon.embedded import EmbeddedRadicale
+from daemon.reconcile import run_forever
+from tests.fixtures.smtp import Refusing, serve_smtp
 from tests.soak.proxy import FaultProxy
 from tests.system.harness import Deployment
 
@@ -185,3 +189,59 @@ def test_an_open_breaker_alerts_the_admins_once_and_its_closing_once(
         assert len(d.mail_of("admin_alert")) == 2  # the second one says it is over
         again = d.once(T0 + timedelta(minutes=3))
         assert again.endpoints_closed == [] and len(d.mail_of("admin_alert")) == 2
+
+
+class CountingRefusal(Refusing):
+    """A mail server that answers every recipient "451 try again later"; counts the tries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    async def handle_RCPT(self, *args: Any) -> str:
+        self.tries += 1
+        return await super().handle_RCPT(*args)
+
+
+def test_run_keeps_its_interval_for_the_calendar_while_a_dead_mail_server_waits_its_turn(
+    tmp_path: Path, radicale: EmbeddedRadicale
+) -> None:
+    """``cadence run`` on an injected clock with a mail server that refuses everything: the
+    calendar's work goes on every interval (a manager added to the roster gets their series
+    at the next pass), while the mail server is tried once per probe of its own back-off
+    (5 s, 10 s, 20 s... from its opening), never once per pass."""
+    handler = CountingRefusal()
+    with serve_smtp(handler) as server:
+        d = Deployment(tmp_path, radicale.url,
+                       [f"rm{i}-{tmp_path.name}@acme.test" for i in range(MANAGERS)])  # fmt: skip
+        smtp = f"transport: smtp, smtp: {{host: 127.0.0.1, port: {server.port}, security: none}}"
+        team(d, mail=smtp, extra="interval_seconds: 60\n")
+        late = f"late-{tmp_path.name}@acme.test"
+        now = [T0]
+        waits: list[float] = []
+        tries: list[int] = []  # the mail server's tries so far, at each wait
+        late_series: list[int] = []
+
+        def wait(seconds: float) -> bool:
+            waits.append(seconds)
+            tries.append(handler.tries)
+            late_series.append(len(d.series(late)) if late in d.managers else -1)
+            now[0] += timedelta(seconds=seconds)
+            if len(waits) == 8:  # a manager joins the roster
+                d.managers.append(late)
+                team(d, mail=smtp, extra="interval_seconds: 60\n")
+            return len(waits) == 12
+
+        try:
+            assert run_forever(d.config(), clock=lambda: now[0], wait=wait) == 0
+        finally:
+            structlog.reset_defaults()
+    # Passes at 0, 5, 15, 35 and 75 s probe the mail server (its back-off: 5, 10, 20, 40, 80
+    # s); from then on the loop waits the interval, or less when a probe falls due sooner
+    # (155 s, 315 s), never more. Before, every pass backed off: 5, 10, 20... up to 300 s.
+    assert waits == [5.0, 10.0, 20.0, 40.0, 60.0, 20.0, 60.0, 60.0, 40.0, 60.0, 60.0, 60.0]
+    assert tries == [THRESHOLD + n for n in (0, 1, 2, 3, 4, 4, 5, 5, 5, 6, 6, 6)]
+    assert max(waits) <= 60
+    # The manager added before the ninth wait has a series after it: one interval at most.
+    assert late_series[8:] == [1, 1, 1, 1] and late_series[7] == -1
+    assert server.received == []

@@ -8,19 +8,24 @@ in a row, refusals without a call, a half-open probe per pass, answers that are 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 
 import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from daemon.breaker import THRESHOLD, Breakers, deadline_for
+from daemon import deadline
+from daemon.breaker import PROBE_MAX, THRESHOLD, Breakers, GuardedProvider, deadline_for
 from daemon.errors import (
     EndpointDown,
     MailEndpointDown,
     MailUnavailable,
     NotFound,
+    ProviderError,
     RateLimited,
     Skipped,
     Transient,
 )
+from daemon.providers.base import Capabilities, End, Write
 
 SERVER = "calendar server http://dav.acme.test/"
 
@@ -48,7 +53,7 @@ def call(breakers: Breakers, fn: Callable[[], str]) -> str | Exception:
 
 def test_threshold_failures_open_it_and_the_rest_is_refused_without_a_call() -> None:
     breakers, server = Breakers(), Server()
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=60)
     outcomes = [call(breakers, server) for _ in range(20)]
     assert server.calls == THRESHOLD
     assert all(isinstance(o, Transient) and not isinstance(o, Skipped)
@@ -62,7 +67,7 @@ def test_threshold_failures_open_it_and_the_rest_is_refused_without_a_call() -> 
 
 def test_a_success_between_failures_starts_the_count_again() -> None:
     breakers, server = Breakers(), Server()
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=120)
     for _ in range(5):
         for _ in range(THRESHOLD - 1):
             call(breakers, server)
@@ -74,7 +79,7 @@ def test_a_success_between_failures_starts_the_count_again() -> None:
 
 def test_an_answer_that_says_no_is_not_a_failure() -> None:
     breakers = Breakers()
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=180)
 
     def not_found() -> str:
         raise NotFound("gone")
@@ -89,26 +94,26 @@ def test_an_answer_that_says_no_is_not_a_failure() -> None:
 
 def test_the_next_pass_probes_once_and_closes_it_on_an_answer() -> None:
     breakers, server = Breakers(), Server()
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=240)
     for _ in range(10):
         call(breakers, server)
-    breakers.start_pass(60)  # still down: one probe, then refused again
+    breakers.start_pass(60, now=300)  # still down: one probe, then refused again
     outcomes = [call(breakers, server) for _ in range(10)]
     assert server.calls == THRESHOLD + 1
     assert isinstance(outcomes[1], EndpointDown)
     assert "still not answering" in str(outcomes[1])
     assert breakers.opened() == [] and breakers.closed() == []
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=360)
     server.down = False
     assert [call(breakers, server) for _ in range(3)] == ["ok"] * 3
     assert breakers.closed() == [SERVER] and breakers.down() == []
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=420)
     assert breakers.closed() == []  # said once
 
 
 def test_a_breaker_remembered_as_down_is_half_open_in_a_new_process() -> None:
     breakers, server = Breakers(), Server()
-    breakers.start_pass(60, down=[SERVER])
+    breakers.start_pass(60, down=[SERVER], now=60)
     assert breakers.untested()[0].endpoint == SERVER  # nothing called yet: still down
     for _ in range(5):
         call(breakers, server)
@@ -118,7 +123,7 @@ def test_a_breaker_remembered_as_down_is_half_open_in_a_new_process() -> None:
 
 def test_the_mail_side_refuses_with_a_mail_error() -> None:
     breakers = Breakers()
-    breakers.start_pass(60)
+    breakers.start_pass(60, now=480)
 
     def hung() -> None:
         raise MailUnavailable("mail server smtp.acme.test:587 did not answer within 30s")
@@ -134,7 +139,7 @@ def test_after_the_deadline_no_call_starts_and_it_is_said_once() -> None:
     now = [0.0]
     breakers, server = Breakers(monotonic=lambda: now[0]), Server()
     server.down = False
-    breakers.start_pass(deadline_for(60))
+    breakers.start_pass(deadline_for(60), now=540)
     assert call(breakers, server) == "ok"
     now[0] = 61.0
     late = [call(breakers, server) for _ in range(3)]
@@ -142,7 +147,7 @@ def test_after_the_deadline_no_call_starts_and_it_is_said_once() -> None:
     assert all(isinstance(o, EndpointDown) for o in late)
     assert breakers.deadline_hit and "deadline (60 s" in breakers.deadline_line()
     assert breakers.down() == []  # the server is fine: no breaker opened
-    breakers.start_pass(deadline_for(60))
+    breakers.start_pass(deadline_for(60), now=600)
     assert call(breakers, server) == "ok" and not breakers.deadline_hit
 
 
@@ -178,3 +183,104 @@ def test_the_status_endpoint_counts_an_opening_once_and_a_closing_once() -> None
     assert f'cadence_breaker_changes_total{{{label},to="open"}} 1.0' in text
     assert f'cadence_breaker_changes_total{{{label},to="closed"}} 1.0' in text
     assert f"cadence_endpoint_down{{{label}}} 0.0" in text
+
+
+def test_an_open_breaker_is_probed_on_its_own_back_off_not_every_pass() -> None:
+    """Passes every second (``cadence run`` woken for other work): the dead server is asked at
+    its opening, then once 5 s later, 10 s after that... never more often, and at most every
+    ``PROBE_MAX`` seconds; an answer closes it and starts the back-off afresh."""
+    breakers, server = Breakers(), Server()
+    asked_at: list[int] = []
+    for t in range(0, 2000):
+        before = server.calls
+        breakers.start_pass(60, now=t)
+        for _ in range(5):
+            call(breakers, server)
+        if server.calls > before:
+            asked_at.append(t)
+    assert server.calls == THRESHOLD + len(asked_at) - 1
+    gaps = [b - a for a, b in zip(asked_at, asked_at[1:], strict=False)]
+    assert gaps == [5, 10, 20, 40, 80, 160] + [int(PROBE_MAX)] * (len(gaps) - 6)
+    assert breakers.next_probe() == asked_at[-1] + PROBE_MAX
+
+    server.down = False
+    breakers.start_pass(60, now=asked_at[-1] + PROBE_MAX)
+    assert call(breakers, server) == "ok" and breakers.next_probe() is None
+    server.down = True
+    breakers.start_pass(60, now=5000)
+    for _ in range(THRESHOLD):
+        call(breakers, server)
+    assert breakers.next_probe() == 5000 + 5
+
+
+class Batching:
+    """A provider with batch requests whose ``apply`` answers each write as told."""
+
+    capabilities = Capabilities(batches=True)
+
+    def __init__(self) -> None:
+        self.answers: list[ProviderError | None] = []
+
+    def apply(self, writes: list[Write]) -> list[ProviderError | None]:
+        return list(self.answers)
+
+
+def test_a_batch_whose_every_item_failed_is_one_failure_of_the_endpoint() -> None:
+    breakers, inner = Breakers(), Batching()
+    guarded = GuardedProvider(inner, SERVER, breakers)  # type: ignore[arg-type]
+    writes: list[Write] = [End("m@acme.test", f"uid-{i}", date(2026, 12, 1)) for i in range(4)]
+    breakers.start_pass(60, now=0)
+    # Some items answered (a 404, a throttled one, one that went through): the endpoint is up.
+    inner.answers = [Transient("503"), NotFound("gone"), RateLimited("slow", 1), None]
+    for _ in range(THRESHOLD):
+        assert guarded.apply(writes) == inner.answers
+    assert breakers.down() == []
+    # Every item a 503/504 inside a $batch answered 200: one failure per batch.
+    inner.answers = [Transient(f"Google failed (504) for item {i}") for i in range(4)]
+    for _ in range(THRESHOLD):
+        assert guarded.apply(writes) == inner.answers  # the items keep their own errors
+    (down,) = breakers.down()
+    assert f"{THRESHOLD} failures in a row" in down.line()
+    assert down.failed == [str(e) for e in inner.answers] * THRESHOLD
+    refused = guarded.apply(writes)
+    assert all(isinstance(e, EndpointDown) for e in refused)
+
+
+def test_a_call_whose_retries_ran_into_the_pass_deadline_opens_the_breaker_at_once() -> None:
+    """A server answering 503 after 30 s, retried every 20 s: inside a pass with 60 s left the
+    client stops after two attempts (a third would start at 100 s), and that one failure opens
+    the breaker; its probe in the next pass is one attempt; outside a pass (``cadence
+    doctor``) the client makes all five."""
+    now = [0.0]
+
+    def attempt() -> str:
+        now[0] += 30.0
+        raise Transient(f"{SERVER} failed (503)")
+
+    def retried() -> str:
+        retrying = Retrying(
+            stop=stop_after_attempt(5) | deadline.stop, wait=wait_fixed(20),
+            retry=retry_if_exception_type(Transient), reraise=True,
+            sleep=lambda seconds: now.__setitem__(0, now[0] + seconds),
+        )  # fmt: skip
+        return retrying(attempt)
+
+    breakers = Breakers(monotonic=lambda: now[0])
+    breakers.start_pass(60, now=0)
+    assert isinstance(call(breakers, retried), Transient)
+    assert now[0] == 80.0  # two attempts and the wait between
+    (down,) = breakers.down()
+    assert "its retries ran into the pass deadline" in down.line()
+    assert isinstance(call(breakers, retried), EndpointDown) and now[0] == 80.0
+
+    # The next pass's probe is one attempt, however much of the pass is left.
+    breakers.start_pass(3600, now=60)
+    before = now[0]
+    assert isinstance(call(breakers, retried), Transient)
+    assert now[0] == before + 30
+    assert "still not answering" in breakers.down()[0].line()
+
+    now[0] = 0.0
+    with pytest.raises(Transient):
+        retried()
+    assert now[0] == 5 * 30 + 4 * 20
