@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="ISO-8601 instant the 13 weeks end at (default: now)")
     p.add_argument("--format", choices=("text", "json", "html"), default="text")
     p.add_argument("--out", type=Path, help="write to this file instead of stdout")
+    p.add_argument("--pretty", action="store_true", help="indent the JSON for people")
     return parser
 
 
@@ -272,12 +273,12 @@ def _doctor(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from daemon import report
 
-    config = load(args.config)
-    at = _instant(args.at, config)
     # One short-lived tree of acyclic objects (tens of thousands of rows for a big org): the
     # cyclic collector would walk it again and again for nothing, a third of the run.
     gc.disable()
-    text = report.render(report.build(config, at), args.format)
+    config = load(args.config)
+    at = _instant(args.at, config)
+    text = report.render(report.build(config, at), args.format, pretty=args.pretty)
     if args.out is None:
         print(text)
         return EXIT_OK

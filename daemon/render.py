@@ -301,47 +301,37 @@ def _blocks(minutes: int) -> dict[str, int]:
     return {"number": b.number, "skill": b.skill, "commitment": b.commitment}
 
 
+_COACHING: dict[str, object] = {
+    "rep": _SAM,
+    "manager": _MAYA,
+    "stage": _NEW_SDR,
+    "start": _SAM_TUE,
+    "duration_minutes": 25,
+    "blocks": _blocks(25),
+    "template": "coaching",
+    "week_of_quarter": 4,
+    "week11": False,
+    "last_commitment": _LAST,
+    "preread": {"rep": [], "manager": []},
+    "number": _NUMBER,
+    "metrics_on": True,
+}
+# What people filed through the pre-read form, as the agenda block shows it.
+_FILED = {
+    "rep": [
+        ("The deal I'm stuck on", "Initech: the champion went dark after the demo"),
+        ("The skill I want to sharpen", "Voicemails that get a call back"),
+        ("My question for my manager", "Should I go around the champion to the CFO?"),
+    ],
+    "manager": [
+        ("One observation from a call or email", "Tuesday's Globex call: great opener"),
+        ("One question", "What would make you pick up a voicemail like yours?"),
+    ],
+}
+
 SAMPLES: dict[str, dict[str, object]] = {
-    "agenda_coaching": {
-        "rep": _SAM,
-        "manager": _MAYA,
-        "stage": _NEW_SDR,
-        "start": _SAM_TUE,
-        "duration_minutes": 25,
-        "blocks": _blocks(25),
-        "template": "coaching",
-        "week_of_quarter": 4,
-        "week11": False,
-        "last_commitment": _LAST,
-        "preread": {"rep": [], "manager": []},
-        "number": _NUMBER,
-        "metrics_on": True,
-    },
-    "agenda_prep": {
-        "rep": _SAM,
-        "manager": _MAYA,
-        "stage": _NEW_SDR,
-        "start": _SAM_TUE,
-        "duration_minutes": 25,
-        "blocks": _blocks(25),
-        "template": "coaching",
-        "week_of_quarter": 4,
-        "week11": False,
-        "last_commitment": _LAST,
-        "preread": {
-            "rep": [
-                ("The deal I'm stuck on", "Initech: the champion went dark after the demo"),
-                ("The skill I want to sharpen", "Voicemails that get a call back"),
-                ("My question for my manager", "Should I go around the champion to the CFO?"),
-            ],
-            "manager": [
-                ("One observation from a call or email", "Tuesday's Globex call: great opener"),
-                ("One question", "What would make you pick up a voicemail like yours?"),
-            ],
-        },
-        "number": _NUMBER,
-        "metrics_on": True,
-    },
+    "agenda_coaching": _COACHING,
+    "agenda_prep": {**_COACHING, "preread": _FILED},
     "agenda_career": {
         "rep": _LEE,
         "manager": _MAYA,
@@ -520,7 +510,7 @@ _VARIANTS: dict[str, list[dict[str, object]]] = {
     ],
     "agenda_career": [
         {"last_commitment": None, "week11": True},
-        {"preread": SAMPLES["agenda_prep"]["preread"]},
+        {"preread": _FILED},
     ],
     "preread_rep": [
         {"template": "career", "last_commitment": None, "week11": True},

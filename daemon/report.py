@@ -10,18 +10,30 @@ it next to the daemon touches nothing. Three faces: text for a terminal, JSON fo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from daemon.config import Config
-from daemon.core.planner.actions import LedgerView
-from daemon.core.planner.rates import WINDOW_WEEKS, Band, Rates, Tally, percent, rates_of
-from daemon.render import BUILTIN_DIR
+from daemon.core.planner.actions import LedgerSeries, LedgerView, Outcome
+from daemon.core.planner.rates import (
+    WINDOW_WEEKS,
+    Band,
+    Rates,
+    Tally,
+    percent,
+    rates_of,
+    window_start,
+)
+from daemon.core.planner.reviews import REVIEW
+from daemon.core.schedule import zone
 from daemon.store import Ledger
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 SCHEMA_VERSION = 1
 BAND_LABELS = {
@@ -34,7 +46,7 @@ BAND_LABELS = {
 
 
 def read_view(config: Config, at: datetime) -> LedgerView:
-    """The ledger as the rates read it, opened read-only; empty when there is none yet."""
+    """The ledger as a pass reads it, opened read-only; empty when there is none yet."""
     from daemon.reconcile import read_ledger
 
     ledger = Ledger.open_readonly(config.settings.state_dir)
@@ -47,13 +59,70 @@ def read_view(config: Config, at: datetime) -> LedgerView:
         ledger.close()
 
 
+def read_rates(config: Config, at: datetime) -> LedgerView:
+    """Only what the rates read from the ledger (opened read-only): the 1:1 series that may
+    have met in the window, the cancellations and reschedules in it, and the pipeline reviews'
+    tally. A pass reads much more (``read_view``); a report for a big org should not."""
+    ledger = Ledger.open_readonly(config.settings.state_dir)
+    if ledger is None:
+        return LedgerView()
+    try:
+        ledger.require_latest("the report")
+        since = window_start(at, zone(config.roster.organization.timezone))
+        series_rows, outcome_rows = ledger.rate_history(since, at, REVIEW)
+        reviews = ledger.review_outcomes(since=since)
+    finally:
+        ledger.close()
+    tally: dict[str, tuple[int, int]] = {}
+    for r in reviews:
+        cancelled, moved = tally.get(r.manager, (0, 0))
+        tally[r.manager] = (cancelled + (r.status == "cancelled"), moved + (r.status == "moved"))
+    instant = datetime.fromisoformat
+    return LedgerView(
+        series=tuple(map(_series, series_rows)),
+        outcomes=tuple(
+            Outcome(uid, instant(start), rep, manager, week11 is not None, bool(week11))
+            for uid, start, rep, manager, week11 in outcome_rows
+        ),
+        review_tally=tally,
+    )
+
+
+def _series(row: Sequence[Any]) -> LedgerSeries:
+    uid, rep, manager, stage, fingerprint, start, rrule, until, state, timezone = row
+    return LedgerSeries(
+        uid=uid, rep=rep, manager=manager, stage=stage, fingerprint=fingerprint,
+        start=datetime.fromisoformat(start), rrule=rrule,
+        until=date.fromisoformat(until) if until else None, state=state, timezone=timezone,
+    )  # fmt: skip
+
+
 @lru_cache(maxsize=8)
 def _week_starts(first: date) -> tuple[str, ...]:
     return tuple((first + timedelta(weeks=i)).isoformat() for i in range(WINDOW_WEEKS))
 
 
-def _tally_json(t: Tally) -> dict[str, Any]:
-    first = t.first_week
+_Weeks = dict[tuple[date | None, tuple[tuple[int, int, int, int], ...]], list[dict[str, Any]]]
+
+
+def _weeks_json(t: Tally, made: _Weeks) -> list[dict[str, Any]]:
+    """One row's ``weeks``. Most rows have the same as many others (every week held, say), so
+    each is made once per report and shared: nothing changes a report once it is built."""
+    key = (t.first_week, t.counts)
+    found = made.get(key)
+    if found is None:
+        starts = _week_starts(t.first_week) if t.first_week is not None else ()
+        found = made[key] = [
+            {
+                "start": start, "scheduled": sched, "held": sched - gone, "rescheduled": moved,
+                "cancelled": gone, "week11_skips": skips,
+            }
+            for start, (sched, gone, moved, skips) in zip(starts, t.counts, strict=True)
+        ]  # fmt: skip
+    return found
+
+
+def _tally_json(t: Tally, made: _Weeks) -> dict[str, Any]:
     return {
         "scheduled": t.scheduled,
         "held": t.held,
@@ -62,22 +131,15 @@ def _tally_json(t: Tally) -> dict[str, Any]:
         "week11_skips": t.week11_skips,
         "rate": round(t.rate, 4) if t.rate is not None else None,
         "band": t.band.value,
-        "weeks": [
-            {
-                "start": start, "scheduled": sched, "held": sched - gone, "rescheduled": moved,
-                "cancelled": gone, "week11_skips": skips,
-            }
-            for start, (sched, gone, moved, skips) in zip(_week_starts(first), t.counts,
-                                                          strict=True)
-        ] if first is not None else [],
-    }  # fmt: skip
+        "weeks": _weeks_json(t, made),
+    }
 
 
 def build(config: Config, at: datetime, view: LedgerView | None = None) -> dict[str, Any]:
     """The report as one JSON-able object (the ``--format json`` output)."""
     roster = config.roster
     if view is None:
-        view = read_view(config, at)
+        view = read_rates(config, at)
     rates = rates_of(roster, view, at)
     out = to_json(config, at, rates)
     if roster.pipeline_review.on or view.review_tally:
@@ -103,6 +165,7 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
             reps_of.setdefault(r.manager, []).append(r.email)
 
     empty = Tally(first_week=None, counts=(), band=Band.NONE)
+    made: _Weeks = {}
     thresholds = roster.policy.thresholds
     return {
         "schema": SCHEMA_VERSION,
@@ -124,14 +187,14 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
                 "email": m,
                 "name": names.get(m, m),
                 "on_roster": m in names,
-                **_tally_json(rates.managers.get(m, empty)),
+                **_tally_json(rates.managers.get(m, empty), made),
                 "reps": [
                     {
                         "email": r,
                         "name": names.get(r, r),
                         "on_roster": r in current,
                         "managers": list(rates.rep_managers.get(r, ())),
-                        **_tally_json(rates.reps.get(r, empty)),
+                        **_tally_json(rates.reps.get(r, empty), made),
                     }
                     for r in sorted(reps_of.get(m, []))
                 ],
@@ -258,6 +321,12 @@ def _svg(weeks: tuple[tuple[int, int, int], ...]) -> Markup:
 
 
 def _environment() -> Environment:
+    # Imported here: only the HTML face needs Jinja, and text or JSON for a big org should not
+    # wait for it.
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    from daemon.render import BUILTIN_DIR
+
     env = Environment(
         loader=FileSystemLoader(BUILTIN_DIR),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -274,21 +343,12 @@ def _environment() -> Environment:
 
 def render_html(data: dict[str, Any]) -> str:
     template = _environment().get_template("report.html.j2")
-    return template.render(data=data, max_per_week=_max_per_week(data))
+    return template.render(data=data)
 
 
-def _max_per_week(data: dict[str, Any]) -> int:
-    peak = 1
-    for m in data["managers"]:
-        for r in m["reps"]:
-            for w in r["weeks"]:
-                peak = max(peak, w["scheduled"])
-    return peak
-
-
-def render(data: dict[str, Any], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(data, indent=2)
+def render(data: dict[str, Any], fmt: str, *, pretty: bool = False) -> str:
+    if fmt == "json":  # compact unless asked: indenting goes through json's pure-Python encoder
+        return json.dumps(data, indent=2) if pretty else json.dumps(data, separators=(",", ":"))
     if fmt == "html":
         return render_html(data)
     return render_text(data)

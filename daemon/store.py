@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -701,6 +701,32 @@ class Ledger:
             (utc_iso(since) if since else "",),
         )
         return [ReviewOutcomeRecord(**dict(row)) for row in rows]
+
+    def rate_history(
+        self, since: datetime, until: datetime, review_stage: str
+    ) -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+        """What the cancellation rates read, as rows and nothing more (``cadence report`` on a big
+        org): the series but the pipeline reviews (``review_stage``) that may have met from
+        ``since`` on (one whose ``UNTIL`` is two days or more before it cannot: no two zones
+        are 26 hours apart), and the
+        cancellations (``week11`` 0 or 1) and reschedules (``week11`` null) of occurrences
+        from ``since`` to ``until``."""
+        series = self._rows(
+            "reading series",
+            "SELECT uid, rep, manager, stage, fingerprint, start, rrule, until, state, timezone"
+            " FROM series WHERE stage != :review AND (until IS NULL OR until >= :first)"
+            " ORDER BY rep, start, uid",
+            {"review": review_stage, "first": (since - timedelta(days=2)).date().isoformat()},
+        )
+        outcomes = self._rows(
+            "reading cancellations and reschedules",
+            "SELECT uid, original_start, rep, manager, week11 FROM cancellations"
+            " WHERE original_start BETWEEN :since AND :until"
+            " UNION ALL SELECT uid, original_start, rep, manager, NULL FROM reschedules"
+            " WHERE original_start BETWEEN :since AND :until",
+            {"since": utc_iso(since), "until": utc_iso(until)},
+        )
+        return series, outcomes
 
     def rate_alerts(self) -> dict[str, tuple[str, int, str]]:
         """subject -> (band last told or fallen back to, crossings so far, the pass instant of

@@ -47,6 +47,12 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Compiled once: a big roster runs them tens of thousands of times.
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _zone(value: object) -> object:
     if isinstance(value, str):
         try:
@@ -60,7 +66,7 @@ def _clock(value: object) -> object:
     """Accept "09:00" and "9:30"; YAML 1.1 integers like 540 (09:00 read as base 60) are refused
     by the loader already, so only strings and ``time`` arrive here."""
     if isinstance(value, str):
-        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value.strip())
+        match = _CLOCK.fullmatch(value.strip())
         if not match:
             raise ValueError(f"malformed time {value!r}, expected HH:MM")
         return time(int(match.group(1)), int(match.group(2)))
@@ -70,7 +76,7 @@ def _clock(value: object) -> object:
 def _email(value: object) -> object:
     if isinstance(value, str):
         value = value.strip().lower()
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        if not _EMAIL.fullmatch(value):
             raise ValueError(f"malformed email address {value!r}")
     return value
 
@@ -180,7 +186,7 @@ class Rep(Frozen):
     @classmethod
     def _strict_date(cls, value: Any) -> Any:
         if isinstance(value, str):
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+            if not _DATE.fullmatch(value.strip()):
                 raise ValueError(f"bad date {value!r}, expected YYYY-MM-DD")
             try:
                 return date.fromisoformat(value.strip())

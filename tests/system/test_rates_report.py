@@ -133,6 +133,10 @@ def test_a_quarter_of_cancellations_gives_the_hand_counted_rates_and_warnings(
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["window"]["start"] == "2026-11-23"
+    pretty = d.cli("report", "--at", at, "--format", "json", "--pretty")
+    assert pretty.returncode == 0, pretty.stderr
+    assert json.loads(pretty.stdout) == report
+    assert out.stdout.count("\n") == 1 and pretty.stdout.startswith('{\n  "schema": 1,\n')
     (team,) = [m for m in report["managers"] if m["email"] == maya]
     reps = {r["email"]: r for r in team["reps"]}
 

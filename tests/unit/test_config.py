@@ -97,6 +97,36 @@ def test_csv_roster_errors_name_the_csv_line(tmp_path: Path) -> None:
                for p in found), found  # fmt: skip
 
 
+def test_anchors_and_merge_keys_read_as_yaml_says(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - &sam {email: sam@acme.test, name: Sam, role: ae, start_date: 2026-01-05,
+              manager: maya@acme.test, slot: &tue {day: tue, time: "10:00"}}
+      - <<: *sam
+        email: lee@acme.test
+        name: Lee
+      - {email: ana@acme.test, name: Ana, role: sdr, start_date: 2026-09-01,
+         manager: maya@acme.test, slot: *tue, forecast_within_5pct: no}
+    """)  # fmt: skip
+    sam, lee, ana = load(path).roster.reps
+    assert (lee.email, lee.name, lee.role, lee.start_date) == (
+        "lee@acme.test", "Lee", sam.role, sam.start_date,
+    )  # fmt: skip
+    assert sam.slot == lee.slot == ana.slot
+    assert ana.slot is not None and ana.slot.label() == "tue 10:00"
+    assert ana.forecast_within_5pct is False
+
+
+def test_a_yaml_tag_cadence_cannot_read_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: sam@acme.test, name: Sam, role: ae, start_date: 2026-01-05,
+         manager: maya@acme.test}
+      - {email: lee@acme.test, name: !!python/name:os.system Lee, role: ae,
+         start_date: 2026-01-05, manager: maya@acme.test}
+    """)  # fmt: skip
+    (problem,) = problems(path)
+    assert problem.startswith(f"{path}:7: YAML syntax error: could not determine a constructor")
+
+
 def test_the_csv_roster_gives_the_same_plan_as_the_yaml_list(tmp_path: Path) -> None:
     shutil.copy(REPO / "config" / "roster.csv", tmp_path / "roster.csv")
     shutil.copy(REPO / "config" / "metrics.csv", tmp_path / "metrics.csv")

@@ -5,7 +5,7 @@ the pass's writes are done."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,9 @@ from daemon.core.planner.identity import in_zone, person, person_zone, stage_vie
 from daemon.core.planner.slots import BUSY_AHEAD, manager_busy, suggest_slots
 from daemon.core.prep import Grant, PrepPolicy, Role, missing_due
 from daemon.core.schedule import zone
+
+# a manager's busy times from start to end: (manager, start, end) -> [(start, end)]
+_BusyIn = Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]]
 
 
 def occurrence_actions(
@@ -68,7 +71,7 @@ def occurrence_actions(
             series = by_uid[instance.uid]
             manager = managers[series.manager]  # whose series it is, also after a manager change
             stage = Stage(series.stage)
-            rule = policy.rule(stage)
+            o = _Occurrence(roster, now, instance, rep, manager, stage, policy.rule(stage), ledger)
             yield from _commitment(instance, rep, now, ledger)
             if instance.status is Status.RESCHEDULED and instance.key not in moved:
                 yield RecordReschedule(
@@ -78,16 +81,25 @@ def occurrence_actions(
             if instance.status is Status.CANCELLED:
                 if _replaced(instance, found, org_zone):
                     continue
-                yield from _cancellation(
-                    roster, now, instance, rep, manager, stage, rule, ledger, busy_in,
-                    calendar_hours,
-                )  # fmt: skip
+                yield from _cancellation(o, busy_in, calendar_hours)
                 continue
-            yield from _prereads(roster, now, instance, rep, manager, stage, rule, ledger, prep)
-            yield from _preread_missing(
-                roster, now, instance, rep, manager, ledger, prep, busy_in, calendar_hours
-            )
-            yield from _recap(roster, now, instance, rep, manager, stage, rule, ledger)
+            yield from _prereads(o, prep)
+            yield from _preread_missing(o, prep, busy_in, calendar_hours)
+            yield from _recap(o)
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    """One occurrence of a rep's series and what every notice about it reads."""
+
+    roster: Roster
+    now: datetime
+    instance: Instance
+    rep: Rep
+    manager: Manager  # the series' own, also after a manager change
+    stage: Stage
+    rule: StageRule
+    ledger: LedgerView
 
 
 def pair_instances(
@@ -174,17 +186,8 @@ def _replaced(instance: Instance, found: Sequence[Instance], org_zone: ZoneInfo)
     )
 
 
-def _prereads(
-    roster: Roster,
-    now: datetime,
-    instance: Instance,
-    rep: Rep,
-    manager: Manager,
-    stage: Stage,
-    rule: StageRule,
-    ledger: LedgerView,
-    prep: PrepPolicy | None,
-) -> Iterable[Action]:
+def _prereads(o: _Occurrence, prep: PrepPolicy | None) -> Iterable[Action]:
+    roster, now, instance, rep, manager = o.roster, o.now, o.instance, o.rep, o.manager
     lead = roster.policy.preread_lead
     if not instance.start - lead <= now < instance.start:
         return
@@ -195,7 +198,7 @@ def _prereads(
     template = _template_hint(instance)
     for reader, tz, role in ((rep, rep_tz, Role.REP), (manager, manager_tz, Role.MANAGER)):
         ledger_kind, template_kind = f"preread:{role}", f"preread_{role}"
-        if (instance.key, ledger_kind) in ledger.emails_sent:
+        if (instance.key, ledger_kind) in o.ledger.emails_sent:
             continue
         yield SendEmail(
             kind=Kind.PREREAD,
@@ -209,12 +212,12 @@ def _prereads(
                 "manager": person(manager),
                 "start": in_zone(instance.start, tz),
                 "duration_minutes": int((instance.end - instance.start).total_seconds() // 60),
-                "stage": stage_view(stage, rule, 1),
+                "stage": stage_view(o.stage, o.rule, 1),
                 "template": template,
                 "week11": week == WEEK11,
-                "last_commitment": last_commitment(ledger, rep.email, instance.original_start),
+                "last_commitment": last_commitment(o.ledger, rep.email, instance.original_start),
                 "prep_url": None,  # the executor puts the reader's form link here
-                "number": _line(roster, ledger, rep, rule, instance),
+                "number": _line(o),
             },
             rep=rep.email,
             manager=manager.email,
@@ -227,18 +230,15 @@ def _prereads(
 
 
 def _preread_missing(
-    roster: Roster,
-    now: datetime,
-    instance: Instance,
-    rep: Rep,
-    manager: Manager,
-    ledger: LedgerView,
+    o: _Occurrence,
     prep: PrepPolicy | None,
-    busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
+    busy_in: _BusyIn,
     calendar_hours: Mapping[str, CalendarHours] | None,
 ) -> Iterable[Action]:
     """Seed 001: a rep who filed nothing gets the recovery script, and the 1:1 moves later in
     the week rather than being winged; the manager hears it ``check`` before the start."""
+    roster, now, instance, rep, manager = o.roster, o.now, o.instance, o.rep, o.manager
+    ledger = o.ledger
     due = missing_due(
         now, instance.start, prep,
         asked_at=ledger.prereads_asked.get(instance.key),
@@ -279,29 +279,18 @@ def _template_hint(instance: Instance) -> str:
     return Template.CAREER if "career conversation" in block.lower() else Template.COACHING
 
 
-def _line(
-    roster: Roster, ledger: LedgerView, rep: Rep, rule: StageRule, instance: Instance
-) -> str | None:
+def _line(o: _Occurrence) -> str | None:
     """The number line the occurrence's agenda shows, for the emails about it."""
-    number = number_of(roster, ledger, rep, rule, instance.original_start)
+    number = number_of(o.roster, o.ledger, o.rep, o.rule, o.instance.original_start)
     return None if number is None else number.line()
 
 
-def _recap(
-    roster: Roster,
-    now: datetime,
-    instance: Instance,
-    rep: Rep,
-    manager: Manager,
-    stage: Stage,
-    rule: StageRule,
-    ledger: LedgerView,
-) -> Iterable[Action]:
-    policy = roster.policy
-    due = instance.end + policy.recap_delay
-    if not due <= now < instance.end + RECAP_DEADLINE:
+def _recap(o: _Occurrence) -> Iterable[Action]:
+    instance, rep, manager = o.instance, o.rep, o.manager
+    due = instance.end + o.roster.policy.recap_delay
+    if not due <= o.now < instance.end + RECAP_DEADLINE:
         return
-    if (instance.key, Kind.RECAP) in ledger.emails_sent:
+    if (instance.key, Kind.RECAP) in o.ledger.emails_sent:
         return
     manager_tz = manager.timezone or str(getattr(instance.start.tzinfo, "key", "UTC"))
     rep_tz = rep.timezone or manager_tz
@@ -316,11 +305,11 @@ def _recap(
             "rep": person(rep),
             "manager": person(manager),
             "start": in_zone(instance.start, manager_tz),
-            "stage": stage_view(stage, rule, 1),
+            "stage": stage_view(o.stage, o.rule, 1),
             "template": _template_hint(instance),
             "commitment": read_commitment(instance.description),
             "window_ends": in_zone(instance.end + timedelta(hours=72), rep_tz),
-            "number": _line(roster, ledger, rep, rule, instance),
+            "number": _line(o),
         },
         rep=rep.email,
         manager=manager.email,
@@ -328,17 +317,10 @@ def _recap(
 
 
 def _cancellation(
-    roster: Roster,
-    now: datetime,
-    instance: Instance,
-    rep: Rep,
-    manager: Manager,
-    stage: Stage,
-    rule: StageRule,
-    ledger: LedgerView,
-    busy_in: Callable[[str, datetime, datetime], Sequence[tuple[datetime, datetime]]],
-    calendar_hours: Mapping[str, CalendarHours] | None,
+    o: _Occurrence, busy_in: _BusyIn, calendar_hours: Mapping[str, CalendarHours] | None
 ) -> Iterable[Action]:
+    roster, now, instance, rep, manager = o.roster, o.now, o.instance, o.rep, o.manager
+    ledger, rule = o.ledger, o.rule
     org = roster.organization
     week = week_of_quarter_at(instance.original_start, zone(org.timezone), org.fiscal_year_start)
     week11 = week == WEEK11

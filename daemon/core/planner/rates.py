@@ -44,6 +44,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from functools import lru_cache
+from operator import add
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
@@ -106,6 +107,7 @@ def band_of(cancelled: int, scheduled: int, thresholds: Thresholds) -> Band:
     return Band.WATCH
 
 
+@lru_cache(maxsize=4096)  # a report asks for the same few fractions thousands of times
 def percent(cancelled: int, scheduled: int) -> str:
     """``18`` or ``15.4``: one decimal where it matters, so 15.4% never reads as 15%."""
     value = round(Fraction(1000 * cancelled, scheduled)) / 10
@@ -224,9 +226,11 @@ class _Window:
         self.since, self.now, self.bounds = since, now, bounds
         self.since_ts, self.now_ts = since.timestamp(), now.timestamp()
         self._rules: dict[tuple[object, ...], tuple[list[float], list[int]]] = {}
+        self._counts: dict[tuple[object, ...], list[int]] = {}
 
-    def span(self, rec: LedgerSeries) -> tuple[list[float], list[int], int, int] | None:
-        """(start instants, their week indexes, lo, hi): ``rec``'s occurrences are [lo:hi]."""
+    def span(self, rec: LedgerSeries) -> tuple[list[float], int, int, list[int]] | None:
+        """(start instants, lo, hi, occurrences a week): ``rec``'s occurrences are the start
+        instants [lo:hi], and the last item counts them by week of the window."""
         weekly = _weekly(rec.rrule)
         if weekly is None:
             return None
@@ -258,7 +262,12 @@ class _Window:
         if rec.until is not None:
             end = datetime.combine(rec.until + timedelta(days=1), time(), tz).timestamp()
             hi = bisect_left(starts, end)
-        return starts, weeks, lo, hi
+        counts = self._counts.get((key, lo, hi))
+        if counts is None:
+            counts = self._counts[(key, lo, hi)] = [0] * WINDOW_WEEKS
+            for week in weeks[lo:hi]:
+                counts[week] += 1
+        return starts, lo, hi, counts
 
 
 def tally(
@@ -295,14 +304,12 @@ def tally(
         span = window.span(rec)
         if span is None:
             continue
-        starts, weeks, lo, hi = span
+        starts, lo, hi, weekly = span
         if lo >= hi:
             continue
         spans[rec.uid] = (starts, lo, hi, rec.rep, rec.manager)
         for counter in counters(rec.rep, rec.manager, starts[lo]):
-            scheduled = counter.scheduled
-            for week in weeks[lo:hi]:
-                scheduled[week] += 1
+            counter.scheduled = list(map(add, counter.scheduled, weekly))
 
     def scheduled_by(key: tuple[str, float]) -> tuple[str, str] | None:
         """The (rep, manager) of the series that scheduled this occurrence, if one did."""
@@ -315,10 +322,12 @@ def tally(
 
     cancelled: dict[tuple[str, float], Outcome] = {}
     rescheduled: set[tuple[str, float]] = set()
+    since_ts, now_ts = window.since_ts, window.now_ts
     for o in outcomes:
-        if not since <= o.original_start <= now:
+        ts = o.original_start.timestamp()
+        if not since_ts <= ts <= now_ts:
             continue
-        key = (o.uid, o.original_start.timestamp())
+        key = (o.uid, ts)
         if o.cancelled:
             cancelled[key] = o
         else:
