@@ -366,6 +366,8 @@ def _load_yaml(path: Path) -> tuple[Any, Mapping[tuple[Any, ...], int]]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}: YAML syntax error: {problem}"]) from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # PyYAML's own tags: `!!int abc`
+        raise ConfigError([f"{path}: a tagged value YAML cannot convert: {exc}"]) from exc
     finally:
         loader.dispose()
     return data, _Lines(node)

@@ -127,6 +127,17 @@ def test_a_yaml_tag_cadence_cannot_read_names_its_line(tmp_path: Path) -> None:
     assert problem.startswith(f"{path}:7: YAML syntax error: could not determine a constructor")
 
 
+def test_a_yaml_tag_whose_value_does_not_convert_is_one_clear_line(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+      - {email: sam@acme.test, name: Sam, role: ae, start_date: 2026-01-05,
+         manager: maya@acme.test, quarterly_quota: !!int abc}
+    """)  # fmt: skip
+    (problem,) = problems(path)
+    assert problem == (
+        f"{path}: a tagged value YAML cannot convert: invalid literal for int() with base 10: 'abc'"
+    )
+
+
 def test_the_csv_roster_gives_the_same_plan_as_the_yaml_list(tmp_path: Path) -> None:
     shutil.copy(REPO / "config" / "roster.csv", tmp_path / "roster.csv")
     shutil.copy(REPO / "config" / "metrics.csv", tmp_path / "metrics.csv")
