@@ -3,7 +3,7 @@ real ``simple-salesforce`` against the local HTTPS Salesforce (``tests/fixtures/
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from daemon.config import HubspotSettings, SalesforceSettings
+from daemon.config import Config, HubspotSettings, SalesforceSettings
 from daemon.core.deals import Opportunity
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
@@ -376,23 +376,32 @@ def test_the_hubspot_fake_refuses_what_hubspot_refuses(hubspot: FakeHubspot) -> 
     assert http.get(f"{hubspot.url}/crm/v3/owners/", timeout=5).status_code == 401
 
 
+def salesforce_with_ledger(
+    tmp_path: Path, fake: FakeSalesforce, clock: Callable[[], datetime] = lambda: NOW
+) -> tuple[Config, SalesforceSource]:
+    """A Salesforce source that never sleeps between retries, its config with a state_dir of its
+    own, and Sam's activities of the week before ``NOW`` in the CRM."""
+    from daemon.config import load
+
+    key = fake.register_certificate()
+    put_rows(fake, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
+    path = salesforce_config(tmp_path, fake, key)
+    path.write_text(path.read_text() + f"state_dir: {tmp_path / 'state'}\n")
+    source = salesforce_source(fake, key, clock=clock)
+    source._retry.sleep = lambda _: None  # the retries' waits: no sleeping in tests
+    return load(path), source
+
+
 def test_a_failing_crm_is_asked_again_after_growing_waits_kept_across_a_restart(
     tmp_path: Path, salesforce: FakeSalesforce
 ) -> None:
-    from daemon.config import load
     from daemon.doctor import diagnose
     from daemon.metrics import cache
     from daemon.metrics.base import MetricsUnavailable
     from daemon.store import Ledger
 
-    key = salesforce.register_certificate()
-    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
-    path = salesforce_config(tmp_path, salesforce, key)
-    path.write_text(path.read_text() + f"state_dir: {tmp_path / 'state'}\n")
-    config = load(path)
     now = NOW
-    source = salesforce_source(salesforce, key, clock=lambda: now)
-    source._retry.sleep = lambda _: None  # the retries' waits: no sleeping in tests
+    config, source = salesforce_with_ledger(tmp_path, salesforce, clock=lambda: now)
     ledger = Ledger.open(config.settings.state_dir)
     try:
         assert cache.refresh(config, ledger, source, now)
@@ -437,17 +446,10 @@ def test_passes_while_the_crm_is_down_say_it_once_and_ask_it_after_growing_waits
 
     from structlog.testing import capture_logs
 
-    from daemon.config import load
     from daemon.reconcile import _metrics
     from daemon.store import Ledger
 
-    key = salesforce.register_certificate()
-    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
-    path = salesforce_config(tmp_path, salesforce, key)
-    path.write_text(path.read_text() + f"state_dir: {tmp_path / 'state'}\\n")
-    config = load(path)
-    source = salesforce_source(salesforce, key)
-    source._retry.sleep = lambda _: None
+    config, source = salesforce_with_ledger(tmp_path, salesforce)
     ledger = Ledger.open(config.settings.state_dir)
     rt = SimpleNamespace(config=config, ledger=ledger, metrics_refused=None, metrics_view=None)
     try:
