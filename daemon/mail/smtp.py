@@ -156,8 +156,9 @@ class SmtpMailer:
         return f"cannot be reached: {exc.strerror or _one_line(str(exc))}"
 
 
-class _SMTP(smtplib.SMTP):
-    """``smtplib.SMTP`` with one timeout for connecting (its own) and another for each reply."""
+class _ReadTimeout:
+    """An ``smtplib`` client with one timeout for connecting (its own) and another for each
+    reply; mixed in before ``smtplib.SMTP`` or ``smtplib.SMTP_SSL``."""
 
     def __init__(self, host: str, read_timeout: float, **kwargs: Any) -> None:
         self.read_timeout = read_timeout
@@ -170,18 +171,12 @@ class _SMTP(smtplib.SMTP):
         return sock
 
 
-class _SMTP_SSL(smtplib.SMTP_SSL):  # noqa: N801 - smtplib's name
-    """``smtplib.SMTP_SSL`` with a connect timeout and a read timeout, as ``_SMTP``."""
+class _SMTP(_ReadTimeout, smtplib.SMTP):
+    pass
 
-    def __init__(self, host: str, read_timeout: float, **kwargs: Any) -> None:
-        self.read_timeout = read_timeout
-        super().__init__(**kwargs)
-        self._host = host  # what STARTTLS checks the certificate against, as SMTP(host) sets
 
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        sock.settimeout(self.read_timeout)
-        return sock
+class _SMTP_SSL(_ReadTimeout, smtplib.SMTP_SSL):  # noqa: N801 - smtplib's name
+    pass
 
 
 def _close(client: smtplib.SMTP) -> None:
