@@ -6,12 +6,31 @@ within bounds each source gives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
+from daemon.core.metrics import WEEK
 from daemon.core.model import Metric
+from daemon.metrics.base import Row
+
+WIN_RATE_WEEKS = 13  # the trailing window of the win rate (SPEC)
+
+
+def win_rates(
+    closed: Mapping[str, Sequence[tuple[date, bool]]],
+    weeks: Sequence[date],
+    emails: Mapping[str, str],
+) -> Iterator[Row]:
+    """Each owner's win rate per week: deals won among those closed in the trailing
+    ``WIN_RATE_WEEKS`` up to that week's end; no row for a week without a closed deal."""
+    for owner, deals in closed.items():
+        for week in weeks:
+            window = [won for day, won in deals
+                      if week - WEEK * (WIN_RATE_WEEKS - 1) <= day < week + WEEK]  # fmt: skip
+            if window:
+                yield Row(emails[owner], Metric.WIN_RATE, week, sum(window) / len(window))
 
 
 class CrmSource:

@@ -36,8 +36,8 @@ from daemon.core.metrics import WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.errors import ConfigError
 from daemon.metrics.base import MetricsUnavailable, Row
-from daemon.metrics.crm import CrmSource
-from daemon.metrics.salesforce import WEEKS_READ, WIN_RATE_WEEKS
+from daemon.metrics.crm import WIN_RATE_WEEKS, CrmSource, win_rates
+from daemon.metrics.salesforce import WEEKS_READ
 
 IN_CHUNK = 100  # owners in one IN filter
 PAGE = 200  # the most a search page holds
@@ -125,12 +125,7 @@ class HubspotSource(CrmSource):
         self._through = end - WEEK
         for (rep, metric), by_week in counts.items():
             yield from (Row(rep, metric, w, v) for w, v in by_week.items())
-        for owner, deals in closed.items():
-            for week in weeks:
-                window = [won for day, won in deals
-                          if week - WEEK * (WIN_RATE_WEEKS - 1) <= day < week + WEEK]  # fmt: skip
-                if window:
-                    yield Row(owners[owner], Metric.WIN_RATE, week, sum(window) / len(window))
+        yield from win_rates(closed, weeks, owners)
 
     def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         owners = self._owners(reps)

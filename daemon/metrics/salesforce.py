@@ -37,7 +37,7 @@ from daemon.core.deals import Opportunity
 from daemon.core.metrics import BASELINE_WEEKS, WEEK, monday_of
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsUnavailable, Row
-from daemon.metrics.crm import CrmSource
+from daemon.metrics.crm import WIN_RATE_WEEKS, CrmSource, win_rates
 
 IN_CHUNK = 500  # emails or owners in one IN list at most
 GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page)
@@ -46,7 +46,6 @@ GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page)
 # list is cut so that the encoded query stays under this, leaving 1.4 KB for the path and the
 # headers. 500 owner ids (28 bytes each, encoded) fit.
 QUERY_BYTES = 15_000
-WIN_RATE_WEEKS = 13  # the trailing window of the win rate (SPEC)
 # The weeks read: those a pass still shows (its numbers' baselines, recaps a while after).
 WEEKS_READ = BASELINE_WEEKS + 3
 
@@ -127,12 +126,7 @@ class SalesforceSource(CrmSource):
         for (rep, metric), by_week in counts.items():
             if rep in reps:
                 yield from (Row(rep, metric, w, v) for w, v in by_week.items())
-        for owner, deals in closed.items():
-            for week in weeks:
-                window = [won for day, won in deals
-                          if week - WEEK * (WIN_RATE_WEEKS - 1) <= day < week + WEEK]  # fmt: skip
-                if window:
-                    yield Row(users[owner], Metric.WIN_RATE, week, sum(window) / len(window))
+        yield from win_rates(closed, weeks, users)
 
     def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         """Each rep's open opportunities, closing soonest first."""
