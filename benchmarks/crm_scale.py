@@ -68,13 +68,14 @@ def salesforce(reps: list[str], tmp: Path) -> str:
         chunks = math.ceil(len(reps) / 500)
         kinds = {what: sum(f"FROM {what} " in q for q in fake.queries)
                  for what in ("User", "Task", "Event", "Opportunity")}  # fmt: skip
-        pages = fake.requests - 1 - len(fake.queries)  # past the token and each query's first
+        calls = fake.requests - 1 - fake.more  # past the token and the next pages: composites
         return (
-            f"Salesforce  {fake.requests:>6} requests: 1 token, {kinds['User']} user look-ups, "
-            f"{kinds['Task'] + kinds['Event']} grouped counts (2 metrics x {WEEKS_READ} weeks x "
-            f"{chunks} chunks of 500), {kinds['Opportunity']} closed-deal queries, {pages} more "
-            f"pages; the goal, {METRICS} metrics x {chunks} chunks = {METRICS * chunks} queries "
-            f"+ their pages  ({rows:,} rows, {took:.1f} s)"
+            f"Salesforce  {fake.requests:>6} requests: 1 token, {calls} composite calls holding "
+            f"{len(fake.queries)} queries ({kinds['User']} user look-ups, "
+            f"{kinds['Task'] + kinds['Event']} grouped weekly counts, {kinds['Opportunity']} "
+            f"closed-deal queries), {fake.more} more pages; the goal, {METRICS} metrics x "
+            f"{chunks} chunks of 500 = {METRICS * chunks} queries + their pages  "
+            f"({rows:,} rows, {took:.1f} s)"
         )
     finally:
         fake.stop()

@@ -5,13 +5,22 @@ integration user is pre-authorised, and the private key stays in a 0600 file her
 exchange is done here (``login_url`` may be a sandbox, a My Domain or, in tests, loopback), then
 ``simple_salesforce.Salesforce`` runs the queries with the access token.
 
-One read covers every rep at once, a few queries per object with chunked ``OwnerId IN`` lists,
-never a query per rep: users by ``Email``; calls and emails from ``Task`` and meetings booked
-from ``Event``, counted per owner a week at a time by queries grouped by owner (a grouped answer
-has at most 2,000 rows and no next page); closed ``Opportunity`` rows for the win rate and the
-open ones for the pipeline review, paged. A query goes in the URL, which Salesforce caps at
-16,384 bytes with the headers: 500 owners or emails a query. The read fields are the
-standard objects' own, so the integration user needs only read access to them.
+One read covers every rep at once with chunked ``OwnerId IN`` lists, never a query per rep:
+users by ``Email``; calls and emails from ``Task`` and meetings booked from ``Event``, counted
+per owner a week at a time by queries grouped by owner; closed ``Opportunity`` rows for the win
+rate and the open ones for the pipeline review, paged. The read fields are the standard objects'
+own, so the integration user needs only read access to them.
+
+What shapes the requests (SOQL and SOSL Reference, "Considerations When Using GROUP BY"; REST
+API Developer Guide, "Composite"):
+- SOQL has no Monday-based week, so a week is a date range, one grouped query each. Grouping
+  by day instead (``DAY_ONLY``) returns seven times the rows, and a grouped answer has no next
+  page: at most 2,000 rows, so 2,000 owners a weekly query, a seventh of that a daily one.
+- The queries travel in ``composite`` calls, five queries each (the most a composite call
+  holds); "the entire series of requests counts as a single call toward your API limits", and
+  in a request body a query is bounded by SOQL's 100,000 characters, not by the 16,384 bytes a
+  URL may hold. (``composite/batch`` would not do: each of its subrequests counts as a call.)
+  Pages past a query's first come from its next records URL, one call each.
 
 What a CRM cannot give without history of its own (pipeline coverage at a past week's end, the
 committed amount of a past month) is said in ``cannot`` and so in the agenda.
@@ -23,8 +32,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
-from typing import Any
-from urllib.parse import quote_plus
+from typing import Any, TypeVar
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import jwt
@@ -39,13 +48,11 @@ from daemon.core.model import Metric
 from daemon.metrics.base import MetricsUnavailable, Row
 from daemon.metrics.crm import WIN_RATE_WEEKS, CrmSource, win_rates
 
-IN_CHUNK = 500  # emails or owners in one IN list at most
-GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (no next page)
-# A query travels in the URL (``GET .../query?q=``), and Salesforce refuses a request whose URL
-# and headers pass 16,384 bytes (414, 431), far below SOQL's own 100,000 characters: each IN
-# list is cut so that the encoded query stays under this, leaving 1.4 KB for the path and the
-# headers. 500 owner ids (28 bytes each, encoded) fit.
-QUERY_BYTES = 15_000
+GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (it has no next page)
+SOQL_CHARS = 100_000  # the longest SOQL statement Salesforce takes
+AROUND = 300  # the characters of every query here but its IN list
+COMPOSITE_QUERIES = 5  # the most query subrequests (Query, QueryAll, Query More) a composite holds
+K = TypeVar("K")
 # The weeks read: those a pass still shows (its numbers' baselines, recaps a while after).
 WEEKS_READ = BASELINE_WEEKS + 3
 
@@ -95,33 +102,38 @@ class SalesforceSource(CrmSource):
         for user in users.values():
             for metric in (Metric.ACTIVITIES, Metric.MEETINGS_BOOKED):
                 counts[(user, metric)] = dict.fromkeys(weeks, 0.0)
-        for week in weeks:
-            after = week + WEEK
-            activities = (
-                "SELECT OwnerId, COUNT(Id) n FROM Task WHERE OwnerId IN ({ids}) "  # noqa: S608
-                f"AND TaskSubtype IN ('Call', 'Email') AND ActivityDate >= {week} "
-                f"AND ActivityDate < {after} GROUP BY OwnerId"
-            )
-            for owner, n in self._grouped(sf, list(users), activities):
-                counts[(users[owner], Metric.ACTIVITIES)][week] += n
-            # Booked that week: created between the organisation's Monday midnights.
-            since, until = _instant(week, self.zone), _instant(after, self.zone)
-            meetings = (
-                "SELECT OwnerId, COUNT(Id) n FROM Event WHERE OwnerId IN ({ids}) "  # noqa: S608
-                f"AND CreatedDate >= {since} AND CreatedDate < {until} GROUP BY OwnerId"
-            )
-            for owner, n in self._grouped(sf, list(users), meetings):
-                counts[(users[owner], Metric.MEETINGS_BOOKED)][week] += n
-        closed: dict[str, list[tuple[date, bool]]] = defaultdict(list)
         first = start - WEEK * (WIN_RATE_WEEKS - 1)
-        for record in self._records(
-            sf, list(users),
-            "SELECT OwnerId, CloseDate, IsWon FROM Opportunity WHERE OwnerId IN ({ids}) "  # noqa: S608
-            f"AND IsClosed = true AND CloseDate >= {first} AND CloseDate < {end}",
-        ):  # fmt: skip
-            closed[record["OwnerId"]].append(
-                (date.fromisoformat(record["CloseDate"]), bool(record["IsWon"]))
+        queries: list[tuple[tuple[Metric, date], str]] = []
+        for ids in _in_lists(list(users), GROUPED_ROWS):
+            for week in weeks:
+                after = week + WEEK
+                # ActivityDate is a date with no time zone: the week's dates, as they are.
+                activities = (
+                    f"SELECT OwnerId, COUNT(Id) n FROM Task WHERE OwnerId IN ({ids}) "  # noqa: S608
+                    f"AND TaskSubtype IN ('Call', 'Email') AND ActivityDate >= {week} "
+                    f"AND ActivityDate < {after} GROUP BY OwnerId"
+                )
+                # CreatedDate is an instant: booked between the organisation's Monday midnights.
+                since, until = _instant(week, self.zone), _instant(after, self.zone)
+                meetings = (
+                    f"SELECT OwnerId, COUNT(Id) n FROM Event WHERE OwnerId IN ({ids}) "  # noqa: S608
+                    f"AND CreatedDate >= {since} AND CreatedDate < {until} GROUP BY OwnerId"
+                )
+                queries += [((Metric.ACTIVITIES, week), activities),
+                            ((Metric.MEETINGS_BOOKED, week), meetings)]  # fmt: skip
+            deals = (
+                f"SELECT OwnerId, CloseDate, IsWon FROM Opportunity WHERE OwnerId IN ({ids}) "  # noqa: S608
+                f"AND IsClosed = true AND CloseDate >= {first} AND CloseDate < {end}"
             )
+            queries.append(((Metric.WIN_RATE, end), deals))
+        closed: dict[str, list[tuple[date, bool]]] = defaultdict(list)
+        for (metric, week), record in self._run(sf, queries):
+            if metric is Metric.WIN_RATE:
+                closed[record["OwnerId"]].append(
+                    (date.fromisoformat(record["CloseDate"]), bool(record["IsWon"]))
+                )
+            else:
+                counts[(users[record["OwnerId"]], metric)][week] += int(record["n"])
         self._through = end - WEEK
         for (rep, metric), by_week in counts.items():
             if rep in reps:
@@ -132,6 +144,11 @@ class SalesforceSource(CrmSource):
         """Each rep's open opportunities, closing soonest first."""
         sf = self._connect()
         users = self._users(sf, reps)
+        queries = [
+            (None, "SELECT OwnerId, Name, Amount, StageName, CloseDate FROM Opportunity "  # noqa: S608
+                   f"WHERE OwnerId IN ({ids}) AND IsClosed = false")
+            for ids in _in_lists(list(users), GROUPED_ROWS)
+        ]  # fmt: skip
         found = [
             Opportunity(
                 rep=users[r["OwnerId"]],
@@ -140,12 +157,8 @@ class SalesforceSource(CrmSource):
                 stage=r["StageName"],
                 close_date=date.fromisoformat(r["CloseDate"]),
             )
-            for r in self._records(
-                sf, list(users),
-                "SELECT OwnerId, Name, Amount, StageName, CloseDate FROM Opportunity "
-                "WHERE OwnerId IN ({ids}) AND IsClosed = false",
-            )
-        ]  # fmt: skip
+            for _, r in self._run(sf, queries)
+        ]
         return sorted(found, key=lambda o: (o.rep, o.close_date, o.name))
 
     # --- Salesforce ---------------------------------------------------------------------------
@@ -190,69 +203,77 @@ class SalesforceSource(CrmSource):
             session=self.session,
         )
 
-    def _query(self, sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
-        """Every record of ``soql``, page after page; errors translated."""
+    def _call(self, sf: Salesforce, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One request, tried again after passing errors; errors translated."""
         try:
-            result = self._retry(sf.query)(soql)
-            while True:
-                self._usage(sf)
-                yield from result["records"]
-                if result["done"]:
-                    return
-                result = self._retry(sf.query_more)(
-                    result["nextRecordsUrl"], identifier_is_url=True
-                )
+            answer = self._retry(fn)(*args, **kwargs)
         except SalesforceError as exc:
             raise MetricsUnavailable(f"Salesforce: {_why(exc)}") from None
         except requests.RequestException as exc:
             raise MetricsUnavailable(f"Salesforce: {exc}") from None
-
-    def _usage(self, sf: Salesforce) -> None:
         usage = sf.api_usage.get("api-usage")
         if usage is not None:
             self.api_usage = f"{usage.used}/{usage.total}"
+        return answer
+
+    def _run(self, sf: Salesforce, queries: Sequence[tuple[K, str]]) -> Iterator[tuple[K, Any]]:
+        """Every record of each query with the key it was asked under: the queries sent five a
+        composite call (one call toward the daily allowance), then each one's further pages."""
+        version = sf.sf_version
+        for at in range(0, len(queries), COMPOSITE_QUERIES):
+            batch = dict(enumerate(queries[at : at + COMPOSITE_QUERIES]))
+            body = {"allOrNone": False, "compositeRequest": [
+                {"method": "GET", "referenceId": f"q{i}",
+                 "url": f"/services/data/v{version}/query?{urlencode({'q': soql})}"}
+                for i, (_, soql) in batch.items()
+            ]}  # fmt: skip
+            answer = self._call(sf, sf.restful, "composite", method="POST", json=body)
+            for sub in answer["compositeResponse"]:
+                key = batch[int(sub["referenceId"][1:])][0]
+                result = sub["body"]
+                if sub["httpStatusCode"] >= 300:
+                    first = result[0] if isinstance(result, list) and result else {}
+                    raise MetricsUnavailable(
+                        f"Salesforce: {sub['httpStatusCode']} {first.get('errorCode')}: "
+                        f"{first.get('message')}"
+                    )
+                while True:
+                    yield from ((key, record) for record in result["records"])
+                    if result["done"]:
+                        break
+                    result = self._call(
+                        sf, sf.query_more, result["nextRecordsUrl"], identifier_is_url=True
+                    )
 
     def _users(self, sf: Salesforce, reps: frozenset[str]) -> dict[str, str]:
         """User Id -> the rep's email (Salesforce compares emails without case)."""
+        queries = [
+            (None, f"SELECT Id, Email FROM User WHERE IsActive = true AND Email IN ({emails})")  # noqa: S608
+            for emails in _in_lists(sorted(reps), GROUPED_ROWS)
+        ]
         users: dict[str, str] = {}
-        soql = "SELECT Id, Email FROM User WHERE IsActive = true AND Email IN ({ids})"
-        for query in _in_lists(soql, sorted(reps), IN_CHUNK):
-            for record in self._query(sf, query):
-                email = str(record["Email"]).lower()
-                if email in reps:
-                    users[record["Id"]] = email
+        for _, record in self._run(sf, queries):
+            email = str(record["Email"]).lower()
+            if email in reps:
+                users[record["Id"]] = email
         return users
 
-    def _records(self, sf: Salesforce, owners: Sequence[str], soql: str) -> Iterator[Any]:
-        for query in _in_lists(soql, owners, IN_CHUNK):
-            yield from self._query(sf, query)
 
-    def _grouped(
-        self, sf: Salesforce, owners: Sequence[str], soql: str
-    ) -> Iterator[tuple[str, int]]:
-        """(owner, count) of a query grouped by owner: one row an owner, so as many owners a
-        query as its URL holds, never more than a grouped answer (2,000; it has no next page)."""
-        for query in _in_lists(soql, owners, GROUPED_ROWS):
-            for record in self._query(sf, query):
-                yield record["OwnerId"], int(record["n"])
-
-
-def _in_lists(soql: str, items: Sequence[str], most: int) -> Iterator[str]:
-    """``soql`` with its ``{ids}`` filled by consecutive runs of ``items``, quoted, each run at
-    most ``most`` long and the query, URL-encoded, at most ``QUERY_BYTES``."""
-    size = len(quote_plus(soql.format(ids="")))
-    comma = len(quote_plus(", "))
+def _in_lists(items: Sequence[str], most: int) -> Iterator[str]:
+    """The items quoted and joined for ``IN (...)``, in consecutive runs of at most ``most``,
+    each short enough for a query that wraps it in under ``AROUND`` characters."""
+    room = SOQL_CHARS - AROUND
     run: list[str] = []
+    size = 0
     for item in items:
         quoted = _quote(item)
-        grows = len(quote_plus(quoted)) + (comma if run else 0)
-        if run and (len(run) == most or size + grows > QUERY_BYTES):
-            yield soql.format(ids=", ".join(run))
-            run, size, grows = [], len(quote_plus(soql.format(ids=""))), grows - comma
+        if run and (len(run) == most or size + 2 + len(quoted) > room):
+            yield ", ".join(run)
+            run, size = [], 0
+        size += len(quoted) + (2 if run else 0)
         run.append(quoted)
-        size += grows
     if run:
-        yield soql.format(ids=", ".join(run))
+        yield ", ".join(run)
 
 
 def _quote(text: str) -> str:

@@ -277,11 +277,11 @@ def test_a_wrong_key_or_user_is_refused_at_login_in_one_line(
         list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
 
 
-def test_thousands_of_reps_take_a_few_grouped_queries_never_one_per_rep(
+def test_thousands_of_reps_take_a_few_composite_calls_never_one_per_rep(
     tmp_path: Path, salesforce: FakeSalesforce
 ) -> None:
     key = salesforce.register_certificate()
-    reps = [f"r{i}@acme.test" for i in range(1200)]
+    reps = [f"r{i}@acme.test" for i in range(2100)]
     for rep in reps:
         salesforce.user(rep)
     salesforce.page_size = 2000
@@ -290,10 +290,14 @@ def test_thousands_of_reps_take_a_few_grouped_queries_never_one_per_rep(
     assert {r.rep for r in rows} == set(reps)  # a 0 for each week without calls
     users = [q for q in salesforce.queries if "FROM User" in q]
     tasks = [q for q in salesforce.queries if "FROM Task" in q]
-    assert len(users) == 3  # 500 emails a query
-    # a week at a time, grouped by owner, 500 owners a query: each URL under Salesforce's
-    # 16,384 bytes (the fake refuses longer ones), each answer under the 2,000 rows it holds
-    assert len(tasks) == 7 * 3 and len(salesforce.queries) == 3 + 7 * 3 + 7 * 3 + 3
+    assert len(users) == 2  # 2,000 emails a query
+    # a week at a time, grouped by owner, 2,000 owners a query (each answer under the 2,000
+    # rows a grouped query holds), plus the closed deals: 2 chunks x (7 x 2 + 1) queries
+    assert len(tasks) == 7 * 2 and len(salesforce.queries) == 2 + 2 * (7 * 2 + 1)
+    # five queries a composite call, each one call toward the daily allowance: the token,
+    # one call for the users, six for the 30 queries
+    assert salesforce.requests == 1 + 1 + 6 and salesforce.more == 0
+    assert source.api_usage == f"{salesforce.requests}/15000"
 
 
 def test_validate_warns_when_salesforce_cannot_be_reached_and_passes_when_it_can(

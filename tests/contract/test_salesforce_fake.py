@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -96,3 +97,62 @@ def test_a_query_whose_url_passes_16384_bytes_is_refused(fake: FakeSalesforce) -
     assert query(fake, access, f"SELECT Id FROM User WHERE Id IN ({ids})").status_code == 414  # noqa: S608
     fewer = ", ".join(f"'005{i:015d}'" for i in range(400))
     assert query(fake, access, f"SELECT Id FROM User WHERE Id IN ({fewer})").status_code == 200  # noqa: S608
+
+
+def composite(fake: FakeSalesforce, access: str, subrequests: list[dict[str, Any]]) -> Any:
+    return requests.post(f"{fake.url}/services/data/v62.0/composite",
+                         json={"allOrNone": False, "compositeRequest": subrequests},
+                         headers={"Authorization": f"Bearer {access}"},
+                         verify=str(fake.ca_file), timeout=5)  # fmt: skip
+
+
+def sub(ref: str, soql: str) -> dict[str, Any]:
+    return {"method": "GET", "referenceId": ref,
+            "url": f"/services/data/v62.0/query?{urlencode({'q': soql})}"}  # fmt: skip
+
+
+def test_composite_runs_five_queries_as_one_call_each_answered_apart(
+    fake: FakeSalesforce,
+) -> None:
+    access = token(fake, fake.register_certificate()).json()["access_token"]
+    owner = fake.user("sam@acme.test")
+    for i in range(4):
+        fake.add("Task", OwnerId=owner, TaskSubtype="Call", ActivityDate=date(2026, 11, 16 + i))
+    before = fake.requests
+    answer = composite(fake, access, [
+        sub("all", "SELECT Id FROM Task"),
+        sub("bad", "SELECT CallCount FROM Task"),
+        sub("grouped", "SELECT OwnerId, COUNT(Id) n FROM Task GROUP BY OwnerId"),
+    ])  # fmt: skip
+    assert answer.status_code == 200 and fake.requests == before + 1
+    used = int(answer.headers["Sforce-Limit-Info"].split("=")[1].split("/")[0])
+    assert used == fake.requests  # the whole composite is one call toward the allowance
+    items = {item["referenceId"]: item for item in answer.json()["compositeResponse"]}
+    first = items["all"]["body"]
+    assert items["all"]["httpStatusCode"] == 200 and len(first["records"]) == 3  # a page of 3
+    assert not first["done"]  # the next page is asked for as any query's is
+    more = requests.get(f"{fake.url}{first['nextRecordsUrl']}", verify=str(fake.ca_file),
+                        headers={"Authorization": f"Bearer {access}"}, timeout=5).json()  # fmt: skip
+    assert more["done"] and len(more["records"]) == 1 and fake.more == 1
+    assert items["bad"]["httpStatusCode"] == 400  # a failed query leaves the others
+    assert items["bad"]["body"][0]["errorCode"] == "INVALID_FIELD"
+    assert items["grouped"]["body"]["records"][0]["n"] == 4
+
+    six = [sub(f"q{i}", "SELECT Id FROM Task") for i in range(6)]
+    assert composite(fake, access, six).status_code == 400  # five queries at most
+    many = [{"method": "GET", "referenceId": f"r{i}", "url": "/services/data/v62.0/limits"}
+            for i in range(26)]  # fmt: skip
+    assert composite(fake, access, many).status_code == 400  # 25 subrequests at most
+    assert composite(fake, "forged", six[:1]).status_code == 401
+
+
+def test_a_query_in_a_composite_body_may_pass_16384_bytes_but_not_100000_characters(
+    fake: FakeSalesforce,
+) -> None:
+    access = token(fake, fake.register_certificate()).json()["access_token"]
+    ids = ", ".join(f"'005{i:015d}'" for i in range(2000))  # 42,000 characters
+    long = composite(fake, access, [sub("ok", f"SELECT Id FROM User WHERE Id IN ({ids})")])  # noqa: S608
+    assert long.json()["compositeResponse"][0]["httpStatusCode"] == 200
+    ids = ", ".join(f"'005{i:015d}'" for i in range(5000))  # 105,000 characters
+    too = composite(fake, access, [sub("no", f"SELECT Id FROM User WHERE Id IN ({ids})")])  # noqa: S608
+    assert too.json()["compositeResponse"][0]["httpStatusCode"] == 400
