@@ -4,8 +4,11 @@ A private app's access token (CRM read scopes only) from an env var or a 0600 fi
 covers every rep: the account's owners, listed a page at a time and matched by email (one list,
 not a request per rep); then the CRM search over calls and emails (activities), meetings (booked:
 created that week) and deals (closed, for the win rate; open, for the pipeline review), with the
-owners in ``IN`` filters and the weeks read in a ``BETWEEN``, page after page. A search answers at
-most 10,000 results, so a range with more is split in two and each half searched.
+weeks read in a ``BETWEEN``, page after page. An ``IN`` filter holds 100 owners and a search up
+to five filter groups (ORed), so one search covers 500 owners and a refresh costs the pages its
+results fill, plus at most one part-filled page per 500 owners and object. A search pages through
+at most 10,000 results; past them the same search goes on from the last object id read, sorted
+by ``hs_object_id`` (no page asked twice, none thrown away).
 
 Search is limited to a few requests a second per token: a 429 is waited out and tried again
 (tenacity); a daily limit ends the read, and the last numbers stay.
@@ -39,9 +42,9 @@ from daemon.metrics.base import MetricsUnavailable, Row
 from daemon.metrics.crm import WIN_RATE_WEEKS, CrmSource, win_rates
 from daemon.metrics.salesforce import WEEKS_READ
 
-IN_CHUNK = 100  # owners in one IN filter
+IN_VALUES = 100  # owners in one IN filter
+GROUPS = 5  # filter groups in one search
 PAGE = 200  # the most a search page holds
-MAX_RESULTS = 10_000  # the most one search answers, whatever the paging
 _API_ERRORS = (CallsError, EmailsError, MeetingsError, DealsError, OwnersError)
 
 
@@ -183,52 +186,53 @@ class HubspotSource(CrmSource):
         more: Sequence[str] = (),
     ) -> Iterator[dict[str, str]]:
         """The properties of every ``kind`` object the owners own, ``stamp`` in [start, end)
-        (organisation days), page after page, splitting a range past 10,000 results."""
+        (organisation days): 500 owners a search, five filter groups of 100."""
         api = (
             self.client.crm.deals.search_api
             if kind == "deals"
             else getattr(self.client.crm.objects, kind).search_api
         )
         props = ["hubspot_owner_id", *([stamp] if stamp else ["closedate"]), *more]
-        for i in range(0, len(owners), IN_CHUNK):
-            chunk = list(owners[i : i + IN_CHUNK])
-            yield from self._range(api, chunk, stamp, start, end, extra, props)
-
-    def _range(
-        self,
-        api: Any,
-        owners: list[str],
-        stamp: str | None,
-        start: date | None,
-        end: date | None,
-        extra: list[dict[str, str]],
-        props: list[str],
-    ) -> Iterator[dict[str, str]]:
-        filters: list[dict[str, Any]] = [
-            {"propertyName": "hubspot_owner_id", "operator": "IN", "values": owners}
-        ]
+        common: list[dict[str, Any]] = list(extra)
         if stamp and start and end:
             low, high = _millis(start, self.zone), _millis(end, self.zone) - 1
-            filters.append({"propertyName": stamp, "operator": "BETWEEN",
-                            "value": str(low), "highValue": str(high)})  # fmt: skip
-        filters += extra
+            common.append({"propertyName": stamp, "operator": "BETWEEN",
+                           "value": str(low), "highValue": str(high)})  # fmt: skip
+        size = IN_VALUES * GROUPS
+        for i in range(0, len(owners), size):
+            chunk = owners[i : i + size]
+            groups: list[list[dict[str, Any]]] = [
+                [{"propertyName": "hubspot_owner_id", "operator": "IN",
+                  "values": list(chunk[j : j + IN_VALUES])}, *common]
+                for j in range(0, len(chunk), IN_VALUES)
+            ]  # fmt: skip
+            yield from self._pages(api, groups, props)
+
+    def _pages(
+        self, api: Any, groups: list[list[dict[str, Any]]], props: list[str]
+    ) -> Iterator[dict[str, str]]:
+        """Every result of a search, page after page, in ``hs_object_id`` order; once a search
+        has given the 10,000 it pages through, the same search again past the last id read."""
+        last: str | None = None  # the last id read when a search ran out of pages
         after: str | None = None
-        first = True
+        read = 0  # by the current search
         while True:
-            body = {"filterGroups": [{"filters": filters}], "properties": props, "limit": PAGE,
-                    "sorts": [], **({"after": after} if after else {})}  # fmt: skip
+            past = [{"propertyName": "hs_object_id", "operator": "GT", "value": last}]
+            body = {
+                "filterGroups": [{"filters": g + (past if last else [])} for g in groups],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                "properties": props, "limit": PAGE, **({"after": after} if after else {}),
+            }  # fmt: skip
             page = self._call(api.do_search, public_object_search_request=body)
-            if first and page.total > MAX_RESULTS and start and end and (end - start).days > 1:
-                middle = start + (end - start) / 2
-                yield from self._range(api, owners, stamp, start, middle, extra, props)
-                yield from self._range(api, owners, stamp, middle, end, extra, props)
-                return
-            first = False
             for result in page.results:
                 yield dict(result.properties)
-            if page.paging is None or page.paging.next is None:
+            read += len(page.results)
+            if page.paging is not None and page.paging.next is not None:
+                after = page.paging.next.after
+            elif read < page.total and page.results:  # the 10,000 a search pages through
+                last, after, read = str(page.results[-1].id), None, 0
+            else:
                 return
-            after = page.paging.next.after
 
 
 def _millis(day: date, zone: ZoneInfo) -> int:

@@ -337,14 +337,12 @@ def test_hubspot_waits_out_a_secondly_429_and_stops_at_the_daily_limit(
         list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
 
 
-def test_hubspot_splits_a_range_past_10000_results_and_asks_once_for_all_owners(
+def test_hubspot_goes_past_10000_results_from_the_last_id_and_asks_once_for_all_owners(
     hubspot: FakeHubspot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import daemon.metrics.hubspot as module
     import tests.fixtures.hubspot as fake_module
 
-    # The same rule at a smaller scale: at most 300 results a search.
-    monkeypatch.setattr(module, "MAX_RESULTS", 300)
+    # The same rule at a smaller scale: a search pages through at most 300 results.
     monkeypatch.setattr(fake_module, "MAX_RESULTS", 300)
     monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
     reps = [f"r{i}@acme.test" for i in range(150)]
@@ -357,9 +355,9 @@ def test_hubspot_splits_a_range_past_10000_results_and_asks_once_for_all_owners(
     owners = [r for r in hubspot.requests if "owners" in r]
     assert len(owners) == 75  # the owners list, 2 a page here: never a request per rep
     calls = [r for r in hubspot.requests if "/calls/" in r]
-    # 150 owners in 2 IN lists of 100 and 50; the first list's 400 calls pass the 300 a search
-    # answers, so its range is searched in two halves (one asking, then a page or two each).
-    assert 4 <= len(calls) <= 8
+    # 150 owners in one search (two filter groups of 100 and 50) find 600 calls: pages of 200
+    # and 100 fill its 300, then the same search from the last id read gives the other 300.
+    assert len(calls) == 4
 
 
 def test_the_hubspot_fake_refuses_what_hubspot_refuses(hubspot: FakeHubspot) -> None:
@@ -377,7 +375,36 @@ def test_the_hubspot_fake_refuses_what_hubspot_refuses(hubspot: FakeHubspot) -> 
     many = {"filterGroups": [{"filters": [{"propertyName": "hubspot_owner_id", "operator": "IN",
                                            "values": [str(i) for i in range(101)]}]}]}  # fmt: skip
     assert search(many).status_code == 400
+    one = {"propertyName": "hubspot_owner_id", "operator": "EQ", "value": "1"}
+    assert search({"filterGroups": [{"filters": [one] * 11}]}).status_code == 400  # 10 a group
+    assert search({"filterGroups": [{"filters": [one] * 6}] * 5}).status_code == 400  # 25 in all
+    assert search({"filterGroups": [{"filters": [one]}] * 6}).status_code == 400  # 5 groups
     assert http.get(f"{hubspot.url}/crm/v3/owners/", timeout=5).status_code == 401
+
+
+def test_the_hubspot_fake_ors_filter_groups_and_pages_on_from_an_object_id(
+    hubspot: FakeHubspot,
+) -> None:
+    import requests as http
+
+    def search(body: dict) -> dict:  # type: ignore[type-arg]
+        return http.post(f"{hubspot.url}/crm/v3/objects/calls/search", json=body,
+                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()  # fmt: skip
+
+    sam, ana = hubspot.owner("sam@acme.test"), hubspot.owner("ana@acme.test")
+    for owner in (sam, ana, sam, ana, sam):
+        hubspot.add("calls", hubspot_owner_id=owner, hs_timestamp="2026-11-16T10:00:00.000Z")
+    by = {"sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]}
+    groups = [{"filters": [{"propertyName": "hubspot_owner_id", "operator": "IN",
+                            "values": [who]}]} for who in (sam, ana)]  # fmt: skip
+    everyone = search({"filterGroups": groups, **by, "limit": 3})
+    ids = [int(r["id"]) for r in everyone["results"]]
+    assert everyone["total"] == 5 and ids == sorted(ids) and len(ids) == 3
+    past = {"propertyName": "hs_object_id", "operator": "GT", "value": str(ids[-1])}
+    rest = search({"filterGroups": [{"filters": g["filters"] + [past]} for g in groups], **by})
+    assert rest["total"] == 2 and all(int(r["id"]) > ids[-1] for r in rest["results"])
+    unsorted = [int(r["id"]) for r in search({"filterGroups": groups})["results"]]
+    assert unsorted != sorted(unsorted)  # no order to rely on without sorts
 
 
 def salesforce_with_ledger(
