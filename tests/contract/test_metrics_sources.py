@@ -277,6 +277,20 @@ def test_a_wrong_key_or_user_is_refused_at_login_in_one_line(
         list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
 
 
+def test_a_query_salesforce_refuses_inside_a_composite_ends_the_read_in_one_line(
+    salesforce: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.metrics.base import MetricsUnavailable
+    from tests.fixtures import salesforce as fake_module
+
+    key = salesforce.register_certificate()
+    put_rows(salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 3)])
+    # An org whose Task lacks a field cadence reads: its composite answers 200, that query 400.
+    monkeypatch.setitem(fake_module.FIELDS, "Task", fake_module.FIELDS["Task"] - {"TaskSubtype"})
+    with pytest.raises(MetricsUnavailable, match=r"^Salesforce: 400 INVALID_FIELD: No such column"):
+        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
+
+
 def test_thousands_of_reps_take_a_few_composite_calls_never_one_per_rep(
     tmp_path: Path, salesforce: FakeSalesforce
 ) -> None:
