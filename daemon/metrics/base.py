@@ -73,6 +73,7 @@ class WeeklyTable(Mapping[tuple[str, Metric], Mapping[date, float]]):
         self.through = through
         block = len(METRICS) * stride
         self._base = {rep: i * block for i, rep in enumerate(reps)}
+        self._asked: dict[tuple[str, Metric], dict[date, float]] = {}
 
     @property
     def reps(self) -> tuple[str, ...]:
@@ -99,7 +100,10 @@ class WeeklyTable(Mapping[tuple[str, Metric], Mapping[date, float]]):
         return {week: value for week, value in zip(self.weeks, row, strict=True) if value != ABSENT}
 
     def __getitem__(self, key: tuple[str, Metric]) -> Mapping[date, float]:
-        series = self._series(*key)
+        # A pass asks for the same rep's series for each of its meetings, pass after pass.
+        series = self._asked.get(key)
+        if series is None:
+            series = self._asked[key] = self._series(*key)
         if not series:
             raise KeyError(key)
         return series
