@@ -35,6 +35,7 @@ from daemon.store import Ledger
 
 if TYPE_CHECKING:
     from jinja2 import Environment
+    from jinja2.runtime import Macro
 
 SCHEMA_VERSION = 1
 BAND_LABELS = {
@@ -335,10 +336,31 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    made: dict[tuple[Any, ...], Any] = {}
+
+    def shared(macro: Macro, *args: Any) -> Any:
+        """``macro(*args)``, written once per page for each distinct ``args``."""
+        key = (macro.name, *args)
+        found = made.get(key)
+        if found is None:
+            found = made[key] = macro(*args)
+        return found
+
+    charts: dict[int, tuple[object, Markup]] = {}
+
+    def chart(row: dict[str, Any]) -> Markup:
+        """``chart_svg``, once per distinct ``weeks`` list (``build`` shares them among rows)."""
+        weeks = row["weeks"]
+        found = charts.get(id(weeks))
+        if found is None:  # the list is kept with its chart, so its id is not reused meanwhile
+            found = charts[id(weeks)] = (weeks, chart_svg(row))
+        return found[1]
+
     env.filters["band_label"] = lambda band: BAND_LABELS[Band(band)]
     env.filters["rate"] = _rate_text
     env.filters["pct"] = _pct
-    env.filters["chart_svg"] = chart_svg
+    env.filters["chart_svg"] = chart
+    env.filters["shared"] = shared
     return env
 
 
