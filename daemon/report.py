@@ -124,17 +124,25 @@ def _weeks_json(t: Tally, made: _Weeks) -> list[dict[str, Any]]:
     return found
 
 
-def _tally_json(t: Tally, made: _Weeks) -> dict[str, Any]:
-    return {
-        "scheduled": t.scheduled,
-        "held": t.held,
-        "rescheduled": t.rescheduled,
-        "cancelled": t.cancelled,
-        "week11_skips": t.week11_skips,
-        "rate": round(t.rate, 4) if t.rate is not None else None,
-        "band": t.band.value,
-        "weeks": _weeks_json(t, made),
-    }
+_Tallies = dict[int, tuple[Tally, dict[str, Any]]]
+
+
+def _tally_json(t: Tally, made: _Weeks, tallies: _Tallies) -> dict[str, Any]:
+    """A row's figures, made once for each tally (the rates share a tally among the people
+    who have the same) and copied into each row that has it."""
+    found = tallies.get(id(t))
+    if found is None:  # the tally is kept with its figures, so its id is not reused meanwhile
+        found = tallies[id(t)] = (t, {
+            "scheduled": t.scheduled,
+            "held": t.held,
+            "rescheduled": t.rescheduled,
+            "cancelled": t.cancelled,
+            "week11_skips": t.week11_skips,
+            "rate": round(t.rate, 4) if t.rate is not None else None,
+            "band": t.band.value,
+            "weeks": _weeks_json(t, made),
+        })  # fmt: skip
+    return found[1]
 
 
 def build(config: Config, at: datetime, view: LedgerView | None = None) -> dict[str, Any]:
@@ -157,7 +165,8 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
     names = {m.email: m.name for m in roster.managers} | {r.email: r.name for r in roster.reps}
     current = {r.email: r.manager for r in roster.reps}
     managers = [m.email for m in roster.managers]
-    managers += [m for m in rates.managers if m not in managers]
+    listed = set(managers)
+    managers += [m for m in rates.managers if m not in listed]
     reps_of: dict[str, list[str]] = {m: [] for m in managers}
     for rep in rates.reps:
         home = current.get(rep) or rates.rep_managers[rep][-1]
@@ -168,6 +177,7 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
 
     empty = Tally(first_week=None, counts=(), band=Band.NONE)
     made: _Weeks = {}
+    tallies: _Tallies = {}
     thresholds = roster.policy.thresholds
     return {
         "schema": SCHEMA_VERSION,
@@ -189,14 +199,14 @@ def to_json(config: Config, at: datetime, rates: Rates) -> dict[str, Any]:
                 "email": m,
                 "name": names.get(m, m),
                 "on_roster": m in names,
-                **_tally_json(rates.managers.get(m, empty), made),
+                **_tally_json(rates.managers.get(m, empty), made, tallies),
                 "reps": [
                     {
                         "email": r,
                         "name": names.get(r, r),
                         "on_roster": r in current,
                         "managers": list(rates.rep_managers.get(r, ())),
-                        **_tally_json(rates.reps.get(r, empty), made),
+                        **_tally_json(rates.reps.get(r, empty), made, tallies),
                     }
                     for r in sorted(reps_of.get(m, []))
                 ],
@@ -234,16 +244,18 @@ def _rate_text(row: dict[str, Any]) -> str:
 def render_text(data: dict[str, Any]) -> str:
     header = ("", "HELD", "MOVED", "CANCELLED", "WK11", "RATE", "BAND", "LAST 13 WEEKS")
     rows: list[tuple[str, ...]] = [header]
+    charts: dict[int, tuple[object, str]] = {}  # by ``weeks`` list, which ``build`` shares
     for m in data["managers"]:
-        rows.append(_text_row(f"{m['name']} <{m['email']}>", m))
+        rows.append(_text_row(f"{m['name']} <{m['email']}>", m, charts))
         for r in m["reps"]:
-            rows.append(_text_row(f"  {r['name']} <{r['email']}>", r))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+            rows.append(_text_row(f"  {r['name']} <{r['email']}>", r, charts))
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format
     lines = [
         f"Cancellation rates, {data['organization']}: the 13 weeks from "
         f"{data['window']['start']} to {data['at'][:10]}",
     ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [line(*r).rstrip() for r in rows]
     lines.append(
         "Chart, oldest week first: o held, x cancelled, ! week-11 skip, . no 1:1. Healthy under "
         f"{_pct(data['thresholds']['healthy_below'])}, warning above "
@@ -266,11 +278,16 @@ def _pct(value: float) -> str:
     return f"{value * 100:g}%"
 
 
-def _text_row(label: str, row: dict[str, Any]) -> tuple[str, ...]:
+def _text_row(
+    label: str, row: dict[str, Any], charts: dict[int, tuple[object, str]]
+) -> tuple[str, ...]:
+    weeks = row["weeks"]
+    chart = charts.get(id(weeks))
+    if chart is None:  # the list is kept with its chart, so its id is not reused meanwhile
+        chart = charts[id(weeks)] = (weeks, _chart(weeks))
     return (
         label, str(row["held"]), str(row["rescheduled"]), str(row["cancelled"]),
-        str(row["week11_skips"]), _rate_text(row), BAND_LABELS[Band(row["band"])],
-        _chart(row["weeks"]),
+        str(row["week11_skips"]), _rate_text(row), BAND_LABELS[Band(row["band"])], chart[1],
     )  # fmt: skip
 
 
