@@ -36,9 +36,12 @@ from daemon.core.planner import (
     Kind,
     LedgerSeries,
     LedgerView,
+    Outcome,
     Plan,
+    RateAlert,
     RecordCancellation,
     RecordCommitment,
+    RecordRateBand,
     SendEmail,
     WriteAgendas,
     make_plan,
@@ -126,10 +129,14 @@ class World:
     planned: list[tuple[datetime, Action]] = field(default_factory=list)
     prereads: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
     metrics: Weekly | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    rate_alerts: dict[str, RateAlert] = field(default_factory=dict)
 
     def ledger(self) -> LedgerView:
         return LedgerView(
             metrics=self.metrics,
+            outcomes=tuple(self.outcomes),
+            rate_alerts=dict(self.rate_alerts),
             series=tuple(self.series.values()),
             commitments={k: tuple(v.items()) for k, v in self.commitments.items()},
             emails_sent=frozenset(self.emails_sent),
@@ -168,6 +175,12 @@ class World:
                 self.emails_sent.add((action.occurrence, action.ledger_kind))
             elif isinstance(action, RecordCancellation):
                 self.cancellations.add(action.occurrence)
+                self.outcomes.append(
+                    Outcome(action.uid, action.original_start, action.rep, action.manager,
+                            cancelled=True, week11=action.week11)
+                )  # fmt: skip
+            elif isinstance(action, RecordRateBand):
+                self.rate_alerts[action.subject] = RateAlert(action.band, action.crossings, now)
             elif isinstance(action, RecordCommitment):
                 self.commitments.setdefault(action.rep, {})[action.original_start] = action.text
 
@@ -1221,6 +1234,49 @@ def test_a_series_deleted_again_later_is_restored_and_the_manager_told_again() -
         told = [a for _, a in world.sent(Kind.SERIES_RESTORED)]
     assert len(told) == 2 and told[0].occurrence != told[1].occurrence
     assert all(t.to == (MAYA,) and not t.context["ended_early"] for t in told)
+
+
+def test_a_restored_series_counts_once_so_its_rate_warning_goes_in_the_pass_that_restores_it() -> (
+    None
+):
+    # Soak seed 15: the restore's record was counted beside the one it replaces, the rate
+    # halved, and the red flag went one pass late, from a pass repeated at the same instant.
+    world, uid = lee_world(T0)
+    later = T0 + timedelta(weeks=10)  # ten Wednesdays held, from 25 Nov
+    first = world.series[uid].start.astimezone(DENVER)
+    world.outcomes = [
+        Outcome(uid, datetime.combine(first.date() + timedelta(weeks=k), first.time(), DENVER),
+                LEE, MAYA, cancelled=True)
+        for k in (1, 4, 7)
+    ]  # fmt: skip
+    del world.calendars[MAYA][uid]
+    actions = settle(world, later)  # and a second pass at the same instant sends nothing
+    assert [c.restore for c in of(actions, CreateSeries)] == [True]
+    warned = [a for a in of(actions, SendEmail) if a.kind == Kind.RATE_WARNING]
+    assert {(a.context["scope"], a.context["level"], a.cc) for a in warned} == {
+        ("your team", "red flag", (VP,)),
+        ("Lee Park", "red flag", (VP,)),
+    }
+    assert {(a.context["cancelled"], a.context["scheduled"]) for a in warned} == {(3, 10)}
+
+
+def test_a_rep_removed_after_todays_meeting_is_rated_as_the_ended_series_will_be_recorded() -> None:
+    # The end stops the series yesterday, so today's meeting leaves the count: the pass that
+    # ends it judges the band on that count already, and a repeat sends nothing.
+    world, uid = lee_world(T0)
+    first = world.series[uid].start.astimezone(DENVER)
+    world.outcomes = [
+        Outcome(uid, datetime.combine(first.date() + timedelta(weeks=k), first.time(), DENVER),
+                LEE, MAYA, cancelled=True)
+        for k in (1, 4, 7)
+    ]  # fmt: skip
+    world.roster = org()
+    later = datetime(2027, 2, 10, 15, 0, tzinfo=NY)  # Lee's twelfth Wednesday, after 10:00
+    actions = settle(world, later)
+    assert [e.until for e in of(actions, EndSeries)] == [date(2027, 2, 9)]
+    (warned,) = [a for a in of(actions, SendEmail) if a.kind == Kind.RATE_WARNING]
+    assert (warned.context["scope"], warned.context["level"]) == ("your team", "red flag")
+    assert (warned.context["cancelled"], warned.context["scheduled"]) == (3, 11)
 
 
 def test_a_series_ended_early_by_a_person_is_put_back_from_the_next_day_and_the_manager_told() -> (

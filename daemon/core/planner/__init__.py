@@ -179,7 +179,9 @@ def make_plan(
         )
     )
     # The rates count this pass's news too, so a second pass at the same instant sends nothing.
-    counted = replace(ledger, series=tuple(records), outcomes=_outcomes(ledger, actions))
+    counted = replace(
+        ledger, series=_recorded(records, actions), outcomes=_outcomes(ledger, actions)
+    )
     rates = rates_of(roster, counted, now)
     actions.extend(rate_actions(roster, rates, ledger))
     manager_rates = {m: t.rate for m, t in rates.managers.items() if t.rate is not None}
@@ -211,6 +213,20 @@ def _projected(
                 )
             )  # fmt: skip
     return after, records
+
+
+def _recorded(
+    records: Sequence[LedgerSeries], actions: Sequence[Action]
+) -> tuple[LedgerSeries, ...]:
+    """The series as the ledger holds them once this pass's writes are recorded, for the rates.
+    A restore rewrites the record of the same uid (counted twice, its meetings halved the rate
+    and the band crossed one pass late: soak seed 15); an end sets the last day it meets."""
+    by_uid = {rec.uid: rec for rec in records}  # a later record of a uid replaces the earlier
+    for action in actions:
+        if isinstance(action, EndSeries) and (rec := by_uid.get(action.uid)) is not None:
+            state = "ended" if action.retire else rec.state
+            by_uid[action.uid] = replace(rec, until=action.until, state=state)
+    return tuple(by_uid.values())
 
 
 def _outcomes(ledger: LedgerView, actions: Sequence[Action]) -> tuple[Outcome, ...]:
