@@ -112,8 +112,7 @@ def _check_metrics(config: Config) -> None:
     if source is None:
         return
     try:
-        for _ in source.rows(frozenset()):
-            pass
+        source.read(frozenset())
     except MetricsUnusable as exc:
         raise ConfigError(exc.problems) from None
     except MetricsUnavailable:

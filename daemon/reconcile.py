@@ -572,12 +572,10 @@ def _metrics(rt: Runtime, source: MetricsSource, now: datetime) -> Weekly:
                 source=source.label, error=str(exc),
                 retry_at=utc_iso(state.retry_at) if state else None,
             )  # fmt: skip
-    today = now.astimezone(ZoneInfo(rt.config.roster.organization.timezone)).date()
     read = rt.ledger.metrics_read()
-    # The same read in the same week: the values already read (a big org's are many rows).
-    key = (read, today - timedelta(days=today.weekday()))
-    if rt.metrics_view is None or rt.metrics_view[0] != key:
-        rt.metrics_view = (key, metrics_cache.weekly(rt.ledger, source, today))
+    # The same read: the values already read (a big org's table is megabytes).
+    if rt.metrics_view is None or rt.metrics_view[0] != read:
+        rt.metrics_view = (read, metrics_cache.weekly(rt.ledger, source))
     return rt.metrics_view[1]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -171,6 +171,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (uid, original_start)
     );
     CREATE INDEX review_outcomes_by_manager ON review_outcomes (manager);
+    """,
+    # v7: the metrics cache as one blob (``daemon.metrics.base.WeeklyTable.to_bytes``) instead of
+    # a row per value: a big org's read is most of a million values, which took seconds to write
+    # and to read back at each pass. The old rows go; the next pass reads the source again.
+    """
+    DROP TABLE metric_values;
+    DELETE FROM metric_reads;
+    CREATE TABLE metric_tables (
+        source TEXT PRIMARY KEY REFERENCES metric_reads (source),
+        data BLOB NOT NULL
+    );
     """,
 ]
 
@@ -848,27 +859,21 @@ class Ledger:
         rows = self._rows("reading the metrics cache", "SELECT * FROM metric_reads")
         return MetricsRead(**dict(rows[0])) if rows else None
 
-    def replace_metrics(
-        self, read: MetricsRead, values: Iterable[tuple[str, str, str, float]]
-    ) -> None:
+    def replace_metrics(self, read: MetricsRead, table: bytes) -> None:
         """Swap the whole cache for a new read, in one transaction: a read that fails half way
         leaves the last good numbers."""
         with self.transaction(), self._translate("saving metrics"):
-            self._conn.execute("DELETE FROM metric_values")
+            self._conn.execute("DELETE FROM metric_tables")
             self._conn.execute("DELETE FROM metric_reads")
-            self._conn.executemany(
-                "INSERT INTO metric_values (rep, metric, week, value) VALUES (?, ?, ?, ?)", values
-            )
             self._conn.execute(
                 "INSERT INTO metric_reads (source, version, through, read_at) VALUES (?, ?, ?, ?)",
                 (read.source, read.version, read.through, read.read_at),
             )
+            self._conn.execute(
+                "INSERT INTO metric_tables (source, data) VALUES (?, ?)", (read.source, table)
+            )
 
-    def metric_values(self, since_week: str) -> list[tuple[str, str, str, float]]:
-        """(rep, metric, week Monday ISO, value) of the weeks from ``since_week`` on."""
-        rows = self._rows(
-            "reading metrics",
-            "SELECT rep, metric, week, value FROM metric_values WHERE week >= ?",
-            (since_week,),
-        )
-        return [(r["rep"], r["metric"], r["week"], float(r["value"])) for r in rows]
+    def metrics_table(self) -> bytes | None:
+        """The last read's values as ``replace_metrics`` was given them."""
+        rows = self._rows("reading metrics", "SELECT data FROM metric_tables")
+        return bytes(rows[0]["data"]) if rows else None

@@ -15,21 +15,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from daemon.config import Config, MetricsSettings
-from daemon.core.metrics import BASELINE_WEEKS, WEEK, Weekly, monday_of
-from daemon.core.model import Metric
-from daemon.metrics.base import MetricsSource, MetricsUnavailable
+from daemon.core.metrics import Weekly
+from daemon.metrics.base import MetricsSource, MetricsUnavailable, WeeklyTable
 from daemon.metrics.csvfile import CsvSource
 from daemon.store import Ledger, MetricsRead, utc_iso
 
-# How far back the cache is read for a pass: the baseline of the oldest meeting a pass still
-# writes about (a recap up to LOOKBACK after it), with a week to spare.
-_BACK = WEEK * (BASELINE_WEEKS + 3)
-_NAMES = {m: m.value for m in Metric}
 FIRST_WAIT = timedelta(minutes=5)  # after a failed CRM read; doubled after each one
 METRICS, OPPORTUNITIES = "metrics", "opportunities"  # the reads a CRM source serves
 
@@ -127,46 +122,32 @@ def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime
         return False
     # The whole source is checked before the ledger is touched.
     try:
-        rows = ledger_rows(source, frozenset(r.email for r in config.roster.reps))
+        table = source.read(frozenset(r.email for r in config.roster.reps))
     except MetricsUnavailable as exc:
         failed(ledger, METRICS, now, str(exc), config.settings.metrics.refresh_hours)
         raise
-    through = source.through()
     read = MetricsRead(
         source=source.label,
         version=version,
-        through=through.isoformat() if through else None,
+        through=table.through.isoformat() if table.through else None,
         read_at=utc_iso(now),
     )
-    ledger.replace_metrics(read, rows)
+    ledger.replace_metrics(read, table.to_bytes())
     recovered(ledger, METRICS)
     return True
 
 
-def ledger_rows(source: MetricsSource, reps: frozenset[str]) -> list[tuple[str, str, str, float]]:
-    """The rows of ``reps`` as the ledger keeps them. A big org's read is most of a million rows
-    of few distinct weeks and metrics: each is spelt once, not once a row."""
-    weeks: dict[date, str] = {}
-    return [
-        (rep, _NAMES[metric], weeks.get(week) or weeks.setdefault(week, week.isoformat()), value)
-        for rep, metric, week, value in source.rows(reps)
-    ]
-
-
-def weekly(ledger: Ledger, source: MetricsSource, today: date) -> Weekly:
-    """The cached values a pass on ``today`` (organisation zone) can need. Nothing read yet:
-    no values, every week not in yet."""
+def weekly(ledger: Ledger, source: MetricsSource) -> Weekly:
+    """The cached values. Nothing read yet: no values, every week not in yet."""
     last = ledger.metrics_read()
-    if last is None:
+    blob = ledger.metrics_table() if last is not None else None
+    if last is None or blob is None:
         return Weekly(source=source.label, values={}, through=None, unavailable=source.cannot)
-    since = monday_of(today) - _BACK
-    values: dict[tuple[str, Metric], dict[date, float]] = {}
-    for rep, metric, week, value in ledger.metric_values(since.isoformat()):
-        values.setdefault((rep, Metric(metric)), {})[date.fromisoformat(week)] = value
+    table = WeeklyTable.from_bytes(blob)
     return Weekly(
         source=last.source,
-        values=values,
-        through=date.fromisoformat(last.through) if last.through else None,
+        values=table,
+        through=table.through,
         read_at=datetime.fromisoformat(last.read_at.replace("Z", "+00:00")),
         unavailable=source.cannot,
     )
@@ -175,10 +156,7 @@ def weekly(ledger: Ledger, source: MetricsSource, today: date) -> Weekly:
 def read_now(source: MetricsSource, config: Config) -> Weekly:
     """The source's values straight from it, for the commands that touch nothing (``plan``);
     raises ``MetricsUnusable`` like a pass would meet it."""
-    reps = frozenset(r.email for r in config.roster.reps)
-    values: dict[tuple[str, Metric], dict[date, float]] = {}
-    for row in source.rows(reps):
-        values.setdefault((row.rep, row.metric), {})[row.week] = row.value
+    table = source.read(frozenset(r.email for r in config.roster.reps))
     return Weekly(
-        source=source.label, values=values, through=source.through(), unavailable=source.cannot
+        source=source.label, values=table, through=table.through, unavailable=source.cannot
     )

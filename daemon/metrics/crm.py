@@ -13,7 +13,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from daemon.core.metrics import WEEK
 from daemon.core.model import Metric
-from daemon.metrics.base import Row
+from daemon.metrics.base import Row, WeeklyTable
 
 WIN_RATE_WEEKS = 13  # the trailing window of the win rate (SPEC)
 
@@ -63,3 +63,11 @@ class CrmSource:
 
     def through(self) -> date | None:
         return self._through
+
+    def rows(self, reps: frozenset[str]) -> Iterator[Row]:
+        raise NotImplementedError  # each CRM's own queries
+
+    def read(self, reps: frozenset[str]) -> WeeklyTable:
+        """The contract's read: the CRM's rows (a few per rep and week) as one table."""
+        rows = list(self.rows(reps))
+        return WeeklyTable.from_rows(rows, reps, self.through())

@@ -1,9 +1,15 @@
 """The embedded default metrics source: a CSV export from any CRM or BI tool.
 
 ``rep,week,metric,value``: ``rep`` an email, ``week`` that week's Monday, ``value`` a decimal
-(fractions for percentages). Read as a stream, so a 650,000-row export of everyone costs one row
-at a time; rows for people not on the roster are validated and dropped. Problems are named like
-the roster's: file, line, field.
+(fractions for percentages). Rows for people not on the roster are validated and dropped.
+Problems are named like the roster's: file, line, field.
+
+A big org's export is most of a million rows of a few thousand reps, a dozen weeks and five
+metrics, so the file is first read a column at a time, a megabyte of it at once: each distinct
+rep, week and metric is checked once, the values are parsed by ``float`` straight into the
+table, and a row given twice shows as fewer values in the table than rows read. Anything that
+reading does not expect (a bad cell, quoting it cannot split, a short row) sends the file to the
+careful reading, row by row, which says what is wrong and where, or reads what is right.
 """
 
 from __future__ import annotations
@@ -12,17 +18,31 @@ import csv
 import hashlib
 import math
 import re
+from array import array
+from collections import deque
 from collections.abc import Iterator, Mapping
 from datetime import date
+from itertools import chain, islice, repeat
+from operator import add
 from pathlib import Path
 
 from daemon.core.model import Metric
-from daemon.metrics.base import MetricsUnusable, Row
+from daemon.metrics.base import ROW, Grid, MetricsUnusable, Row, WeeklyTable
 
 COLUMNS = ("rep", "week", "metric", "value")
 MAX_PROBLEMS = 50  # a wholly wrong file is named by its first problems, not a million lines
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _METRICS = {m.value: m for m in Metric}
+CHUNK = 1 << 20  # bytes of the file read as columns at once
+CSV_CHUNK = 20_000  # rows, when the file has quoted cells
+
+
+class _Irregular(Exception):
+    """The column-at-a-time reading met something it does not handle."""
+
+
+class _Quoted(_Irregular):
+    """A quoted cell: the file is read as columns again, split by the ``csv`` module."""
 
 
 class CsvSource:
@@ -44,15 +64,122 @@ class CsvSource:
             raise MetricsUnusable([f"{self.path}: cannot read: {exc.strerror or exc}"]) from exc
         return digest.hexdigest()
 
-    def through(self) -> date | None:
-        return self._through
-
     def open_opportunities(self, reps: frozenset[str]) -> None:
         """A weekly-values export holds no deals: the review agenda asks reps for theirs."""
         return None
 
-    def rows(self, reps: frozenset[str] | None) -> Iterator[Row]:
-        """The rows of ``reps`` (None: everyone's), after checking every row of the file."""
+    def read(self, reps: frozenset[str] | None) -> WeeklyTable:
+        """The values of ``reps`` (None: everyone's), after checking every row of the file."""
+        try:
+            try:
+                return self._columns(reps, quoted=False)
+            except _Quoted:
+                return self._columns(reps, quoted=True)
+        except _Irregular:
+            pass
+        grid = Grid()
+        for rep, metric, week, value in self._rows(reps):
+            grid.put(rep, metric, week, value)
+        return grid.table(self._through)
+
+    def _columns(self, reps: frozenset[str] | None, quoted: bool) -> WeeklyTable:
+        """The quick reading; raises ``_Irregular`` at anything it does not expect."""
+        grid = Grid()
+        rep_of: dict[str, str] = {}  # as written -> the rep
+        base: dict[str, int] = {}  # as written -> where the rep's block starts
+        slot: dict[str, int] = {}  # a week as written -> its slot
+        metric_of: dict[str, Metric] = {}  # as written -> the metric
+        offset: dict[str, int] = {}  # as written -> the metric's row in a rep's block
+        count = 0
+
+        def learn(weeks: set[str], metrics: set[str]) -> None:
+            """Check the weeks and metrics not met before; move every block if the weeks
+            outgrow them."""
+            nonlocal base
+            stride = grid.stride
+            for raw in sorted(weeks.difference(slot)):
+                week = _week(raw.strip())
+                if isinstance(week, str):
+                    raise _Irregular
+                slot[raw] = grid.week(week)
+            for raw in metrics.difference(metric_of):
+                metric = _METRICS.get(raw) or _METRICS.get(raw.strip().lower())
+                if metric is None:
+                    raise _Irregular
+                metric_of[raw] = metric
+            if grid.stride != stride:
+                base = {raw: grid.reps[rep] for raw, rep in rep_of.items()}
+            offset.update((raw, ROW[m] * grid.stride) for raw, m in metric_of.items())
+
+        for cells, width, (ri, wi, mi, vi) in self._chunks(quoted):
+
+            def column(at: int) -> Iterator[str]:
+                return islice(cells, at, None, width)  # noqa: B023 (used at once)
+
+            for raw in set(column(ri)).difference(rep_of):
+                rep = rep_of[raw] = raw.strip().lower()
+                if not _EMAIL.fullmatch(rep):
+                    raise _Irregular
+                base[raw] = grid.rep(rep)
+            try:
+                values = array("d", map(float, column(vi)))
+            except ValueError:
+                raise _Irregular from None
+            if values and (min(values) < 0 or not math.isfinite(sum(values))):
+                raise _Irregular  # a negative, an infinity or a NaN (or a sum too big)
+            while True:
+                at = map(add, map(add, map(base.__getitem__, column(ri)),
+                                  map(offset.__getitem__, column(mi))),
+                         map(slot.__getitem__, column(wi)))  # fmt: skip
+                try:  # writing a value twice to the same place is harmless
+                    deque(map(grid.grid.__setitem__, at, values), maxlen=0)
+                    break
+                except KeyError:
+                    learn(set(column(wi)), set(column(mi)))
+            count += len(values)
+        if grid.filled() != count:
+            raise _Irregular  # a second row for the same rep, metric and week
+        return grid.table(max(grid.weeks, default=None), reps)
+
+    def _chunks(self, quoted: bool) -> Iterator[tuple[list[str], int, tuple[int, ...]]]:
+        """The file's cells, a chunk of whole rows at a time, with the row's width and where
+        the rep, week, metric and value are in it."""
+        try:
+            with self.path.open(newline="", encoding="utf-8-sig") as handle:
+                if quoted:
+                    yield from _csv_chunks(handle)
+                    return
+                first = handle.readline()
+                if '"' in first:
+                    raise _Quoted
+                header = [h.strip().lower() for h in first.rstrip("\r\n").split(",")]
+                if any(c not in header for c in COLUMNS):
+                    raise _Irregular
+                width = len(header)
+                where = tuple(header.index(c) for c in COLUMNS)
+                while lines := handle.readlines(CHUNK):
+                    text = "".join(lines)
+                    if '"' in text:
+                        raise _Quoted
+                    if set(map(str.count, lines, repeat(","))) != {width - 1}:
+                        lines = [line for line in lines if line.strip()]  # blank lines
+                        if not lines:
+                            continue
+                        if set(map(str.count, lines, repeat(","))) != {width - 1}:
+                            raise _Irregular
+                        text = "".join(lines)
+                    cells = text.replace("\n", ",").split(",")
+                    if text.endswith("\n"):
+                        cells.pop()
+                    if len(cells) != width * len(lines):
+                        raise _Irregular  # a line ended by a lone carriage return
+                    yield cells, width, where
+        except (OSError, UnicodeDecodeError, csv.Error):
+            raise _Irregular from None
+
+    def _rows(self, reps: frozenset[str] | None) -> Iterator[Row]:
+        """The careful reading: the rows of ``reps``, after checking every row of the file,
+        each problem named by line and field; ``_through`` set at the end."""
         problems: list[str] = []
         extra = 0
         self._through = None
@@ -168,6 +295,23 @@ class CsvSource:
             raise MetricsUnusable(problems)
         # Every row was good: each week named in the file had a figure.
         self._through = max(numbers, default=None)
+
+
+def _csv_chunks(handle: Iterator[str]) -> Iterator[tuple[list[str], int, tuple[int, ...]]]:
+    """``CsvSource._chunks`` of a file with quoted cells, split by the ``csv`` module."""
+    reader = csv.reader(handle)
+    header = [h.strip().lower() for h in next(reader, [])]
+    if any(c not in header for c in COLUMNS):
+        raise _Irregular
+    width = len(header)
+    where = tuple(header.index(c) for c in COLUMNS)
+    while chunk := list(islice(reader, CSV_CHUNK)):
+        rows = list(filter(None, chunk))  # blank lines dropped
+        if not rows:
+            continue
+        if set(map(len, rows)) != {width}:
+            raise _Irregular
+        yield list(chain.from_iterable(rows)), width, where
 
 
 def _week(text: str) -> date | str:

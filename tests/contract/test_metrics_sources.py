@@ -225,7 +225,7 @@ def test_a_crm_is_read_at_most_every_refresh_hours_and_an_outage_keeps_the_last_
             salesforce, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 2)]
         )
         assert cache.refresh(config, ledger, source, now)
-        weekly = cache.weekly(ledger, source, now.date())
+        weekly = cache.weekly(ledger, source)
         monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
         assert weekly.values[("sam@acme.test", Metric.ACTIVITIES)][monday] == 5
         assert weekly.read_at == now
@@ -235,7 +235,7 @@ def test_a_crm_is_read_at_most_every_refresh_hours_and_an_outage_keeps_the_last_
         now = NOW + timedelta(hours=12)
         with pytest.raises(MetricsUnavailable):
             cache.refresh(config, ledger, source, now)
-        kept = cache.weekly(ledger, source, now.date())
+        kept = cache.weekly(ledger, source)
         assert kept.values == weekly.values and kept.read_at == NOW + timedelta(hours=6)
     finally:
         ledger.close()
@@ -405,7 +405,7 @@ def test_a_failing_crm_is_asked_again_after_growing_waits_kept_across_a_restart(
     ledger = Ledger.open(config.settings.state_dir)
     try:
         assert cache.refresh(config, ledger, source, now)
-        good = cache.weekly(ledger, source, now.date())
+        good = cache.weekly(ledger, source)
         salesforce.down = True
         waits = []
         now = NOW + timedelta(hours=6)
@@ -425,7 +425,7 @@ def test_a_failing_crm_is_asked_again_after_growing_waits_kept_across_a_restart(
             assert salesforce.requests == asked  # not asked while the wait runs
             now = state.retry_at
         assert [w / timedelta(minutes=1) for w in waits] == [5, 10, 20, 40, 80, 160, 320, 360, 360]
-        assert cache.weekly(ledger, source, now.date()).values == good.values  # the last kept
+        assert cache.weekly(ledger, source).values == good.values  # the last kept
         ledger.close()
         (doctor_row,) = [r for r in diagnose(config) if r.subject == "metrics reads"]
         assert not doctor_row.ok and "9 failed reads since" in doctor_row.detail

@@ -11,7 +11,7 @@ import pytest
 from daemon.config import load
 from daemon.core.model import Metric
 from daemon.metrics import cache
-from daemon.metrics.base import MetricsUnusable
+from daemon.metrics.base import MetricsUnusable, WeeklyTable
 from daemon.metrics.csvfile import MAX_PROBLEMS, CsvSource
 from daemon.store import Ledger
 
@@ -30,7 +30,7 @@ NOW = datetime(2026, 11, 23, 14, tzinfo=UTC)
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(MetricsUnusable) as caught:
-        list(CsvSource(path).rows(None))
+        CsvSource(path).read(None)
     return caught.value.problems
 
 
@@ -38,12 +38,11 @@ def test_header_in_any_order_with_extra_columns_a_bom_and_blank_lines(tmp_path: 
     path = tmp_path / "export.csv"
     path.write_text("\ufeffValue,Metric,Rep,Owner,Week\n\n7,meetings_booked,SAM@acme.test,x,"
                     "2026-11-16\n0.31,win_rate,lee@acme.test,y,2026-11-09\n")  # fmt: skip
-    source = CsvSource(path)
-    rows = list(source.rows(frozenset({SAM})))
-    assert [(r.rep, r.metric, r.week, r.value) for r in rows] == [
+    table = CsvSource(path).read(frozenset({SAM}))
+    assert [(r.rep, r.metric, r.week, r.value) for r in table.rows()] == [
         (SAM, Metric.MEETINGS_BOOKED, date(2026, 11, 16), 7.0)
     ]
-    assert source.through() == date(2026, 11, 16)
+    assert table.through == date(2026, 11, 16)
 
 
 def test_a_missing_column_an_empty_file_and_a_short_row_are_named(tmp_path: Path) -> None:
@@ -101,18 +100,18 @@ def test_the_file_is_read_when_its_bytes_change_and_the_last_good_is_kept(tmp_pa
         assert not cache.refresh(config, ledger, source, NOW + timedelta(days=3))  # same bytes
         (tmp_path / "metrics.csv").write_text(good)  # touched, same content
         assert not cache.refresh(config, ledger, source, NOW)
-        weekly = cache.weekly(ledger, source, NOW.date())
+        weekly = cache.weekly(ledger, source)
         assert weekly.values == {(SAM, Metric.ACTIVITIES): {date(2026, 11, 16): 40.0}}
         assert weekly.through == date(2026, 11, 16) and weekly.source == "metrics.csv"
 
         (tmp_path / "metrics.csv").write_text(good + "sam@acme.test,2026-11-23,activities,oops\n")
         with pytest.raises(MetricsUnusable):
             cache.refresh(config, ledger, source, NOW)
-        assert cache.weekly(ledger, source, NOW.date()).values == weekly.values  # last good kept
+        assert cache.weekly(ledger, source).values == weekly.values  # last good kept
 
         (tmp_path / "metrics.csv").write_text(good + "sam@acme.test,2026-11-23,activities,44\n")
         assert cache.refresh(config, ledger, source, NOW)
-        again = cache.weekly(ledger, source, NOW.date())
+        again = cache.weekly(ledger, source)
         assert again.values[(SAM, Metric.ACTIVITIES)][date(2026, 11, 23)] == 44.0
         assert again.through == date(2026, 11, 23)
     finally:
@@ -125,7 +124,7 @@ def test_before_any_read_every_week_is_not_in_yet(tmp_path: Path) -> None:
     source = cache.open_source(config)
     assert source is not None
     try:
-        weekly = cache.weekly(ledger, source, NOW.date())
+        weekly = cache.weekly(ledger, source)
         assert weekly.values == {} and weekly.through is None
     finally:
         ledger.close()
@@ -167,3 +166,101 @@ def test_cadence_doctor_shows_the_metrics_rows(tmp_path: Path) -> None:
     rows = [r for r in diagnose(load(path)) if r.check == "metrics"]
     assert [(r.subject, r.ok) for r in rows] == [("metrics.csv", False)]
     assert "metric: unknown metric 'calls'" in rows[0].detail
+
+
+# --- the quick reading, a column at a time ------------------------------------------------------
+
+FIRST = date(2026, 1, 5)
+WEEKS = [FIRST + timedelta(weeks=w) for w in range(20)]  # more weeks than a table's first stride
+
+
+def export(dialect: str) -> tuple[str, dict[tuple[str, Metric], dict[date, float]]]:
+    """A file of 7 reps x 20 weeks x 5 metrics written as ``dialect`` says, and its values."""
+    values: dict[tuple[str, Metric], dict[date, float]] = {}
+    lines = [
+        "Owner,Value,Metric,Rep,Week" if dialect == "extra column" else "rep,week,metric,value"
+    ]
+    for w, week in enumerate(WEEKS):  # by week, so that reps and weeks keep being met
+        for i in range(7):
+            for m, metric in enumerate(Metric):
+                value = (i * 7 + w * 3 + m) % 11 / 4
+                values.setdefault((f"rep{i}@acme.test", metric), {})[week] = value
+                rep, cells = f"rep{i}@acme.test", [week.isoformat(), metric.value, str(value)]
+                if dialect == "spelt loosely":
+                    rep, cells[1] = f" Rep{i}@ACME.test", f"{metric.value.upper()} "
+                if dialect == "extra column":
+                    lines.append(f"boss{i}@acme.test,{value},{metric.value},{rep},{cells[0]}")
+                elif dialect == "quoted":
+                    lines.append(",".join(f'"{c}"' for c in [rep, *cells]))
+                else:
+                    lines.append(",".join([rep, *cells]))
+        if dialect == "blank lines":
+            lines.append("")
+    end = "\r\n" if dialect == "crlf" else "\n"
+    return end.join(lines) + end, values
+
+
+@pytest.mark.parametrize(
+    "dialect", ["plain", "crlf", "quoted", "spelt loosely", "extra column", "blank lines"]
+)
+def test_the_quick_reading_gives_every_value_of_any_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dialect: str
+) -> None:
+    from daemon.metrics import csvfile
+
+    monkeypatch.setattr(csvfile, "CHUNK", 500)  # many chunks, rows cut nowhere
+    monkeypatch.setattr(csvfile, "CSV_CHUNK", 37)
+    text, values = export(dialect)
+    path = tmp_path / "m.csv"
+    path.write_text(text, newline="")
+
+    def careful(self: CsvSource, reps: frozenset[str] | None) -> None:
+        raise AssertionError(f"{dialect}: read row by row")
+
+    monkeypatch.setattr(CsvSource, "_rows", careful)
+    table = CsvSource(path).read(None)
+    assert dict(table) == values and table.through == WEEKS[-1]
+    kept = CsvSource(path).read(frozenset({"rep3@acme.test", "nobody@acme.test"}))
+    assert dict(kept) == {k: v for k, v in values.items() if k[0] == "rep3@acme.test"}
+    assert kept.reps == ("rep3@acme.test",) and kept.through == WEEKS[-1]
+
+
+@pytest.mark.parametrize(
+    ("rows", "said"),
+    [
+        (["sam@acme.test,2026-11-16,activities,3", "SAM@acme.test ,2026-11-16,Activities,4"],
+         [":3: sam@acme.test: a second row for activities in the week of 2026-11-16"]),
+        (["sam@acme.test,2026-11-16,activities", "4,sam@acme.test,2026-11-16,activities,4"],
+         [":2: 3 cells, the header has 4", ":3: 5 cells, the header has 4"]),
+        (['sam@acme.test,2026-11-16,"activities",-3'],
+         [":2: sam@acme.test: value: not a count, ratio or fraction: '-3'"]),
+        (["sam@acme.test,2026-11-16,activities,1e999"],
+         [":2: sam@acme.test: value: not a count, ratio or fraction: '1e999'"]),
+        (["sam@acme.test,2026-11-17,activities,3"],
+         [":2: sam@acme.test: week: 2026-11-17 is a Tuesday, a week is named by its Monday"]),
+    ],
+)  # fmt: skip
+def test_what_the_quick_reading_stops_at_is_named_by_the_careful_one(
+    tmp_path: Path, rows: list[str], said: list[str]
+) -> None:
+    path = tmp_path / "m.csv"
+    good = [f"lee@acme.test,2026-11-{d},win_rate,0.3" for d in ("09", "16")]
+    path.write_text("\n".join(["rep,week,metric,value", *rows, *good]) + "\n")
+    assert problems_of(path) == [f"{path}{text}" for text in said]
+
+
+def test_a_table_goes_into_the_ledger_and_back_whole(tmp_path: Path) -> None:
+    text, values = export("plain")
+    (tmp_path / "m.csv").write_text(text)
+    table = CsvSource(tmp_path / "m.csv").read(None)
+    again = WeeklyTable.from_bytes(table.to_bytes())
+    assert dict(again) == values and again.through == table.through
+    assert again.reps == table.reps
+
+
+def test_a_file_the_quick_reading_stops_at_is_still_read_when_it_is_right(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,metric,value\n,,,\nsam@acme.test,2026-11-16,activities,4\n")
+    table = CsvSource(path).read(frozenset({SAM}))
+    assert dict(table) == {(SAM, Metric.ACTIVITIES): {date(2026, 11, 16): 4.0}}
+    assert table.through == date(2026, 11, 16)

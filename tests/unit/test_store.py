@@ -628,20 +628,48 @@ def test_migrating_a_v3_ledger_keeps_its_history_and_adds_the_metrics_cache(stat
     try:
         assert led.schema_version == len(MIGRATIONS) >= 4
         assert led.rate_alerts() == {f"manager:{MAYA}": ("warning", 1, "2026-11-22T16:00:00Z")}
-        assert led.metrics_read() is None and led.metric_values("2000-01-03") == []
+        assert led.metrics_read() is None and led.metrics_table() is None
         read = MetricsRead("metrics.csv", "abc", "2026-11-16", "2026-11-23T14:00:00Z")
-        led.replace_metrics(read, [(LEE, "win_rate", "2026-11-16", 0.31),
-                                   (LEE, "win_rate", "2026-11-09", 0.25)])  # fmt: skip
-        assert led.metric_values("2026-11-16") == [(LEE, "win_rate", "2026-11-16", 0.31)]
+        led.replace_metrics(read, b"first")
+        assert led.metrics_table() == b"first"
         # A second read replaces the first whole, and a failing one leaves it.
-        led.replace_metrics(replace(read, version="def"), [(LEE, "win_rate", "2026-11-16", 0.4)])
+        led.replace_metrics(replace(read, version="def"), b"second")
         with pytest.raises(CadenceError):
-            led.replace_metrics(replace(read, version="ghi"), [(LEE, "win_rate", "x", 1.0)] * 2)
+            led.replace_metrics(replace(read, version="ghi"), None)  # type: ignore[arg-type]
     finally:
         led.close()
     reopened = Ledger.open(state)
     try:
         assert reopened.metrics_read() == replace(read, version="def")
-        assert reopened.metric_values("2000-01-03") == [(LEE, "win_rate", "2026-11-16", 0.4)]
+        assert reopened.metrics_table() == b"second"
     finally:
         reopened.close()
+
+
+def test_migrating_a_v6_ledger_drops_the_metric_rows_so_the_next_pass_reads_the_source(
+    state: Path,
+) -> None:
+    """The cache moved from a row per value to one blob: the old rows are not converted, the
+    source is read again (a CSV at once; a CRM as soon as it answers)."""
+    state.mkdir()
+    conn = sqlite3.connect(state / FILENAME)
+    conn.executescript("".join(MIGRATIONS[:6]))
+    conn.execute("PRAGMA user_version = 6")
+    conn.execute(
+        "INSERT INTO metric_values VALUES (?, ?, ?, ?)", (LEE, "win_rate", "2026-11-16", 0.3)
+    )
+    conn.execute("INSERT INTO metric_reads VALUES (?, ?, ?, ?)",
+                 ("metrics.csv", "abc", "2026-11-16", "2026-11-23T14:00:00Z"))  # fmt: skip
+    conn.execute(
+        "INSERT INTO rate_alerts VALUES (?, ?, ?, ?)",
+        (f"manager:{MAYA}", "warning", 1, "2026-11-22T16:00:00Z"),
+    )
+    conn.commit()
+    conn.close()
+    led = Ledger.open(state)
+    try:
+        assert led.schema_version == len(MIGRATIONS) >= 7
+        assert led.metrics_read() is None and led.metrics_table() is None
+        assert led.rate_alerts() == {f"manager:{MAYA}": ("warning", 1, "2026-11-22T16:00:00Z")}
+    finally:
+        led.close()
