@@ -277,12 +277,13 @@ def _report(args: argparse.Namespace) -> int:
     gc.disable()
     config = load(args.config)
     at = _instant(args.at, config)
-    text = report.render(report.build(config, at), args.format, pretty=args.pretty)
+    out = report.render(report.build(config, at), args.format, pretty=args.pretty) + b"\n"
     if args.out is None:
-        print(text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(out)
         return EXIT_OK
     try:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        args.out.write_bytes(out)
     except OSError as exc:
         raise CadenceError(f"--out {args.out}: {exc.strerror or exc}") from exc
     return EXIT_OK

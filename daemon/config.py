@@ -241,7 +241,27 @@ _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class _Loader(_Base):  # type: ignore[valid-type,misc]
     """YAML 1.1 reads ``10:00`` as the integer 600 and ``2026-02-30`` as a crash; both stay
-    strings here so the models can explain what is wrong with them."""
+    strings here so the models can explain what is wrong with them.
+
+    The parser asks the resolver about every node of the document (a big roster has a hundred
+    thousand): its answers here are PyYAML's own, without the work for path resolvers, which
+    this loader has none of."""
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:  # plain: the implicit resolvers of its first character
+                for tag, regexp in _RESOLVERS.get(value[:1], _ANY_START):
+                    if regexp.match(value):
+                        return tag
+            return _STR_TAG
+        resolved: str = super().resolve(kind, value, implicit)
+        return resolved
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -252,6 +272,14 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^[-+]?(0|[1-9][0-9]*)$"), list("-+0123456789")
 )
+assert not _Loader.yaml_path_resolvers  # what resolve and the two no-ops above rely on
+_STR_TAG: str = _Loader.DEFAULT_SCALAR_TAG
+_ANY_START: list[tuple[str, re.Pattern[str]]] = _Loader.yaml_implicit_resolvers.get(None, [])
+_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+    first: resolvers + _ANY_START
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+    if first is not None
+}
 
 
 class _Lines(Mapping[tuple[Any, ...], int]):

@@ -4,6 +4,7 @@ the window and a series that ended the day before the window yet met inside it."
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -126,3 +127,22 @@ def test_the_report_reads_only_the_window_and_counts_as_a_pass_would(tmp_path: P
     # Lee: the edge series' last Sunday, then Wednesdays from 2 Sep to 25 Nov; one moved.
     assert [reps[LEE][k] for k in ("scheduled", "cancelled", "rescheduled")] == [14, 1, 1]
     assert reps[LEE]["weeks"][0]["scheduled"] == 2
+
+
+def test_the_json_face_is_utf8_and_reads_back_as_the_report(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    text = cfg.path.read_text().replace("Sam Ortiz", "Zoë Ōtani 山田").replace("Acme", "Açme")
+    cfg.path.write_text(text, encoding="utf-8")
+    cfg = load(cfg.path)
+    history(cfg)
+    data = report.build(cfg, AT)
+
+    compact = report.render(data, "json")
+    pretty = report.render(data, "json", pretty=True)
+    assert json.loads(compact) == data == json.loads(pretty)
+    assert b"\n" not in compact and pretty.startswith(b'{\n  "schema": 1,\n')
+    assert "Zoë Ōtani 山田".encode() in compact and b'"organization":"A\xc3\xa7me"' in compact
+    # A lone surrogate (pure PyYAML reads "\ud800") is written escaped rather than refused.
+    odd = {"name": "Zo\ud800"}
+    assert json.loads(report.render(odd, "json")) == odd
+    assert json.loads(report.render(odd, "json", pretty=True)) == odd

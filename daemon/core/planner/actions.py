@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from daemon.core.agenda import Blocks
 from daemon.core.deals import Opportunities
@@ -54,10 +54,11 @@ class LedgerSeries:
     timezone: str | None = None  # the series' zone (the rates expand its rule in it)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """A cancellation or a reschedule the ledger remembers, by the occurrence's original start.
-    The manager is the series' own, so a rep who changes manager leaves their history behind."""
+    The manager is the series' own, so a rep who changes manager leaves their history behind.
+    A named tuple: the report for a big org reads tens of thousands, made in a fifth of the time
+    a frozen dataclass takes."""
 
     uid: str
     original_start: datetime

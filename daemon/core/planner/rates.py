@@ -44,7 +44,6 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from functools import lru_cache
-from operator import add
 from zoneinfo import ZoneInfo
 
 from daemon.core.fiscal import week_bounds
@@ -200,13 +199,25 @@ def scheduled_starts(rec: LedgerSeries, since: datetime, now: datetime) -> Itera
 
 
 class _Counter:
-    __slots__ = ("cancelled", "rescheduled", "scheduled", "week11")
+    """One rep's or manager's weeks as they are counted: the weekly schedules of their series
+    (shared with every other series of the same rule and bounds, and added up once at the end),
+    then the cancellations and reschedules; a list is made only when something lands in it."""
 
-    def __init__(self, weeks: int) -> None:
-        self.scheduled = [0] * weeks
-        self.cancelled = [0] * weeks
-        self.rescheduled = [0] * weeks
-        self.week11 = [0] * weeks
+    __slots__ = ("cancelled", "extra", "rescheduled", "schedules", "week11")
+
+    def __init__(self) -> None:
+        self.schedules: list[tuple[int, ...]] = []
+        self.extra: list[int] | None = None  # cancelled occurrences no series rule accounts for
+        self.cancelled: list[int] | None = None
+        self.rescheduled: list[int] | None = None
+        self.week11: list[int] | None = None
+
+
+_NO_WEEKS = (0,) * WINDOW_WEEKS
+
+
+def _weeks_of(found: list[int] | None) -> tuple[int, ...]:
+    return _NO_WEEKS if found is None else tuple(found)
 
 
 @lru_cache(maxsize=256)
@@ -216,26 +227,39 @@ def _weekly(rrule: str) -> tuple[tuple[int, ...], int] | None:
 
 _EPOCH_MONDAY = date(2001, 1, 1)
 
+# A series' occurrences in the window: its rule's sorted start instants, the slice [lo:hi] of
+# them that are its own, and how many of those fall in each week of the window.
+_Span = tuple[list[float], int, int, tuple[int, ...]]
+
 
 class _Window:
     """The window's occurrences of each distinct weekly rule, worked out once: thousands of
     series share a handful of (days, time, zone) rules, and each series is then a slice of its
-    rule's sorted start instants, bounded by its own start and ``UNTIL``."""
+    rule's sorted start instants, bounded by its own start and ``UNTIL``. Series created the
+    same day share their whole span too."""
 
     def __init__(self, since: datetime, now: datetime, bounds: list[float]) -> None:
         self.since, self.now, self.bounds = since, now, bounds
         self.since_ts, self.now_ts = since.timestamp(), now.timestamp()
         self._rules: dict[tuple[object, ...], tuple[list[float], list[int]]] = {}
-        self._counts: dict[tuple[object, ...], list[int]] = {}
+        self._counts: dict[tuple[object, ...], tuple[int, ...]] = {}
+        self._spans: dict[tuple[object, ...], _Span | None] = {}
 
-    def span(self, rec: LedgerSeries) -> tuple[list[float], int, int, list[int]] | None:
-        """(start instants, lo, hi, occurrences a week): ``rec``'s occurrences are the start
-        instants [lo:hi], and the last item counts them by week of the window."""
+    def span(self, rec: LedgerSeries) -> _Span | None:
+        tz_name = _zone_name(rec)
+        # the instant and the zone, not the start's own offset: the same start written in
+        # another offset is the same span
+        key = (rec.rrule, tz_name, rec.start, rec.until)
+        if key in self._spans:
+            return self._spans[key]
+        found = self._spans[key] = self._span(rec, tz_name)
+        return found
+
+    def _span(self, rec: LedgerSeries, tz_name: str) -> _Span | None:
         weekly = _weekly(rec.rrule)
         if weekly is None:
             return None
         days, interval = weekly
-        tz_name = _zone_name(rec)
         tz = zone(tz_name)
         local = rec.start.astimezone(tz)
         at = local.time().replace(tzinfo=None)
@@ -264,9 +288,10 @@ class _Window:
             hi = bisect_left(starts, end)
         counts = self._counts.get((key, lo, hi))
         if counts is None:
-            counts = self._counts[(key, lo, hi)] = [0] * WINDOW_WEEKS
+            tally = [0] * WINDOW_WEEKS
             for week in weeks[lo:hi]:
-                counts[week] += 1
+                tally[week] += 1
+            counts = self._counts[(key, lo, hi)] = tuple(tally)
         return starts, lo, hi, counts
 
 
@@ -290,16 +315,19 @@ def tally(
     rep_managers: dict[str, dict[str, float]] = {}
 
     def counters(rep: str, manager: str, ts: float) -> tuple[_Counter, _Counter]:
-        firsts = rep_managers.setdefault(rep, {})
-        if manager not in firsts or ts < firsts[manager]:
+        firsts = rep_managers.get(rep)
+        if firsts is None:
+            firsts = rep_managers[rep] = {}
+        if ts < firsts.get(manager, ts + 1):
             firsts[manager] = ts
         return (
-            by_rep.get(rep) or by_rep.setdefault(rep, _Counter(WINDOW_WEEKS)),
-            by_manager.get(manager) or by_manager.setdefault(manager, _Counter(WINDOW_WEEKS)),
+            by_rep.get(rep) or by_rep.setdefault(rep, _Counter()),
+            by_manager.get(manager) or by_manager.setdefault(manager, _Counter()),
         )
 
-    # uid -> (its rule's start instants, lo, hi, rep, manager): what the series scheduled
-    spans: dict[str, tuple[list[float], int, int, str, str]] = {}
+    # uid -> (its rule's start instants, lo, hi, its rep's and manager's counters): what the
+    # series scheduled, and whose it was
+    spans: dict[str, tuple[list[float], int, int, tuple[_Counter, _Counter]]] = {}
     for rec in series:
         span = window.span(rec)
         if span is None:
@@ -307,18 +335,20 @@ def tally(
         starts, lo, hi, weekly = span
         if lo >= hi:
             continue
-        spans[rec.uid] = (starts, lo, hi, rec.rep, rec.manager)
-        for counter in counters(rec.rep, rec.manager, starts[lo]):
-            counter.scheduled = list(map(add, counter.scheduled, weekly))
+        pair = counters(rec.rep, rec.manager, starts[lo])
+        spans[rec.uid] = (starts, lo, hi, pair)
+        pair[0].schedules.append(weekly)
+        pair[1].schedules.append(weekly)
 
-    def scheduled_by(key: tuple[str, float]) -> tuple[str, str] | None:
-        """The (rep, manager) of the series that scheduled this occurrence, if one did."""
-        found = spans.get(key[0])
+    def scheduled_by(uid: str, ts: float) -> tuple[_Counter, _Counter] | None:
+        """The counters of the series that scheduled this occurrence, if one did (its first
+        occurrence in the window came no later, so the rep's managers stay in order)."""
+        found = spans.get(uid)
         if found is None:
             return None
-        starts, lo, hi, rep, manager = found
-        i = bisect_left(starts, key[1], lo, hi)
-        return (rep, manager) if i < hi and starts[i] == key[1] else None
+        starts, lo, hi, pair = found
+        i = bisect_left(starts, ts, lo, hi)
+        return pair if i < hi and starts[i] == ts else None
 
     cancelled: dict[tuple[str, float], Outcome] = {}
     rescheduled: set[tuple[str, float]] = set()
@@ -327,35 +357,58 @@ def tally(
         ts = o.original_start.timestamp()
         if not since_ts <= ts <= now_ts:
             continue
-        key = (o.uid, ts)
         if o.cancelled:
-            cancelled[key] = o
+            cancelled[(o.uid, ts)] = o
         else:
-            rescheduled.add(key)
-    for key, gone in cancelled.items():
-        week = bisect_right(bounds, key[1])
-        owner = scheduled_by(key)
-        for counter in counters(*(owner or (gone.rep, gone.manager)), key[1]):
+            rescheduled.add((o.uid, ts))
+    for (uid, ts), gone in cancelled.items():
+        week = bisect_right(bounds, ts)
+        owner = scheduled_by(uid, ts)
+        for counter in owner or counters(gone.rep, gone.manager, ts):
             if owner is None:  # a cancelled occurrence was scheduled, even if the ledger
-                counter.scheduled[week] += 1  # lost its series' rule
+                if counter.extra is None:  # lost its series' rule
+                    counter.extra = [0] * WINDOW_WEEKS
+                counter.extra[week] += 1
+            if counter.cancelled is None:
+                counter.cancelled = [0] * WINDOW_WEEKS
             counter.cancelled[week] += 1
-            counter.week11[week] += gone.week11
-    for key in rescheduled - cancelled.keys():
-        owner = scheduled_by(key)
+            if gone.week11:
+                if counter.week11 is None:
+                    counter.week11 = [0] * WINDOW_WEEKS
+                counter.week11[week] += 1
+    for uid, ts in rescheduled - cancelled.keys():
+        owner = scheduled_by(uid, ts)
         if owner is not None:
-            week = bisect_right(bounds, key[1])
-            for counter in counters(*owner, key[1]):
+            week = bisect_right(bounds, ts)
+            for counter in owner:
+                if counter.rescheduled is None:
+                    counter.rescheduled = [0] * WINDOW_WEEKS
                 counter.rescheduled[week] += 1
 
+    made: dict[tuple[tuple[int, ...], ...], Tally] = {}
+
     def finish(counter: _Counter) -> Tally:
-        total, gone = sum(counter.scheduled), sum(counter.cancelled)
-        return Tally(
-            first_monday,
-            tuple(zip(counter.scheduled, counter.cancelled, counter.rescheduled, counter.week11,
-                      strict=True)),
-            band_of(gone, total, thresholds), total, gone, sum(counter.rescheduled),
-            sum(counter.week11),
+        """Most people's weeks are the same as many others' (every week held, say): each
+        distinct tally is made once and shared, as nothing changes a tally once made."""
+        schedules = counter.schedules
+        if counter.extra is not None:
+            schedules = [*schedules, tuple(counter.extra)]
+        if len(schedules) == 1:
+            scheduled = schedules[0]
+        else:  # none (only cancellations the ledger lost the rule of, or nothing at all) or more
+            scheduled = tuple(map(sum, zip(_NO_WEEKS, *schedules, strict=True)))
+        key = (
+            scheduled, _weeks_of(counter.cancelled), _weeks_of(counter.rescheduled),
+            _weeks_of(counter.week11),
         )  # fmt: skip
+        found = made.get(key)
+        if found is None:
+            total, gone = sum(key[0]), sum(key[1])
+            found = made[key] = Tally(
+                first_monday, tuple(zip(*key, strict=True)), band_of(gone, total, thresholds),
+                total, gone, sum(key[2]), sum(key[3]),
+            )  # fmt: skip
+        return found
 
     return Rates(
         window_start=since,
@@ -363,7 +416,7 @@ def tally(
         managers={m: finish(c) for m, c in sorted(by_manager.items())},
         reps={r: finish(c) for r, c in sorted(by_rep.items())},
         rep_managers={
-            r: tuple(sorted(ms, key=lambda m: ms[m])) for r, ms in sorted(rep_managers.items())
+            r: tuple(sorted(ms, key=ms.__getitem__)) for r, ms in sorted(rep_managers.items())
         },
     )
 
