@@ -1236,6 +1236,16 @@ def test_a_series_deleted_again_later_is_restored_and_the_manager_told_again() -
     assert all(t.to == (MAYA,) and not t.context["ended_early"] for t in told)
 
 
+def lee_cancelled(world: World, uid: str, weeks: Iterable[int]) -> list[Outcome]:
+    """Lee's Wednesdays ``weeks`` after his series' first, recorded as cancelled."""
+    first = world.series[uid].start.astimezone(DENVER)
+    return [
+        Outcome(uid, datetime.combine(first.date() + timedelta(weeks=k), first.time(), DENVER),
+                LEE, MAYA, cancelled=True)
+        for k in weeks
+    ]  # fmt: skip
+
+
 def test_a_restored_series_counts_once_so_its_rate_warning_goes_in_the_pass_that_restores_it() -> (
     None
 ):
@@ -1243,12 +1253,7 @@ def test_a_restored_series_counts_once_so_its_rate_warning_goes_in_the_pass_that
     # halved, and the red flag went one pass late, from a pass repeated at the same instant.
     world, uid = lee_world(T0)
     later = T0 + timedelta(weeks=10)  # ten Wednesdays held, from 25 Nov
-    first = world.series[uid].start.astimezone(DENVER)
-    world.outcomes = [
-        Outcome(uid, datetime.combine(first.date() + timedelta(weeks=k), first.time(), DENVER),
-                LEE, MAYA, cancelled=True)
-        for k in (1, 4, 7)
-    ]  # fmt: skip
+    world.outcomes = lee_cancelled(world, uid, weeks=(1, 4, 7))
     del world.calendars[MAYA][uid]
     actions = settle(world, later)  # and a second pass at the same instant sends nothing
     assert [c.restore for c in of(actions, CreateSeries)] == [True]
@@ -1264,12 +1269,7 @@ def test_a_rep_removed_after_todays_meeting_is_rated_as_the_ended_series_will_be
     # The end stops the series yesterday, so today's meeting leaves the count: the pass that
     # ends it judges the band on that count already, and a repeat sends nothing.
     world, uid = lee_world(T0)
-    first = world.series[uid].start.astimezone(DENVER)
-    world.outcomes = [
-        Outcome(uid, datetime.combine(first.date() + timedelta(weeks=k), first.time(), DENVER),
-                LEE, MAYA, cancelled=True)
-        for k in (1, 4, 7)
-    ]  # fmt: skip
+    world.outcomes = lee_cancelled(world, uid, weeks=(1, 4, 7))
     world.roster = org()
     later = datetime(2027, 2, 10, 15, 0, tzinfo=NY)  # Lee's twelfth Wednesday, after 10:00
     actions = settle(world, later)

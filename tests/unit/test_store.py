@@ -612,18 +612,23 @@ def test_migrating_a_ledger_from_before_the_form_keeps_its_history_and_adds_its_
         reopened.close()
 
 
-def test_migrating_a_v3_ledger_keeps_its_history_and_adds_the_metrics_cache(state: Path) -> None:
-    """A ledger written by the release before the number: everything stays, the cache is empty."""
+def _old_ledger(state: Path, version: int, *rows: tuple[str, tuple[object, ...]]) -> None:
+    """A ledger as release ``version`` left it, with a rate alert and ``rows`` (table, values)."""
     state.mkdir()
     conn = sqlite3.connect(state / FILENAME)
-    conn.executescript(MIGRATIONS[0] + MIGRATIONS[1] + MIGRATIONS[2])
-    conn.execute("PRAGMA user_version = 3")
-    conn.execute(
-        "INSERT INTO rate_alerts VALUES (?, ?, ?, ?)",
-        (f"manager:{MAYA}", "warning", 1, "2026-11-22T16:00:00Z"),
-    )
+    conn.executescript("".join(MIGRATIONS[:version]))
+    conn.execute(f"PRAGMA user_version = {version}")
+    rows += (("rate_alerts", (f"manager:{MAYA}", "warning", 1, "2026-11-22T16:00:00Z")),)
+    for table, values in rows:  # the test's own table names: no outside text reaches the SQL
+        marks = ", ".join("?" * len(values))
+        conn.execute(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
     conn.commit()
     conn.close()
+
+
+def test_migrating_a_v3_ledger_keeps_its_history_and_adds_the_metrics_cache(state: Path) -> None:
+    """A ledger written by the release before the number: everything stays, the cache is empty."""
+    _old_ledger(state, 3)
     led = Ledger.open(state)
     try:
         assert led.schema_version == len(MIGRATIONS) >= 4
@@ -651,21 +656,11 @@ def test_migrating_a_v6_ledger_drops_the_metric_rows_so_the_next_pass_reads_the_
 ) -> None:
     """The cache moved from a row per value to one blob: the old rows are not converted, the
     source is read again (a CSV at once; a CRM as soon as it answers)."""
-    state.mkdir()
-    conn = sqlite3.connect(state / FILENAME)
-    conn.executescript("".join(MIGRATIONS[:6]))
-    conn.execute("PRAGMA user_version = 6")
-    conn.execute(
-        "INSERT INTO metric_values VALUES (?, ?, ?, ?)", (LEE, "win_rate", "2026-11-16", 0.3)
-    )
-    conn.execute("INSERT INTO metric_reads VALUES (?, ?, ?, ?)",
-                 ("metrics.csv", "abc", "2026-11-16", "2026-11-23T14:00:00Z"))  # fmt: skip
-    conn.execute(
-        "INSERT INTO rate_alerts VALUES (?, ?, ?, ?)",
-        (f"manager:{MAYA}", "warning", 1, "2026-11-22T16:00:00Z"),
-    )
-    conn.commit()
-    conn.close()
+    _old_ledger(
+        state, 6,
+        ("metric_values", (LEE, "win_rate", "2026-11-16", 0.3)),
+        ("metric_reads", ("metrics.csv", "abc", "2026-11-16", "2026-11-23T14:00:00Z")),
+    )  # fmt: skip
     led = Ledger.open(state)
     try:
         assert led.schema_version == len(MIGRATIONS) >= 7
