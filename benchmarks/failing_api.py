@@ -106,15 +106,7 @@ def measure(provider: str, managers: int, slow: float, root: Path) -> list[str]:
         graph.faults = plan
         os.environ["CADENCE_GRAPH_SECRET"] = graph.client_secret
         os.environ["REQUESTS_CA_BUNDLE"] = str(graph.ca_file)
-        data["calendar"] = {
-            "provider": "outlook",
-            "outlook": {
-                "tenant_id": graph.tenant,
-                "client_id": graph.client_id,
-                "authority_host": graph.url,
-                "graph_endpoint": graph.url,
-            },
-        }
+        data["calendar"] = graph.calendar_config()
         for manager in data["managers"]:
             graph.add_mailbox(manager["email"])
 

@@ -72,15 +72,7 @@ def config_data(size: int, root: Path, graph: FakeGraph) -> dict[str, Any]:
         # The local Graph checks every body against the SDK's models, slowly on a small
         # machine; a pass cut at its deadline would leave the cold pass's work to the next.
         "interval_seconds": 3600,
-        "calendar": {
-            "provider": "outlook",
-            "outlook": {
-                "tenant_id": graph.tenant,
-                "client_id": graph.client_id,
-                "authority_host": graph.url,
-                "graph_endpoint": graph.url,
-            },
-        },
+        "calendar": graph.calendar_config(),
         "mail": {"maildir": str(root / "outbox"), "from": "cadence <cadence@acme.test>"},
     }
 
