@@ -6,8 +6,9 @@ Problems are named like the roster's: file, line, field.
 
 A big org's export is most of a million rows of a few thousand reps, a dozen weeks and five
 metrics, so the file is first read a column at a time, a megabyte of it at once: each distinct
-rep, week and metric is checked once, the values are parsed by ``float`` straight into the
-table, and a row given twice shows as fewer values in the table than rows read. Anything that
+rep, week and metric is checked once, the values are parsed by ``float``, a rep's rows listed
+together in an order met before are written to the table as a few slices (others a value at a
+time), and a row given twice shows as fewer values in the table than rows read. Anything that
 reading does not expect (a bad cell, quoting it cannot split, a short row) sends the file to the
 careful reading, row by row, which says what is wrong and where, or reads what is right.
 """
@@ -20,10 +21,10 @@ import math
 import re
 from array import array
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
-from itertools import chain, islice, repeat
-from operator import add
+from itertools import chain, compress, count, islice, repeat
+from operator import add, ne, setitem
 from pathlib import Path
 
 from daemon.core.model import Metric
@@ -84,60 +85,17 @@ class CsvSource:
 
     def _columns(self, reps: frozenset[str] | None, quoted: bool) -> WeeklyTable:
         """The quick reading; raises ``_Irregular`` at anything it does not expect."""
-        grid = Grid()
-        rep_of: dict[str, str] = {}  # as written -> the rep
-        base: dict[str, int] = {}  # as written -> where the rep's block starts
-        slot: dict[str, int] = {}  # a week as written -> its slot
-        metric_of: dict[str, Metric] = {}  # as written -> the metric
-        offset: dict[str, int] = {}  # as written -> the metric's row in a rep's block
-        count = 0
-
-        def learn(weeks: set[str], metrics: set[str]) -> None:
-            """Check the weeks and metrics not met before; move every block if the weeks
-            outgrow them."""
-            nonlocal base
-            stride = grid.stride
-            for raw in sorted(weeks.difference(slot)):
-                week = _week(raw.strip())
-                if isinstance(week, str):
-                    raise _Irregular
-                slot[raw] = grid.week(week)
-            for raw in metrics.difference(metric_of):
-                metric = _METRICS.get(raw) or _METRICS.get(raw.strip().lower())
-                if metric is None:
-                    raise _Irregular
-                metric_of[raw] = metric
-            if grid.stride != stride:
-                base = {raw: grid.reps[rep] for raw, rep in rep_of.items()}
-            offset.update((raw, ROW[m] * grid.stride) for raw, m in metric_of.items())
-
+        table = _Table()
         for cells, width, (ri, wi, mi, vi) in self._chunks(quoted):
-
-            def column(at: int) -> Iterator[str]:
-                return islice(cells, at, None, width)  # noqa: B023 (used at once)
-
-            for raw in set(column(ri)).difference(rep_of):
-                rep = rep_of[raw] = raw.strip().lower()
-                if not _EMAIL.fullmatch(rep):
-                    raise _Irregular
-                base[raw] = grid.rep(rep)
             try:
-                values = array("d", map(float, column(vi)))
+                values = list(map(float, cells[vi::width]))
             except ValueError:
                 raise _Irregular from None
             if values and (min(values) < 0 or not math.isfinite(sum(values))):
                 raise _Irregular  # a negative, an infinity or a NaN (or a sum too big)
-            while True:
-                at = map(add, map(add, map(base.__getitem__, column(ri)),
-                                  map(offset.__getitem__, column(mi))),
-                         map(slot.__getitem__, column(wi)))  # fmt: skip
-                try:  # writing a value twice to the same place is harmless
-                    deque(map(grid.grid.__setitem__, at, values), maxlen=0)
-                    break
-                except KeyError:
-                    learn(set(column(wi)), set(column(mi)))
-            count += len(values)
-        if grid.filled() != count:
+            table.put(cells[ri::width], cells[wi::width], cells[mi::width], values)
+        grid = table.grid
+        if grid.filled() != table.count:
             raise _Irregular  # a second row for the same rep, metric and week
         return grid.table(max(grid.weeks, default=None), reps)
 
@@ -157,22 +115,16 @@ class CsvSource:
                     raise _Irregular
                 width = len(header)
                 where = tuple(header.index(c) for c in COLUMNS)
-                while lines := handle.readlines(CHUNK):
-                    text = "".join(lines)
-                    if '"' in text:
-                        raise _Quoted
-                    if set(map(str.count, lines, repeat(","))) != {width - 1}:
-                        lines = [line for line in lines if line.strip()]  # blank lines
-                        if not lines:
-                            continue
-                        if set(map(str.count, lines, repeat(","))) != {width - 1}:
-                            raise _Irregular
-                        text = "".join(lines)
-                    cells = text.replace("\n", ",").split(",")
-                    if text.endswith("\n"):
-                        cells.pop()
-                    if len(cells) != width * len(lines):
-                        raise _Irregular  # a line ended by a lone carriage return
+                rest = ""
+                while block := handle.read(CHUNK):
+                    cut = block.rfind("\n") + 1
+                    if not cut:  # a line longer than a chunk
+                        rest += block
+                        continue
+                    text, rest = rest + block[:cut], block[cut:]
+                    if cells := _cells(text, width):
+                        yield cells, width, where
+                if rest and (cells := _cells(rest + "\n", width)):
                     yield cells, width, where
         except (OSError, UnicodeDecodeError, csv.Error):
             raise _Irregular from None
@@ -297,6 +249,141 @@ class CsvSource:
         self._through = max(numbers, default=None)
 
 
+RUN = 8  # rows of one rep in a row, on average, for a chunk to be written a rep at a time
+SHAPES = 8  # the shapes of runs kept, latest first
+Piece = tuple[int, int, int, int, int, bool]  # rows first, stop, step -> block low, high; reversed
+
+
+class _Shape:
+    """The weeks and metrics of a run of one rep's rows, as written, and where each row goes
+    in the rep's block; the slices that write the run, once the shape is met again."""
+
+    __slots__ = ("weeks", "metrics", "offsets", "pieces", "planned")
+
+    def __init__(self, weeks: list[str], metrics: list[str], offsets: list[int]) -> None:
+        self.weeks, self.metrics, self.offsets = weeks, metrics, offsets
+        self.pieces: list[Piece] | None = None
+        self.planned = False
+
+    def plan(self) -> None:
+        """Cut the rows into slices of rows, a fixed step apart, that go to consecutive slots;
+        none when most of them would be a row alone (rows in no order)."""
+        self.planned = True
+        offsets = self.offsets
+        rows = sorted(range(len(offsets)), key=offsets.__getitem__)
+        pieces: list[Piece] = []
+        i = 0
+        while i < len(rows):
+            j, step = i + 1, 0
+            if j < len(rows) and offsets[rows[j]] == offsets[rows[i]] + 1:
+                step = rows[j] - rows[i]
+                while (j < len(rows) and offsets[rows[j]] == offsets[rows[j - 1]] + 1
+                       and rows[j] - rows[j - 1] == step):  # fmt: skip
+                    j += 1
+            low, high = offsets[rows[i]], offsets[rows[j - 1]] + 1
+            if step >= 0:
+                pieces.append((rows[i], rows[j - 1] + 1, step or 1, low, high, False))
+            else:  # later rows to earlier slots: newest week first
+                pieces.append((rows[j - 1], rows[i] + 1, -step, low, high, True))
+            i = j
+        if len(pieces) * 4 <= len(rows):
+            self.pieces = pieces
+
+
+class _Table:
+    """The table the quick reading fills: what each rep, week and metric as written stands
+    for, each checked once.
+
+    An export lists a rep's rows together, mostly in the same order of weeks and metrics for
+    every rep: a run of rows of a shape met before is written to the rep's block as a few
+    slices. Any other run, and a chunk of short runs, is written a row at a time."""
+
+    def __init__(self) -> None:
+        self.grid = Grid()
+        self.rep_of: dict[str, str] = {}  # as written -> the rep
+        self.base: dict[str, int] = {}  # as written -> where the rep's block starts
+        self.slot: dict[str, int] = {}  # a week as written -> its slot
+        self.metric_of: dict[str, Metric] = {}  # as written -> the metric
+        self.offset: dict[str, int] = {}  # as written -> the metric's row in a rep's block
+        self.shapes: list[_Shape] = []  # latest first
+        self.count = 0  # rows written
+
+    def put(
+        self, people: list[str], weeks: list[str], metrics: list[str], values: list[float]
+    ) -> None:
+        """Write a chunk's rows, given as columns."""
+        n = len(values)
+        starts = [0, *compress(count(1), map(ne, people, people[1:]))] if n else []
+        self.learn_reps(map(people.__getitem__, starts))
+        self.count += n
+        if len(starts) * RUN > n:
+            offsets = self.offsets(weeks, metrics)
+            self.write(map(add, map(self.base.__getitem__, people), offsets), values)
+            return
+        column = array("d")
+        column.fromlist(values)
+        for start, stop in zip(starts, [*starts[1:], n], strict=True):
+            shape = self.shape(weeks[start:stop], metrics[start:stop])
+            base, grid = self.base[people[start]], self.grid.grid
+            if shape.pieces is None:
+                self.write(map(add, repeat(base), shape.offsets), values[start:stop])
+                continue
+            for first, last, step, low, high, back in shape.pieces:
+                part = column[start + first : start + last : step]
+                grid[base + low : base + high] = part[::-1] if back else part
+
+    def write(self, at: Iterator[int], values: list[float]) -> None:
+        # A memoryview takes a float without array's argument parsing; writing a value twice
+        # to the same place is harmless.
+        with memoryview(self.grid.grid) as view:  # typeshed's is no MutableSequence
+            deque(map(setitem, repeat(view), at, values), maxlen=0)  # type: ignore[arg-type]
+
+    def shape(self, weeks: list[str], metrics: list[str]) -> _Shape:
+        for shape in self.shapes:
+            if shape.weeks == weeks and shape.metrics == metrics:
+                if not shape.planned:
+                    shape.plan()
+                return shape
+        shape = _Shape(weeks, metrics, self.offsets(weeks, metrics))
+        self.shapes = [shape, *self.shapes[: SHAPES - 1]]
+        return shape
+
+    def offsets(self, weeks: list[str], metrics: list[str]) -> list[int]:
+        """Where each row goes in its rep's block."""
+        while True:
+            try:
+                return list(map(add, map(self.offset.__getitem__, metrics),
+                                map(self.slot.__getitem__, weeks)))  # fmt: skip
+            except KeyError:
+                self.learn(set(weeks), set(metrics))
+
+    def learn_reps(self, people: Iterable[str]) -> None:
+        for raw in set(people).difference(self.rep_of):
+            rep = self.rep_of[raw] = raw.strip().lower()
+            if not _EMAIL.fullmatch(rep):
+                raise _Irregular
+            self.base[raw] = self.grid.rep(rep)
+
+    def learn(self, weeks: set[str], metrics: set[str]) -> None:
+        """Check the weeks and metrics not met before; move every block if the weeks
+        outgrow them."""
+        grid, stride = self.grid, self.grid.stride
+        for raw in sorted(weeks.difference(self.slot)):
+            week = _week(raw.strip())
+            if isinstance(week, str):
+                raise _Irregular
+            self.slot[raw] = grid.week(week)
+        for raw in metrics.difference(self.metric_of):
+            metric = _METRICS.get(raw) or _METRICS.get(raw.strip().lower())
+            if metric is None:
+                raise _Irregular
+            self.metric_of[raw] = metric
+        if grid.stride != stride:
+            self.base = {raw: grid.reps[rep] for raw, rep in self.rep_of.items()}
+            self.shapes = []
+        self.offset.update((raw, ROW[m] * grid.stride) for raw, m in self.metric_of.items())
+
+
 def _csv_chunks(handle: Iterator[str]) -> Iterator[tuple[list[str], int, tuple[int, ...]]]:
     """``CsvSource._chunks`` of a file with quoted cells, split by the ``csv`` module."""
     reader = csv.reader(handle)
@@ -312,6 +399,27 @@ def _csv_chunks(handle: Iterator[str]) -> Iterator[tuple[list[str], int, tuple[i
         if set(map(len, rows)) != {width}:
             raise _Irregular
         yield list(chain.from_iterable(rows)), width, where
+
+
+def _cells(text: str, width: int) -> list[str]:
+    """The cells of ``text``'s lines, each ended by a newline, row after row (the last cell of
+    each row keeps its line's end); raises at anything but rows of ``width`` unquoted cells and
+    blank lines."""
+    if '"' in text:
+        raise _Quoted
+    if "\r" in text and text.count("\r") != text.count("\r\n"):
+        raise _Irregular  # a line ended by a lone carriage return
+    marked = text.replace("\n", "\n,")
+    rows = len(marked) - len(text)
+    cells = marked.split(",")
+    cells.pop()  # after the last newline
+    # Each newline ends a cell: when every row's last cell holds one, every row is whole.
+    if len(cells) == width * rows and "".join(cells[width - 1 :: width]).count("\n") == rows:
+        return cells
+    lines = [line for line in text.split("\n") if line.strip()]
+    if len(lines) == rows:
+        raise _Irregular  # not a blank line: a row too short or too long
+    return _cells("\n".join(lines) + "\n", width) if lines else []
 
 
 def _week(text: str) -> date | str:

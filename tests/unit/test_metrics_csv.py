@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daemon.config import load
 from daemon.core.model import Metric
@@ -180,36 +183,47 @@ def export(dialect: str) -> tuple[str, dict[tuple[str, Metric], dict[date, float
     lines = [
         "Owner,Value,Metric,Rep,Week" if dialect == "extra column" else "rep,week,metric,value"
     ]
-    for w, week in enumerate(WEEKS):  # by week, so that reps and weeks keep being met
-        for i in range(7):
-            for m, metric in enumerate(Metric):
-                value = (i * 7 + w * 3 + m) % 11 / 4
-                values.setdefault((f"rep{i}@acme.test", metric), {})[week] = value
-                rep, cells = f"rep{i}@acme.test", [week.isoformat(), metric.value, str(value)]
-                if dialect == "spelt loosely":
-                    rep, cells[1] = f" Rep{i}@ACME.test", f"{metric.value.upper()} "
-                if dialect == "extra column":
-                    lines.append(f"boss{i}@acme.test,{value},{metric.value},{rep},{cells[0]}")
-                elif dialect == "quoted":
-                    lines.append(",".join(f'"{c}"' for c in [rep, *cells]))
-                else:
-                    lines.append(",".join([rep, *cells]))
-        if dialect == "blank lines":
+    # By week, so that reps and weeks keep being met; or each rep's rows together, as a report
+    # grouped by rep lists them.
+    order = [(w, i) for w in range(len(WEEKS)) for i in range(7)]
+    if dialect.startswith("by rep"):
+        order.sort(key=lambda wi: (wi[1], -wi[0] if "newest" in dialect else wi[0]))
+    for w, i in order:
+        week = WEEKS[w]
+        for m, metric in enumerate(Metric):
+            if dialect == "by rep, with gaps" and (i * w + m) % 7 == 3:
+                continue  # no such row: each rep's rows in a shape of their own
+            value = (i * 7 + w * 3 + m) % 11 / 4
+            values.setdefault((f"rep{i}@acme.test", metric), {})[week] = value
+            rep, cells = f"rep{i}@acme.test", [week.isoformat(), metric.value, str(value)]
+            if dialect == "spelt loosely":
+                rep, cells[1] = f" Rep{i}@ACME.test", f"{metric.value.upper()} "
+            if dialect == "extra column":
+                lines.append(f"boss{i}@acme.test,{value},{metric.value},{rep},{cells[0]}")
+            elif dialect == "quoted":
+                lines.append(",".join(f'"{c}"' for c in [rep, *cells]))
+            else:
+                lines.append(",".join([rep, *cells]))
+        if dialect == "blank lines" and i == 6:
             lines.append("")
     end = "\r\n" if dialect == "crlf" else "\n"
     return end.join(lines) + end, values
 
 
 @pytest.mark.parametrize(
-    "dialect", ["plain", "crlf", "quoted", "spelt loosely", "extra column", "blank lines"]
-)
+    "dialect",
+    ["plain", "crlf", "quoted", "spelt loosely", "extra column", "blank lines", "by rep",
+     "by rep, newest first", "by rep, with gaps"],
+)  # fmt: skip
+@pytest.mark.parametrize("chunks", ["many", "one"])
 def test_the_quick_reading_gives_every_value_of_any_export(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dialect: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dialect: str, chunks: str
 ) -> None:
     from daemon.metrics import csvfile
 
-    monkeypatch.setattr(csvfile, "CHUNK", 500)  # many chunks, rows cut nowhere
-    monkeypatch.setattr(csvfile, "CSV_CHUNK", 37)
+    if chunks == "many":  # rows cut nowhere; "one": every rep's rows whole in one chunk
+        monkeypatch.setattr(csvfile, "CHUNK", 500)
+        monkeypatch.setattr(csvfile, "CSV_CHUNK", 37)
     text, values = export(dialect)
     path = tmp_path / "m.csv"
     path.write_text(text, newline="")
@@ -231,6 +245,8 @@ def test_the_quick_reading_gives_every_value_of_any_export(
         (["sam@acme.test,2026-11-16,activities,3", "SAM@acme.test ,2026-11-16,Activities,4"],
          [":3: sam@acme.test: a second row for activities in the week of 2026-11-16"]),
         (["sam@acme.test,2026-11-16,activities", "4,sam@acme.test,2026-11-16,activities,4"],
+         [":2: 3 cells, the header has 4", ":3: 5 cells, the header has 4"]),
+        (["sam@acme.test,2026-11-16,activities", "4,sam@acme.test,2026-11-09,activities,4"],
          [":2: 3 cells, the header has 4", ":3: 5 cells, the header has 4"]),
         (['sam@acme.test,2026-11-16,"activities",-3'],
          [":2: sam@acme.test: value: not a count, ratio or fraction: '-3'"]),
@@ -264,3 +280,133 @@ def test_a_file_the_quick_reading_stops_at_is_still_read_when_it_is_right(tmp_pa
     table = CsvSource(path).read(frozenset({SAM}))
     assert dict(table) == {(SAM, Metric.ACTIVITIES): {date(2026, 11, 16): 4.0}}
     assert table.through == date(2026, 11, 16)
+
+
+# --- the quick reading against the careful one, on files of every kind -------------------------
+
+PEOPLE = ["sam@acme.test", "lee@acme.test", "kim@acme.test", "ana@acme.test"]
+VALUES = ["0", "3", "0.25", "12.5", " 7", "1e2", "1_0", "40 "]
+WRONG = {  # cells that are wrong
+    "value": ["-1", "nan", "inf", "1e999", "x", ""],
+    "week": ["2026-01-06", "05/01/2026", ""],
+    "metric": ["calls", ""],
+    "rep": ["nobody", "", "a b@c.d"],
+}
+# Lines that are wrong, or right in a way the quick reading does not expect.
+LINES = ["short", "long", "break moved", "second row", "lone cr", "empty cells", "spaces"]
+
+
+@st.composite
+def files(draw: st.DrawFn) -> tuple[str, bool]:
+    """An export's text, and whether it has something the quick reading may stop at."""
+    weeks = draw(st.lists(st.integers(0, len(WEEKS) - 1), min_size=1, max_size=6, unique=True))
+    metrics = draw(st.lists(st.sampled_from(list(Metric)), min_size=1, max_size=5, unique=True))
+    by_week = draw(st.booleans())  # each week's metrics together, else each metric's weeks
+    rows = []
+    for p in draw(st.lists(st.integers(0, len(PEOPLE) - 1), min_size=1, unique=True)):
+        # Each rep's rows in the order of the others', or weeks or metrics the other way.
+        ws = weeks[:: draw(st.sampled_from([1, -1]))]
+        ms = metrics[:: draw(st.sampled_from([1, -1]))]
+        rows += [(p, w, m) for w in ws for m in ms] if by_week else [
+            (p, w, m) for m in ms for w in ws]  # fmt: skip
+    gone = draw(st.sets(st.integers(0, len(rows) - 1), max_size=3))
+    rows = [row for i, row in enumerate(rows) if i not in gone]
+    if draw(st.booleans()):
+        rows = draw(st.permutations(rows))
+    extra = draw(st.sampled_from([[], ["owner"]]))
+    columns = draw(st.permutations(["rep", "week", "metric", "value", *extra]))
+    quoted = draw(st.booleans())
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [",".join(draw(st.sampled_from([c, c.upper(), f" {c}"])) for c in columns) + end]
+    for p, w, m in rows:
+        cells = {
+            "rep": draw(st.sampled_from([PEOPLE[p], PEOPLE[p].upper(), f" {PEOPLE[p]}"])),
+            "week": WEEKS[w].isoformat(),
+            "metric": draw(st.sampled_from([m.value, m.value.upper(), f"{m.value} "])),
+            "value": draw(st.sampled_from(VALUES)),
+            "owner": '"Boss, The"' if quoted and draw(st.booleans()) else "boss@acme.test",
+        }
+        lines.append(",".join(cells[c] for c in columns) + end)
+    stops = False
+    for flaw in draw(st.lists(st.sampled_from([*WRONG, *LINES]), max_size=2)):
+        at = draw(st.integers(1, len(lines) - 1)) if len(lines) > 1 else 1
+        row = lines[at].removesuffix(end) if at < len(lines) else ""
+        if flaw in WRONG and len(cells := row.split(",")) == len(columns):
+            cells[columns.index(flaw)] = draw(st.sampled_from(WRONG[flaw]))
+            lines[at] = ",".join(cells) + end
+        elif flaw in ("short", "long"):
+            lines.insert(at, ",".join(["x"] * (len(columns) + (flaw == "long") * 2 - 1)) + end)
+        elif flaw == "break moved" and "," in row and at < len(lines) - 1:  # short, then long
+            first, last = row.rsplit(",", 1)
+            lines[at : at + 2] = [first + end, f"{last},{lines[at + 1]}"]
+        elif flaw == "second row" and row:
+            lines.insert(at, row + end)
+        elif flaw == "lone cr" and row:
+            lines[at] = row + "\r"
+        elif flaw in ("empty cells", "spaces"):
+            lines.insert(at, ("," * (len(columns) - 1) if flaw == "empty cells" else "  ") + end)
+        else:
+            continue
+        stops = True
+    for _ in range(draw(st.integers(0, 2))):  # blank lines
+        lines.insert(draw(st.integers(1, len(lines))), end)
+    text = "".join(lines)
+    if draw(st.booleans()):
+        text = text.removesuffix(end)
+    return ("\ufeff" if draw(st.booleans()) else "") + text, stops
+
+
+def careful_read(source: CsvSource, reps: frozenset[str] | None) -> WeeklyTable | list[str]:
+    from daemon.metrics.base import Grid
+
+    grid = Grid()
+    try:
+        for rep, metric, week, value in source._rows(reps):
+            grid.put(rep, metric, week, value)
+    except MetricsUnusable as exc:
+        return exc.problems
+    return grid.table(source._through)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    file=files(),
+    chunk=st.sampled_from([8, 40, 1 << 20]),
+    run=st.sampled_from([1, 8]),
+    roster=st.booleans(),
+)
+def test_the_quick_reading_reads_what_the_careful_one_does(
+    tmp_path_factory: pytest.TempPathFactory,
+    file: tuple[str, bool],
+    chunk: int,
+    run: int,
+    roster: bool,
+) -> None:
+    from daemon.metrics import csvfile
+
+    text, stops = file
+    path = tmp_path_factory.getbasetemp() / "quick.csv"
+    path.write_text(text, newline="")
+    source = CsvSource(path)
+    reps = frozenset(PEOPLE[1:]) if roster else None
+    expected = careful_read(source, reps)
+    with (
+        patch.object(csvfile, "CHUNK", chunk),
+        patch.object(csvfile, "CSV_CHUNK", chunk),
+        patch.object(csvfile, "RUN", run),  # 1: even a chunk of short runs, a rep at a time
+    ):
+        try:
+            got: WeeklyTable | list[str] = source.read(reps)
+        except MetricsUnusable as exc:
+            got = exc.problems
+        if isinstance(expected, list):
+            assert got == expected
+            return
+        assert isinstance(got, WeeklyTable)
+        assert dict(got) == dict(expected) and got.through == expected.through
+        assert sorted(got.reps) == sorted(expected.reps)
+        if not stops:  # a right file, however written, is read a column at a time
+            try:
+                source._columns(reps, quoted=False)
+            except csvfile._Quoted:
+                source._columns(reps, quoted=True)
