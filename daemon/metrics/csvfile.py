@@ -23,9 +23,10 @@ from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
-from itertools import chain, compress, count, islice, repeat
-from operator import add, ne, setitem
+from itertools import chain, islice, repeat
+from operator import add, setitem
 from pathlib import Path
+from struct import pack
 
 from daemon.core.model import Metric
 from daemon.metrics.base import ROW, Grid, MetricsUnusable, Row, WeeklyTable
@@ -258,10 +259,10 @@ class _Shape:
     """The weeks and metrics of a run of one rep's rows, as written, and where each row goes
     in the rep's block; the slices that write the run, once the shape is met again."""
 
-    __slots__ = ("weeks", "metrics", "offsets", "pieces", "planned")
+    __slots__ = ("key", "offsets", "pieces", "planned")
 
-    def __init__(self, weeks: list[str], metrics: list[str], offsets: list[int]) -> None:
-        self.weeks, self.metrics, self.offsets = weeks, metrics, offsets
+    def __init__(self, key: str, offsets: list[int]) -> None:
+        self.key, self.offsets = key, offsets  # key: the weeks, then the metrics, joined
         self.pieces: list[Piece] | None = None
         self.planned = False
 
@@ -306,6 +307,7 @@ class _Table:
         self.metric_of: dict[str, Metric] = {}  # as written -> the metric
         self.offset: dict[str, int] = {}  # as written -> the metric's row in a rep's block
         self.shapes: list[_Shape] = []  # latest first
+        self.length = 1  # rows in the last run
         self.count = 0  # rows written
 
     def put(
@@ -313,24 +315,34 @@ class _Table:
     ) -> None:
         """Write a chunk's rows, given as columns."""
         n = len(values)
-        starts = [0, *compress(count(1), map(ne, people, people[1:]))] if n else []
-        self.learn_reps(map(people.__getitem__, starts))
         self.count += n
-        if len(starts) * RUN > n:
+        if len(set(people[: RUN * 8])) > 9:  # a first few rows of many reps: short runs
+            self.learn_reps(people)
             offsets = self.offsets(weeks, metrics)
             self.write(map(add, map(self.base.__getitem__, people), offsets), values)
             return
-        column = array("d")
-        column.fromlist(values)
-        for start, stop in zip(starts, [*starts[1:], n], strict=True):
+        column = array("d", pack(f"{n}d", *values))  # array parses each float with PyArg_Parse
+        start, length = 0, self.length
+        while start < n:
+            raw, stop = people[start], start + length
+            # Most runs are as long as the last.
+            if people[start:stop] != [raw] * length or (stop < n and people[stop] == raw):
+                stop = start + 1
+                while stop < n and people[stop] == raw:
+                    stop += 1
+                length = stop - start
+            if raw not in self.base:
+                self.learn_reps((raw,))
             shape = self.shape(weeks[start:stop], metrics[start:stop])
-            base, grid = self.base[people[start]], self.grid.grid
+            base, grid = self.base[raw], self.grid.grid
             if shape.pieces is None:
                 self.write(map(add, repeat(base), shape.offsets), values[start:stop])
-                continue
-            for first, last, step, low, high, back in shape.pieces:
-                part = column[start + first : start + last : step]
-                grid[base + low : base + high] = part[::-1] if back else part
+            else:
+                for first, last, step, low, high, back in shape.pieces:
+                    part = column[start + first : start + last : step]
+                    grid[base + low : base + high] = part[::-1] if back else part
+            start = stop
+        self.length = length
 
     def write(self, at: Iterator[int], values: list[float]) -> None:
         # A memoryview takes a float without array's argument parsing; writing a value twice
@@ -339,12 +351,13 @@ class _Table:
             deque(map(setitem, repeat(view), at, values), maxlen=0)  # type: ignore[arg-type]
 
     def shape(self, weeks: list[str], metrics: list[str]) -> _Shape:
+        key = ",".join(weeks + metrics)  # no cell holds a comma
         for shape in self.shapes:
-            if shape.weeks == weeks and shape.metrics == metrics:
+            if shape.key == key:
                 if not shape.planned:
                     shape.plan()
                 return shape
-        shape = _Shape(weeks, metrics, self.offsets(weeks, metrics))
+        shape = _Shape(key, self.offsets(weeks, metrics))
         self.shapes = [shape, *self.shapes[: SHAPES - 1]]
         return shape
 

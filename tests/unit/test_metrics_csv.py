@@ -239,6 +239,28 @@ def test_the_quick_reading_gives_every_value_of_any_export(
     assert kept.reps == ("rep3@acme.test",) and kept.through == WEEKS[-1]
 
 
+def test_a_row_among_another_reps_rows_is_its_reps_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lee's run is as long as Sam's, and begins and ends with Lee, but one of Kim's rows is in
+    # it, for a week Lee has no figure for.
+    weeks = [f"2026-11-{d}" for d in ("02", "09", "16", "23")]
+    rows = [("sam", w) for w in weeks] + [("lee", weeks[0]), ("lee", weeks[1]), ("kim", weeks[3]),
+            ("lee", weeks[2])] + [("kim", w) for w in weeks[:3]]  # fmt: skip
+    path = tmp_path / "m.csv"
+    path.write_text("rep,week,metric,value\n" + "".join(
+        f"{who}@acme.test,{week},activities,{i}\n" for i, (who, week) in enumerate(rows)))  # fmt: skip
+
+    def careful(self: CsvSource, reps: frozenset[str] | None) -> None:
+        raise AssertionError("read row by row")
+
+    monkeypatch.setattr(CsvSource, "_rows", careful)
+    table = CsvSource(path).read(None)
+    assert {(rep, week.isoformat()): value for rep, _, week, value in table.rows()} == {
+        (f"{who}@acme.test", week): float(i) for i, (who, week) in enumerate(rows)
+    }
+
+
 @pytest.mark.parametrize(
     ("rows", "said"),
     [
@@ -311,6 +333,8 @@ def files(draw: st.DrawFn) -> tuple[str, bool]:
             (p, w, m) for m in ms for w in ws]  # fmt: skip
     gone = draw(st.sets(st.integers(0, len(rows) - 1), max_size=3))
     rows = [row for i, row in enumerate(rows) if i not in gone]
+    for _ in range(draw(st.integers(0, 2 if rows else 0))):  # a row among another rep's
+        rows.insert(draw(st.integers(0, len(rows))), rows.pop(draw(st.integers(0, len(rows) - 1))))
     if draw(st.booleans()):
         rows = draw(st.permutations(rows))
     extra = draw(st.sampled_from([[], ["owner"]]))
