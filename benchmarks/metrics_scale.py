@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/metrics_scale.py [reps...]     (default: 1000 10000)
 
 Each size is 13 weeks x 5 metrics per rep, plus a tenth more rows for people not on the roster
-(exports hold everyone). Measured: checking and loading the file the way a pass does
+(exports hold everyone), each rep's rows together as a report grouped by rep lists them; the
+same rows listed week by week are loaded too (the quick reading then writes a value at a
+time). Measured: checking and loading the file the way a pass does
 (``CsvSource.read`` for the roster's reps, and the file's digest), the careful row-by-row reading
 a file the quick one stops at costs (a bad row; a right one only when oddly written), what a
 pass does when the file has changed (the table written to the ledger, replacing the last read)
@@ -36,17 +38,20 @@ WEEKS = 13
 FIRST = date(2026, 8, 31)
 
 
-def write(path: Path, reps: int) -> None:
+def write(path: Path, reps: int, by_week: bool = False) -> None:
+    """Each rep's rows together, as a report grouped by rep lists them; or each week's."""
+    roster = [("r", i) for i in range(reps)]
+    people = roster + [("gone", i) for i in range(reps // 10)]  # and people off the roster
+    if by_week:
+        order = [(w, p) for w in range(WEEKS) for p in people]
+    else:
+        order = [(w, p) for p in people for w in range(WEEKS)]
     with path.open("w") as out:
         out.write("rep,week,metric,value\n")
-        for prefix, count in (("r", reps), ("gone", reps // 10)):  # and people off the roster
-            for i in range(count):
-                for w in range(WEEKS):
-                    week = (FIRST + timedelta(weeks=w)).isoformat()
-                    for m, metric in enumerate(Metric):
-                        out.write(
-                            f"{prefix}{i}@acme.test,{week},{metric.value},{(i + w + m) % 97}\n"
-                        )
+        for w, (prefix, i) in order:
+            week = (FIRST + timedelta(weeks=w)).isoformat()
+            for m, metric in enumerate(Metric):
+                out.write(f"{prefix}{i}@acme.test,{week},{metric.value},{(i + w + m) % 97}\n")
 
 
 def careful(source: CsvSource, roster: frozenset[str]) -> None:
@@ -99,10 +104,16 @@ def measure(reps: int) -> None:
         for i in range(reps):
             number_for(weekly, f"r{i}@acme.test", Metric.WIN_RATE, meeting, org).line()
         numbers = time.perf_counter() - started
+        write(path, reps, by_week=True)  # the rows of a rep apart: read a value at a time
+        started, cpu = time.perf_counter(), time.process_time()
+        CsvSource(path).read(roster)
+        CsvSource(path).version()
+        by_week, by_week_cpu = time.perf_counter() - started, time.process_time() - cpu
         print(
             f"{reps:>6} reps  {rows:>9,} rows  {size / 2**20:6.1f} MiB file"
             f"  load+check {loaded:5.2f} s (CPU {loaded_cpu:.2f} s; csv.reader alone {bare:.2f} s,"
-            f" row by row {slow:.2f} s)  peak {peak / 2**20:5.1f} MiB"
+            f" row by row {slow:.2f} s; rows by week {by_week:.2f} s, CPU {by_week_cpu:.2f} s)"
+            f"  peak {peak / 2**20:5.1f} MiB"
             f"  into the ledger CPU {stored:.3f} s ({len(blob) / 2**20:.1f} MiB), back {back:.3f} s"
             f"  one number per rep {numbers * 1000:6.1f} ms  (load {os.getloadavg()[0]:.1f})"
         )
