@@ -63,7 +63,7 @@ def salesforce(reps: list[str], tmp: Path) -> str:
                                       private_key_file=key)  # fmt: skip
         source = SalesforceSource(settings, ORG, lambda: NOW, session)
         started = time.perf_counter()
-        rows = sum(1 for _ in source.rows(frozenset(reps)))
+        rows = sum(1 for _ in source.rows(frozenset(reps), {}))
         took = time.perf_counter() - started
         chunks = math.ceil(len(reps) / 500)
         kinds = {what: sum(f"FROM {what} " in q for q in fake.queries)
@@ -101,7 +101,7 @@ def hubspot(reps: list[str]) -> str:
     try:
         source = HubspotSource(HubspotSettings(api_url=fake.url), ORG, lambda: NOW)
         started = time.perf_counter()
-        rows = sum(1 for _ in source.rows(frozenset(reps)))
+        rows = sum(1 for _ in source.rows(frozenset(reps), {}))
         took = time.perf_counter() - started
         pages = math.ceil(len(reps) / 500) + records // 200
         return (

@@ -40,7 +40,8 @@ class MetricsSourceContract:
     def test_gives_every_weekly_value_of_the_reps_asked_for_all_at_once(self) -> None:
         source = self.publish(DATA)
         got = [
-            (r.rep, r.metric, r.week, r.value) for r in source.read(frozenset({SAM, LEE})).rows()
+            (r.rep, r.metric, r.week, r.value)
+            for r in source.read(frozenset({SAM, LEE}), {}).rows()
         ]
         by_key = {(rep, metric, week): value for rep, metric, week, value in got}
         assert len(by_key) == len(got)  # one value per rep, metric and week
@@ -49,12 +50,12 @@ class MetricsSourceContract:
         assert {rep for rep, *_ in got} == {SAM, LEE}
 
     def test_people_not_on_the_roster_are_dropped_but_their_weeks_count_as_in(self) -> None:
-        table = self.publish(DATA).read(frozenset({SAM}))
+        table = self.publish(DATA).read(frozenset({SAM}), {})
         assert {r.rep for r in table.rows()} == {SAM} and set(table.reps) <= {SAM}
         assert table.through == date(2026, 11, 23)
 
     def test_no_data_gives_no_rows_and_no_week_in(self) -> None:
-        table = self.publish([]).read(frozenset({SAM}))
+        table = self.publish([]).read(frozenset({SAM}), {})
         assert list(table.rows()) == [] and dict(table) == {}
         assert table.through is None
 
@@ -73,7 +74,7 @@ class MetricsSourceContract:
     def test_what_it_cannot_give_is_said_with_why(self) -> None:
         source = self.publish(DATA)
         assert all(metric in Metric and why for metric, why in source.cannot.items())
-        read = source.read(frozenset({SAM, LEE}))
+        read = source.read(frozenset({SAM, LEE}), {})
         assert not set(source.cannot) & {row.metric for row in read.rows()}
 
 

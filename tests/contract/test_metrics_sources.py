@@ -274,7 +274,7 @@ def test_a_wrong_key_or_user_is_refused_at_login_in_one_line(
     salesforce.register_certificate()  # the app now holds another certificate
     key = old
     with pytest.raises(MetricsUnavailable, match="refused the login.*invalid_grant"):
-        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
+        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"}), {}))
 
 
 def test_a_query_salesforce_refuses_inside_a_composite_ends_the_read_in_one_line(
@@ -288,7 +288,7 @@ def test_a_query_salesforce_refuses_inside_a_composite_ends_the_read_in_one_line
     # An org whose Task lacks a field cadence reads: its composite answers 200, that query 400.
     monkeypatch.setitem(fake_module.FIELDS, "Task", fake_module.FIELDS["Task"] - {"TaskSubtype"})
     with pytest.raises(MetricsUnavailable, match=r"^Salesforce: 400 INVALID_FIELD: No such column"):
-        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"})))
+        list(salesforce_source(salesforce, key).rows(frozenset({"sam@acme.test"}), {}))
 
 
 def test_thousands_of_reps_take_a_few_composite_calls_never_one_per_rep(
@@ -300,7 +300,7 @@ def test_thousands_of_reps_take_a_few_composite_calls_never_one_per_rep(
         salesforce.user(rep)
     salesforce.page_size = 2000
     source = salesforce_source(salesforce, key)
-    rows = list(source.rows(frozenset(reps)))
+    rows = list(source.rows(frozenset(reps), {}))
     assert {r.rep for r in rows} == set(reps)  # a 0 for each week without calls
     users = [q for q in salesforce.queries if "FROM User" in q]
     tasks = [q for q in salesforce.queries if "FROM Task" in q]
@@ -343,12 +343,12 @@ def test_hubspot_waits_out_a_secondly_429_and_stops_at_the_daily_limit(
 
     put_hubspot(hubspot, [Row("sam@acme.test", Metric.ACTIVITIES, NOW.date() - timedelta(8), 4)])
     hubspot.throttle(2, "SECONDLY")
-    rows = list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
+    rows = list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"}), {}))
     monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
     assert Row("sam@acme.test", Metric.ACTIVITIES, monday, 4) in rows
     hubspot.throttle(1, "DAILY")
     with pytest.raises(MetricsUnavailable, match="HTTP 429, DAILY limit"):
-        list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"})))
+        list(hubspot_source(hubspot).rows(frozenset({"sam@acme.test"}), {}))
 
 
 def test_hubspot_goes_past_10000_results_from_the_last_id_and_asks_once_for_all_owners(
@@ -362,7 +362,7 @@ def test_hubspot_goes_past_10000_results_from_the_last_id_and_asks_once_for_all_
     reps = [f"r{i}@acme.test" for i in range(150)]
     put_hubspot(hubspot, [Row(rep, Metric.ACTIVITIES, monday - timedelta(7 * (i % 3)), 8)
                           for i, rep in enumerate(reps)])  # fmt: skip
-    rows = list(hubspot_source(hubspot).rows(frozenset(reps)))
+    rows = list(hubspot_source(hubspot).rows(frozenset(reps), {}))
     counted = {(r.rep, r.week): r.value for r in rows if r.metric is Metric.ACTIVITIES}
     assert all(counted[(rep, monday - timedelta(7 * (i % 3)))] == 8 for i, rep in enumerate(reps))
     assert sum(counted.values()) == 8 * len(reps)
