@@ -10,13 +10,14 @@ so a source is held to the values published and to the reps asked for.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import pytest
 
 from daemon.core.deals import Opportunity
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
+from daemon.metrics.crm import DealHistory, DealState, Outcome
 
 SAM = "sam@acme.test"
 LEE = "lee@acme.test"
@@ -92,3 +93,66 @@ class OpportunitiesContract:
         other = Opportunity(GONE, "Umbrella", 1000.0, "Proposal", date(2026, 12, 1))
         source = self.publish_deals([(late, False), (soon, False), (won, True), (other, False)])
         assert open_opportunities(source, frozenset({SAM, LEE})) == {SAM: (soon, late), LEE: ()}
+
+
+def _noon(day: str) -> datetime:
+    return datetime.combine(date.fromisoformat(day), time(12), UTC)
+
+
+def _state(day: str, amount: float, close: str, outcome: str, commit: bool = False) -> DealState:
+    return DealState(_noon(day), amount, date.fromisoformat(close), Outcome(outcome), commit)
+
+
+# Fiscal quarters from 1 Jan: Q4 is October to December. Every change at noon UTC, mid-week.
+HISTORY = [
+    # Sam, quota 100,000: an open deal grown on Wed 18 Nov; a committed one won on Thu 19 Nov;
+    # one closing next quarter; one opened in the week of 23 Nov.
+    DealHistory(SAM, (_state("2026-10-01", 40000, "2026-12-15", "open"),
+                      _state("2026-11-18", 60000, "2026-12-15", "open"))),
+    DealHistory(SAM, (_state("2026-10-05", 30000, "2026-11-20", "open", commit=True),
+                      _state("2026-11-19", 30000, "2026-11-19", "won"))),
+    DealHistory(SAM, (_state("2026-10-05", 50000, "2027-01-20", "open"),)),
+    DealHistory(SAM, (_state("2026-11-25", 10000, "2026-12-20", "open"),)),
+    # Lee, no quota: October's commit at its start was 50,000 (one won, one lost); a deal
+    # committed later in October and won counts as won, not as committed.
+    DealHistory(LEE, (_state("2026-09-20", 20000, "2026-10-25", "open", commit=True),
+                      _state("2026-10-24", 20000, "2026-10-24", "won"))),
+    DealHistory(LEE, (_state("2026-09-22", 30000, "2026-10-30", "open", commit=True),
+                      _state("2026-10-30", 30000, "2026-10-30", "lost"))),
+    DealHistory(LEE, (_state("2026-10-10", 20000, "2026-10-28", "open", commit=True),
+                      _state("2026-10-27", 20000, "2026-10-27", "won"))),
+    DealHistory(GONE, (_state("2026-09-20", 5000, "2026-10-25", "open", commit=True),)),
+]  # fmt: skip
+QUOTAS = {SAM: 100_000.0, GONE: 1000.0}
+
+
+class DealHistoryContract:
+    """For the sources that work pipeline coverage and forecast accuracy out of their deals'
+    histories (the CRMs): ``publish_history`` puts deals that went through these states where
+    the source reads them, the rest as in ``publish``."""
+
+    def publish_history(self, deals: Sequence[DealHistory]) -> MetricsSource:
+        raise NotImplementedError
+
+    def test_pipeline_coverage_at_each_weeks_end_against_what_is_left_of_the_quota(self) -> None:
+        table = self.publish_history(HISTORY).read(frozenset({SAM, LEE}), QUOTAS)
+        coverage = table[SAM, Metric.PIPELINE_COVERAGE]
+        assert coverage[date(2026, 11, 9)] == pytest.approx(70000 / 100000)
+        assert coverage[date(2026, 11, 16)] == pytest.approx(60000 / 70000)  # 30,000 won
+        assert coverage[date(2026, 11, 23)] == pytest.approx(70000 / 70000)
+        assert (LEE, Metric.PIPELINE_COVERAGE) not in table  # no quota: nothing invented
+        assert {rep for rep, _ in table} <= {SAM, LEE}
+
+    def test_forecast_accuracy_of_the_last_month_over_against_its_commit_as_it_began(
+        self,
+    ) -> None:
+        table = self.publish_history(HISTORY).read(frozenset({SAM, LEE}), QUOTAS)
+        accuracy = table[LEE, Metric.FORECAST_ACCURACY]
+        assert accuracy[date(2026, 11, 16)] == pytest.approx(1 - 10000 / 50000)
+        assert accuracy[date(2026, 11, 23)] == pytest.approx(1 - 10000 / 50000)
+        assert date(2026, 10, 19) not in accuracy  # September: nothing committed
+        assert (SAM, Metric.FORECAST_ACCURACY) not in table
+
+    def test_it_gives_both_rather_than_saying_it_cannot(self) -> None:
+        source = self.publish_history(HISTORY)
+        assert not {Metric.PIPELINE_COVERAGE, Metric.FORECAST_ACCURACY} & set(source.cannot)
