@@ -237,7 +237,7 @@ class HubspotSource(CrmSource):
         for i in range(0, len(ids), HISTORY_BATCH):
             body = {
                 "inputs": [{"id": x} for x in ids[i : i + HISTORY_BATCH]],
-                "properties": ["hubspot_owner_id"],
+                "properties": [],
                 "propertiesWithHistory": list(HISTORY),
             }
             answer = self._call(
@@ -247,7 +247,7 @@ class HubspotSource(CrmSource):
                 versions = {
                     name: [(v.timestamp, v.value) for v in past]
                     for name, past in (deal.properties_with_history or {}).items()
-                }  # fmt: skip
+                }
                 states = _states(versions, outcomes, self.zone)
                 if states:
                     found.append(DealHistory(owner_of[str(deal.id)], states))
