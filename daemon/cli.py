@@ -112,7 +112,7 @@ def _check_metrics(config: Config) -> None:
     if source is None:
         return
     try:
-        source.read(frozenset())
+        source.read(frozenset(), {})
     except MetricsUnusable as exc:
         raise ConfigError(exc.problems) from None
     except MetricsUnavailable:

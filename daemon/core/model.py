@@ -155,10 +155,13 @@ class MonthDay(Frozen):
         return value
 
 
+JANUARY = MonthDay(month=1, day=1)  # the default fiscal year start
+
+
 class Organization(Frozen):
     name: str = Field(min_length=1)
     timezone: TimeZoneName = "UTC"
-    fiscal_year_start: MonthDay = MonthDay(month=1, day=1)
+    fiscal_year_start: MonthDay = JANUARY
     admins: tuple[Email, ...] = ()  # told of operational problems (`admin_alert` emails)
 
 

@@ -208,9 +208,11 @@ class MetricsSource(Protocol):
         """A token that changes whenever the data may have (a file's digest); None when only
         time tells (a CRM: read every ``refresh_hours``)."""
 
-    def read(self, reps: frozenset[str]) -> WeeklyTable:
+    def read(self, reps: frozenset[str], quotas: Mapping[str, float]) -> WeeklyTable:
         """Every weekly value of the reps named, read for all at once; the whole source is
-        validated, ``MetricsUnusable`` raised when any of it is wrong."""
+        validated, ``MetricsUnusable`` raised when any of it is wrong. ``quotas`` holds the
+        ``quarterly_quota`` of the reps who have one, for a source that works out pipeline
+        coverage itself."""
 
 
 @runtime_checkable

@@ -86,21 +86,30 @@ def open_source(
     if settings is None:
         return None
     zone = ZoneInfo(config.roster.organization.timezone)
+    fiscal = config.roster.organization.fiscal_year_start
     if settings.source == "salesforce":
         from daemon.metrics.salesforce import SalesforceSource
 
         assert settings.salesforce is not None
-        return SalesforceSource(settings.salesforce, zone, clock)
+        return SalesforceSource(settings.salesforce, zone, clock, fiscal_year_start=fiscal)
     if settings.source == "hubspot":
         from daemon.metrics.hubspot import HubspotSource
 
-        return HubspotSource(settings.hubspot, zone, clock)
+        return HubspotSource(settings.hubspot, zone, clock, fiscal_year_start=fiscal)
     return CsvSource(csv_path(config, settings))
 
 
 def csv_path(config: Config, settings: MetricsSettings) -> Path:
     path = settings.csv.path
     return path if path.is_absolute() else config.path.parent / path
+
+
+def asked(config: Config) -> tuple[frozenset[str], dict[str, float]]:
+    """What a read asks the source for: the roster's reps, and the quotas of those who have one.
+    A CRM is read every ``refresh_hours``, so a quota changed in the roster shows by then."""
+    reps = config.roster.reps
+    quotas = {r.email: r.quarterly_quota for r in reps if r.quarterly_quota is not None}
+    return frozenset(r.email for r in reps), quotas
 
 
 def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime) -> bool:
@@ -122,7 +131,7 @@ def refresh(config: Config, ledger: Ledger, source: MetricsSource, now: datetime
         return False
     # The whole source is checked before the ledger is touched.
     try:
-        table = source.read(frozenset(r.email for r in config.roster.reps))
+        table = source.read(*asked(config))
     except MetricsUnavailable as exc:
         failed(ledger, METRICS, now, str(exc), config.settings.metrics.refresh_hours)
         raise
@@ -156,7 +165,7 @@ def weekly(ledger: Ledger, source: MetricsSource) -> Weekly:
 def read_now(source: MetricsSource, config: Config) -> Weekly:
     """The source's values straight from it, for the commands that touch nothing (``plan``);
     raises ``MetricsUnusable`` like a pass would meet it."""
-    table = source.read(frozenset(r.email for r in config.roster.reps))
+    table = source.read(*asked(config))
     return Weekly(
         source=source.label, values=table, through=table.through, unavailable=source.cannot
     )

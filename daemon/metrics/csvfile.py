@@ -70,8 +70,11 @@ class CsvSource:
         """A weekly-values export holds no deals: the review agenda asks reps for theirs."""
         return None
 
-    def read(self, reps: frozenset[str] | None) -> WeeklyTable:
-        """The values of ``reps`` (None: everyone's), after checking every row of the file."""
+    def read(
+        self, reps: frozenset[str] | None, quotas: Mapping[str, float] | None = None
+    ) -> WeeklyTable:
+        """The values of ``reps`` (None: everyone's), after checking every row of the file. An
+        export carries its own pipeline coverage: ``quotas`` play no part."""
         try:
             try:
                 return self._columns(reps, quoted=False)
