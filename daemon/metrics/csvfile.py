@@ -271,7 +271,7 @@ class _Shape:
 
     def plan(self) -> None:
         """Cut the rows into slices of rows, a fixed step apart, that go to consecutive slots;
-        none when most of them would be a row alone (rows in no order)."""
+        none when the slices would hold fewer than four rows each (rows in no order)."""
         self.planned = True
         offsets = self.offsets
         rows = sorted(range(len(offsets)), key=offsets.__getitem__)
@@ -319,7 +319,8 @@ class _Table:
         """Write a chunk's rows, given as columns."""
         n = len(values)
         self.count += n
-        if len(set(people[: RUN * 8])) > 9:  # a first few rows of many reps: short runs
+        # More than 8 reps (and a part run) in the first 8 runs' worth of rows: short runs.
+        if len(set(people[: RUN * 8])) > 8 + 1:
             self.learn_reps(people)
             offsets = self.offsets(weeks, metrics)
             self.write(map(add, map(self.base.__getitem__, people), offsets), values)
