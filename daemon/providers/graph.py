@@ -40,7 +40,7 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from html.parser import HTMLParser
@@ -280,9 +280,12 @@ class GraphCalendarProvider(WritesByApply):
             requests = [
                 Request("GET", f"/users/{m}/calendar", params={"$select": "id"}) for m in unknown
             ]
-            for manager, request, response in zip(
-                unknown, requests, self.client.batch(requests), strict=True
-            ):
+            answered: Iterable[tuple[str, Request, Response]] = ()
+            try:
+                answered = zip(unknown, requests, self.client.batch(requests), strict=True)
+            except ProviderError as err:  # Graph did not answer: each of these mailboxes says so
+                out.update((m, err) for m in unknown)
+            for manager, request, response in answered:
                 if response.status == 200:
                     self._box(manager).calendar_id = PRIMARY
                 else:

@@ -530,3 +530,21 @@ def test_msal_graph_and_mail_go_through_the_proxy_variables(
     fresh = GraphCalendarProvider(graph_client(graph, ca_bundle=None), clock=lambda: NOW)
     with pytest.raises(Transient, match="cannot be reached"):
         fresh.changes(mailbox, None)
+
+
+def test_calendars_looked_up_together_when_graph_does_not_answer_fail_each_mailbox_alone(
+    graph: FakeGraph, mailbox: str
+) -> None:
+    """A fresh process looks up the primary calendars of the mailboxes it does not know in one
+    ``$batch``; when that answer is not Graph's, each mailbox reports the error, as a
+    mailbox's own failed read would, rather than the whole read of every mailbox failing."""
+    other = f"raj{next(_managers)}@acme.test"
+    graph.add_mailbox(other)
+    fresh = GraphCalendarProvider(graph_client(graph), "primary", clock=lambda: NOW)
+    graph.garbage = r"/\$batch$"
+    got = fresh.changes_many({mailbox: None, other: None})
+    assert set(got) == {mailbox, other}
+    assert all(isinstance(answer, ProviderError) for answer in got.values())
+    graph.garbage = None
+    again = fresh.changes_many({mailbox: None, other: None})
+    assert not any(isinstance(answer, ProviderError) for answer in again.values())
