@@ -37,7 +37,7 @@ from tests.fixtures.salesforce import CLIENT_ID, USERNAME, FakeSalesforce  # noq
 
 ORG = ZoneInfo("America/New_York")
 NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
-METRICS = 5  # the metrics Salesforce gives: all of them
+METRICS = 5  # the metrics a CRM gives: all of them
 
 
 def weeks() -> list[datetime]:
@@ -109,18 +109,30 @@ def hubspot(reps: list[str]) -> str:
             records += 3
             if n % 2:
                 fake.add("deals", hubspot_owner_id=owner, closedate=at, hs_is_closed="true",
-                         hs_is_closed_won="true")  # fmt: skip
+                         hs_is_closed_won="true", dealstage="closedwon", amount="1000")  # fmt: skip
                 records += 1
+        # and an open deal that grew and was committed along the way, read with its history
+        first, mid = weeks()[0], weeks()[len(weeks()) // 2]
+        fake.add("deals", hubspot_owner_id=owner, hs_is_closed="false", history={
+            "dealstage": [(first, "qualifiedtobuy"), (mid, "contractsent")],
+            "amount": [(first, "40000"), (mid, "60000")],
+            "closedate": [(first, iso(NOW + timedelta(days=20)))],
+            "hs_manual_forecast_category": [(first, "PIPELINE"), (mid, "COMMIT")],
+        })  # fmt: skip
+        records += 1
     fake.start()
     try:
         source = HubspotSource(HubspotSettings(api_url=fake.url), ORG, lambda: NOW)
+        quotas = dict.fromkeys(reps, 100_000.0)
         started = time.perf_counter()
-        rows = sum(1 for _ in source.rows(frozenset(reps), {}))
+        rows = sum(1 for _ in source.rows(frozenset(reps), quotas))
         took = time.perf_counter() - started
         pages = math.ceil(len(reps) / 500) + records // 200
+        batches = sum(r.endswith("/batch/read") for r in fake.requests)
         return (
             f"HubSpot     {len(fake.requests):>6} requests ({records:,} records: about "
-            f"{pages} pages of 200 and the owners' list)  {rows:,} rows  {took:5.1f} s"
+            f"{pages} pages of 200 and the owners' list; of them {batches} history batch reads "
+            f"of 50 deals and 1 pipelines read)  {rows:,} rows  {took:5.1f} s"
         )
     finally:
         fake.stop()

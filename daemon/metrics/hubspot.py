@@ -10,8 +10,17 @@ results fill, plus at most one part-filled page per 500 owners and object. A sea
 at most 10,000 results; past them the same search goes on from the last object id read, sorted
 by ``hs_object_id`` (no page asked twice, none thrown away).
 
-Search is limited to a few requests a second per token: a 429 is waited out and tried again
-(tenacity); a daily limit ends the read, and the last numbers stay.
+Pipeline coverage and forecast accuracy look at each deal as it was at a past moment. The deals
+that can matter to the weeks read (open now, or closing on or after ``history_start``) are found
+with the same searches (their ids), then read 50 at a time (the most a batch read holds when it
+asks for property histories) with the histories of their stage, amount, close date and forecast
+category; each stage is open, won or lost by the pipelines' stage metadata (read once a refresh).
+The forecast category is ``hs_manual_forecast_category``, the "Forecast category" a rep sets on
+the deal record (or the forecast tool sets from the stage): Commit there is the rep's commit.
+
+Search is limited to a few requests a second per token, the other endpoints to the account's
+burst limit: a 429 is waited out and tried again (tenacity); a daily limit ends the read, and the
+last numbers stay.
 """
 
 from __future__ import annotations
@@ -20,8 +29,9 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
+from itertools import groupby
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +41,7 @@ from hubspot.crm.objects.calls.exceptions import ApiException as CallsError
 from hubspot.crm.objects.emails.exceptions import ApiException as EmailsError
 from hubspot.crm.objects.meetings.exceptions import ApiException as MeetingsError
 from hubspot.crm.owners.exceptions import ApiException as OwnersError
+from hubspot.crm.pipelines.exceptions import ApiException as PipelinesError
 from urllib3.exceptions import HTTPError
 
 from daemon.config import HubspotSettings, read_secret
@@ -39,13 +50,27 @@ from daemon.core.metrics import WEEK, monday_of
 from daemon.core.model import JANUARY, Metric, MonthDay
 from daemon.errors import ConfigError
 from daemon.metrics.base import MetricsUnavailable, Row
-from daemon.metrics.crm import WIN_RATE_WEEKS, CrmSource, win_rates
+from daemon.metrics.crm import (
+    WIN_RATE_WEEKS,
+    CrmSource,
+    DealHistory,
+    DealState,
+    Outcome,
+    forecast_accuracy,
+    history_start,
+    pipeline_coverage,
+    win_rates,
+)
 from daemon.metrics.salesforce import WEEKS_READ
 
 IN_VALUES = 100  # owners in one IN filter
 GROUPS = 5  # filter groups in one search
 PAGE = 200  # the most a search page holds
-_API_ERRORS = (CallsError, EmailsError, MeetingsError, DealsError, OwnersError)
+HISTORY_BATCH = 50  # the deals a batch read holds when it asks for property histories
+FORECAST = "hs_manual_forecast_category"
+COMMIT = "COMMIT"
+HISTORY = ("dealstage", "amount", "closedate", FORECAST)
+_API_ERRORS = (CallsError, EmailsError, MeetingsError, DealsError, OwnersError, PipelinesError)
 
 
 def _status(exc: BaseException) -> int:
@@ -68,11 +93,6 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class HubspotSource(CrmSource):
-    # Not yet worked out of the deals' histories.
-    cannot: Mapping[Metric, str] = {
-        Metric.PIPELINE_COVERAGE: "it needs each past week's open pipeline; export it to CSV",
-        Metric.FORECAST_ACCURACY: "it needs each month's committed amount; export it to CSV",
-    }
     label = "HubSpot"
 
     def __init__(
@@ -138,10 +158,15 @@ class HubspotSource(CrmSource):
             if props.get("hubspot_owner_id") in owners:
                 won = props.get("hs_is_closed_won") == "true"
                 closed[props["hubspot_owner_id"]].append((_day(props["closedate"], self.zone), won))
+        deals = self._histories(owners, history_start(weeks, self.fiscal_year_start))
         self._through = end - WEEK
         for (rep, metric), by_week in counts.items():
             yield from (Row(rep, metric, w, v) for w, v in by_week.items())
         yield from win_rates(closed, weeks, owners)
+        known = set(owners.values())
+        quotas = {rep: quota for rep, quota in quotas.items() if rep in known}
+        yield from pipeline_coverage(deals, quotas, weeks, self.zone, self.fiscal_year_start)
+        yield from forecast_accuracy(deals, known, weeks, self.zone)
 
     def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         owners = self._owners(reps)
@@ -187,6 +212,62 @@ class HubspotSource(CrmSource):
             if page.paging is None or page.paging.next is None:
                 return owners
             after = page.paging.next.after
+
+    def _histories(self, owners: Mapping[str, str], since: date) -> list[DealHistory]:
+        """Every deal of the owners open now or closing on or after ``since``, with the states it
+        went through: two searches for their ids (disjoint, so no deal is read twice), then
+        their histories ``HISTORY_BATCH`` at a time."""
+        low = str(_millis(since, self.zone))
+        owner_of: dict[str, str] = {}
+        for extra in (
+            [{"propertyName": "closedate", "operator": "GTE", "value": low}],
+            [{"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"},
+             {"propertyName": "closedate", "operator": "LT", "value": low}],
+        ):  # fmt: skip
+            for props in self._search(
+                "deals", list(owners), None, None, None, extra, ["hs_object_id"]
+            ):
+                if props.get("hubspot_owner_id") in owners:
+                    owner_of[props["hs_object_id"]] = owners[props["hubspot_owner_id"]]
+        if not owner_of:
+            return []
+        outcomes = self._outcomes()
+        ids = list(owner_of)
+        found = []
+        for i in range(0, len(ids), HISTORY_BATCH):
+            body = {
+                "inputs": [{"id": x} for x in ids[i : i + HISTORY_BATCH]],
+                "properties": [],
+                "propertiesWithHistory": list(HISTORY),
+            }
+            answer = self._call(
+                self.client.crm.deals.batch_api.read, batch_read_input_simple_public_object_id=body
+            )  # a deal removed since the search is an error in a 207: it is simply not there
+            for deal in answer.results:
+                versions = {
+                    name: [(v.timestamp, v.value) for v in past]
+                    for name, past in (deal.properties_with_history or {}).items()
+                }
+                states = _states(versions, outcomes, self.zone)
+                if states:
+                    found.append(DealHistory(owner_of[str(deal.id)], states))
+        return found
+
+    def _outcomes(self) -> dict[str, Outcome]:
+        """Each deal stage of every pipeline as open, won or lost: a closed stage with
+        probability 1.0 is Closed Won, any other closed stage Closed Lost."""
+        pipelines = self._call(self.client.crm.pipelines.pipelines_api.get_all, object_type="deals")
+        outcomes = {}
+        for pipeline in pipelines.results:
+            for stage in pipeline.stages:
+                meta = stage.metadata or {}
+                if str(meta.get("isClosed", "false")).lower() != "true":
+                    outcomes[stage.id] = Outcome.OPEN
+                elif float(meta.get("probability") or 0) >= 1:
+                    outcomes[stage.id] = Outcome.WON
+                else:
+                    outcomes[stage.id] = Outcome.LOST
+        return outcomes
 
     def _search(
         self,
@@ -246,6 +327,36 @@ class HubspotSource(CrmSource):
                 last, after, read = str(page.results[-1].id), None, 0
             else:
                 return
+
+
+def _states(
+    versions: Mapping[str, Iterable[tuple[datetime, str]]],
+    outcomes: Mapping[str, Outcome],
+    zone: ZoneInfo,
+) -> tuple[DealState, ...]:
+    """A deal's states, oldest first, out of its properties' versions: at each instant one of
+    them changed, every property's value as of then. A stage no pipeline has now (one since
+    deleted) counts as open; a blank amount as 0; a blank close date closes in no period."""
+    changes = sorted(
+        ((at, name, value) for name, past in versions.items() for at, value in past),
+        key=lambda change: change[0],
+    )
+    now: dict[str, str] = {}
+    states: list[DealState] = []
+    for at, together in groupby(changes, key=lambda change: change[0]):
+        now.update((name, value) for _, name, value in together)
+        if not now.get("dealstage"):
+            continue
+        state = DealState(
+            since=at,
+            amount=float(now.get("amount") or 0),
+            close=_day(now["closedate"], zone) if now.get("closedate") else date.max,
+            outcome=outcomes.get(now["dealstage"], Outcome.OPEN),
+            commit=now.get(FORECAST) == COMMIT,
+        )
+        if not states or states[-1][1:] != state[1:]:
+            states.append(state)
+    return tuple(states)
 
 
 def _millis(day: date, zone: ZoneInfo) -> int:

@@ -4,7 +4,7 @@ real ``simple-salesforce`` against the local HTTPS Salesforce (``tests/fixtures/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -180,7 +180,34 @@ def put_hubspot(fake: FakeHubspot, rows: Sequence[Row]) -> None:
                          hs_is_closed="true", hs_is_closed_won="true" if i < won else "false")  # fmt: skip
 
 
-class TestHubspotSource(MetricsSourceContract, OpportunitiesContract):
+STAGE = {Outcome.OPEN: "qualifiedtobuy", Outcome.WON: "closedwon", Outcome.LOST: "closedlost"}
+
+
+def put_hubspot_history(fake: FakeHubspot, deals: Sequence[DealHistory]) -> None:
+    """Deals that went through these states, each property's changes in its history (what a
+    rep's edits leave in HubSpot), in the default pipeline's stages."""
+    ids: dict[str, str] = {}
+    for deal in deals:
+        owner = ids.get(deal.rep) or ids.setdefault(deal.rep, fake.owner(deal.rep))
+        history: dict[str, list[tuple[datetime, str]]] = {}
+        for state in deal.states:
+            values = {
+                "dealstage": STAGE[state.outcome],
+                "amount": f"{state.amount:g}",
+                "closedate": iso(datetime.combine(state.close, time(12), ORG)),
+                "hs_manual_forecast_category": "COMMIT" if state.commit else "PIPELINE",
+            }
+            for name, value in values.items():
+                past = history.setdefault(name, [])
+                if not past or past[-1][1] != value:
+                    past.append((state.since, value))
+        last = deal.states[-1].outcome
+        fake.add("deals", history=history, hubspot_owner_id=owner, pipeline="default",
+                 hs_is_closed=str(last is not Outcome.OPEN).lower(),
+                 hs_is_closed_won=str(last is Outcome.WON).lower())  # fmt: skip
+
+
+class TestHubspotSource(MetricsSourceContract, OpportunitiesContract, DealHistoryContract):
     @pytest.fixture(autouse=True)
     def _fake(self, hubspot: FakeHubspot) -> None:
         self.fake = hubspot
@@ -203,6 +230,11 @@ class TestHubspotSource(MetricsSourceContract, OpportunitiesContract):
                           amount="" if deal.amount is None else str(deal.amount),
                           dealstage=deal.stage, closedate=at,
                           hs_is_closed="true" if closed else "false")  # fmt: skip
+        return hubspot_source(self.fake)
+
+    def publish_history(self, deals: Sequence[DealHistory]) -> MetricsSource:
+        self._fresh()
+        put_hubspot_history(self.fake, deals)
         return hubspot_source(self.fake)
 
 
@@ -529,6 +561,111 @@ def test_the_hubspot_fake_ors_filter_groups_and_pages_on_from_an_object_id(
     assert rest["total"] == 2 and all(int(r["id"]) > ids[-1] for r in rest["results"])
     unsorted = [int(r["id"]) for r in search({"filterGroups": groups})["results"]]
     assert unsorted != sorted(unsorted)  # no order to rely on without sorts
+
+
+def test_the_hubspot_fake_gives_property_histories_newest_first_and_stage_metadata(
+    hubspot: FakeHubspot,
+) -> None:
+    import requests as http
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    opened, won = datetime(2026, 10, 5, 12, tzinfo=UTC), datetime(2026, 11, 19, 12, tzinfo=UTC)
+    deal = hubspot.add("deals", history={"dealstage": [(opened, "qualifiedtobuy"), (won, "closedwon")]},
+                       amount="30000", hubspot_owner_id=hubspot.owner("sam@acme.test"))  # fmt: skip
+    one = http.get(f"{hubspot.url}/crm/v3/objects/deals/{deal}", headers=auth, timeout=5,
+                   params={"propertiesWithHistory": "dealstage,amount"}).json()  # fmt: skip
+    batch = http.post(f"{hubspot.url}/crm/v3/objects/deals/batch/read", headers=auth, timeout=5,
+                      json={"inputs": [{"id": deal}], "properties": [],
+                            "propertiesWithHistory": ["dealstage", "amount"]}).json()  # fmt: skip
+    for answer in (one, batch["results"][0]):
+        stages = answer["propertiesWithHistory"]["dealstage"]
+        assert [v["value"] for v in stages] == ["closedwon", "qualifiedtobuy"]  # newest first
+        assert stages[0]["timestamp"] == "2026-11-19T12:00:00.000Z" and stages[0]["sourceType"]
+        # a value set when the deal was created has one version, from then
+        assert answer["propertiesWithHistory"]["amount"] == [{**stages[1], "value": "30000"}]
+    assert batch["status"] == "COMPLETE"
+    (pipeline,) = http.get(f"{hubspot.url}/crm/v3/pipelines/deals", headers=auth,
+                           timeout=5).json()["results"]  # fmt: skip
+    meta = {s["id"]: s["metadata"] for s in pipeline["stages"]}
+    assert meta["closedwon"] == {"isClosed": "true", "probability": "1.0"}
+    assert meta["closedlost"] == {"isClosed": "true", "probability": "0.0"}
+    assert meta["qualifiedtobuy"]["isClosed"] == "false"
+
+
+def test_the_hubspot_fake_refuses_the_batches_hubspot_refuses(hubspot: FakeHubspot) -> None:
+    import requests as http
+
+    def read(ids: Sequence[str], history: Sequence[str], kind: str = "deals") -> http.Response:
+        return http.post(f"{hubspot.url}/crm/v3/objects/{kind}/batch/read", timeout=5,
+                         headers={"Authorization": f"Bearer {TOKEN}"},
+                         json={"inputs": [{"id": i} for i in ids], "properties": ["amount"],
+                               "propertiesWithHistory": list(history)})  # fmt: skip
+
+    ids = [hubspot.add("deals", amount="1") for _ in range(101)]
+    assert read(ids[:50], ["amount"]).status_code == 200
+    refused = read(ids[:51], ["amount"])  # 50 a batch when histories are asked
+    assert refused.status_code == 400 and "property histories is 50" in refused.json()["message"]
+    assert read(ids[:100], []).status_code == 200
+    assert read(ids, []).status_code == 400  # 100 a batch
+    partly = read([ids[0], "999999"], ["amount"])  # a deal since deleted
+    assert partly.status_code == 207
+    assert [r["id"] for r in partly.json()["results"]] == [ids[0]]
+    assert partly.json()["errors"][0]["context"] == {"ids": ["999999"]}
+    assert read(ids[:1], [], kind="dealz").status_code == 400
+    pipelines = http.get(f"{hubspot.url}/crm/v3/pipelines/dealz", timeout=5,
+                         headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    assert "Unable to infer object type" in pipelines.json()["message"]
+
+
+def test_hubspot_reads_deal_histories_50_a_batch_with_stages_from_every_pipeline(
+    hubspot: FakeHubspot,
+) -> None:
+    from daemon.metrics.base import MetricsUnavailable
+    from tests.fixtures.hubspot import SALES_PIPELINE
+
+    # A second pipeline whose stages have ids of their own (as any pipeline but the default).
+    renewals = {**SALES_PIPELINE, "id": "88", "label": "Renewals", "stages": [
+        {**SALES_PIPELINE["stages"][0], "id": "1001"},
+        {**SALES_PIPELINE["stages"][3], "id": "1004"},  # closed, probability 1.0: won
+    ]}  # fmt: skip
+    hubspot.pipelines = [SALES_PIPELINE, renewals]
+    reps = [f"r{i}@acme.test" for i in range(30)]
+    quarter = datetime(2026, 10, 1, 12, tzinfo=UTC)  # Q4 began; NOW is in its last month
+    for rep in reps:
+        owner = hubspot.owner(rep)
+        for _ in range(4):
+            hubspot.add("deals", hubspot_owner_id=owner, hs_is_closed="false", history={
+                "dealstage": [(quarter, "1001")], "amount": [(quarter, "10000")],
+                "closedate": [(quarter, "2026-12-20T12:00:00.000Z")],
+            })  # fmt: skip
+        hubspot.add("deals", hubspot_owner_id=owner, hs_is_closed="true", history={
+            "dealstage": [(quarter, "1001"), (quarter + timedelta(days=30), "1004")],
+            "amount": [(quarter, "20000")], "closedate": [(quarter, "2026-10-31T12:00:00.000Z")],
+        })  # fmt: skip
+    hubspot.throttle(2, "TEN_SECONDLY_ROLLING", on="/batch/read")  # waited out
+    rows = list(hubspot_source(hubspot).rows(frozenset(reps), dict.fromkeys(reps, 100_000.0)))
+    last = NOW.date() - timedelta(days=NOW.weekday() + 7)
+    coverage = {r.rep: r.value for r in rows
+                if r.metric is Metric.PIPELINE_COVERAGE and r.week == last}  # fmt: skip
+    # 40,000 open in Q4 against the 80,000 left once October's renewal was won
+    assert coverage == {rep: pytest.approx(40000 / 80000) for rep in reps}
+    batches = [r for r in hubspot.requests if r.endswith("/batch/read")]
+    # 150 deals, 50 a batch (and the two answered 429 tried again): never a request per deal
+    assert len(batches) == 3 + 2
+    assert hubspot.requests.count("GET /crm/v3/pipelines/deals") == 1
+
+    # A deal deleted after the search indexed it: the batch read answers 207 without it.
+    gone = next(d for d in hubspot.objects["deals"] if d["properties"]["hs_is_closed"] == "true")
+    hubspot.objects["deals"].remove(gone)
+    rows = list(hubspot_source(hubspot).rows(frozenset(reps), dict.fromkeys(reps, 100_000.0)))
+    coverage = {r.rep: r.value for r in rows
+                if r.metric is Metric.PIPELINE_COVERAGE and r.week == last}  # fmt: skip
+    assert coverage.pop("r0@acme.test") == pytest.approx(40000 / 100000)  # nothing won now
+    assert coverage == {rep: pytest.approx(40000 / 80000) for rep in reps[1:]}
+
+    hubspot.throttle(1, "DAILY", on="/batch/read")
+    with pytest.raises(MetricsUnavailable, match="HTTP 429, DAILY limit"):
+        list(hubspot_source(hubspot).rows(frozenset(reps), {}))
 
 
 def salesforce_with_ledger(
