@@ -4,7 +4,9 @@
 
 Each size reads every rep through the real client libraries against the local fakes of
 ``tests/fixtures`` (Salesforce over HTTPS, HubSpot CRM v3), with one call, one email, one meeting
-a week per rep over the weeks a read covers and a closed deal every other week. Goal (issue 15):
+a week per rep over the weeks a read covers and a closed deal every other week; in Salesforce
+each of those deals was opened three weeks before it was won, and each rep also has an open deal
+moved to Commit after three weeks, so every deal has a stage history of two rows. Goal (issue 15):
 Salesforce at most metrics x ceil(reps / 500) queries plus their pages, HubSpot only the pages
 the data need; none per rep, and none per pass (a pass reads the ledger's cache). A figure to
 watch, not a timed test.
@@ -35,7 +37,7 @@ from tests.fixtures.salesforce import CLIENT_ID, USERNAME, FakeSalesforce  # noq
 
 ORG = ZoneInfo("America/New_York")
 NOW = datetime(2026, 12, 1, 15, tzinfo=UTC)
-METRICS = 3  # the metrics a CRM gives: activities, meetings booked, win rate
+METRICS = 5  # the metrics a CRM gives: all of them
 
 
 def weeks() -> list[datetime]:
@@ -48,12 +50,18 @@ def salesforce(reps: list[str], tmp: Path) -> str:
     fake = FakeSalesforce(tmp, user_zone=ORG)
     for rep in reps:
         owner = fake.user(rep)
+        first = weeks()[0]
+        pipeline = fake.opportunity(owner, first, Name="open", StageName="Prospecting",
+                                    Amount=2.0, CloseDate=NOW.date() + WEEK)  # fmt: skip
+        fake.change(pipeline, first + WEEK * 3, ForecastCategory="Forecast")
         for n, monday in enumerate(weeks()):
             fake.add("Task", OwnerId=owner, TaskSubtype="Call", ActivityDate=monday.date())
             fake.add("Event", OwnerId=owner, CreatedDate=monday + timedelta(days=1))
             if n % 2:
-                fake.add("Opportunity", OwnerId=owner, Name="deal", Amount=1.0, StageName="Won",
-                         CloseDate=monday.date(), IsClosed=True, IsWon=True)  # fmt: skip
+                deal = fake.opportunity(owner, monday - WEEK * 3, Name="deal", Amount=1.0,
+                                        StageName="Prospecting",
+                                        CloseDate=monday.date())  # fmt: skip
+                fake.change(deal, monday, StageName="Closed Won")
     key = fake.register_certificate()
     fake.start()
     try:
@@ -63,17 +71,23 @@ def salesforce(reps: list[str], tmp: Path) -> str:
                                       private_key_file=key)  # fmt: skip
         source = SalesforceSource(settings, ORG, lambda: NOW, session)
         started = time.perf_counter()
-        rows = sum(1 for _ in source.rows(frozenset(reps), {}))
+        rows = sum(1 for _ in source.rows(frozenset(reps), dict.fromkeys(reps, 10.0)))
         took = time.perf_counter() - started
         chunks = math.ceil(len(reps) / 500)
-        kinds = {what: sum(f"FROM {what} " in q for q in fake.queries)
-                 for what in ("User", "Task", "Event", "Opportunity")}  # fmt: skip
+        kinds = {what: sum(f"FROM {what} " in q or q.endswith(f"FROM {what}")
+                           for q in fake.queries)
+                 for what in ("User", "Task", "Event", "Opportunity", "OpportunityHistory",
+                              "OpportunityStage")}  # fmt: skip
         calls = fake.requests - 1 - fake.more  # past the token and the next pages: composites
+        deals = len(fake.records["Opportunity"])
+        changes = len(fake.records["OpportunityHistory"])
         return (
             f"Salesforce  {fake.requests:>6} requests: 1 token, {calls} composite calls holding "
             f"{len(fake.queries)} queries ({kinds['User']} user look-ups, "
             f"{kinds['Task'] + kinds['Event']} grouped weekly counts, {kinds['Opportunity']} "
-            f"closed-deal queries), {fake.more} more pages; the goal, {METRICS} metrics x "
+            f"deal queries, {kinds['OpportunityHistory']} stage-history queries, "
+            f"{kinds['OpportunityStage']} stage list), {fake.more} more pages "
+            f"({deals:,} deals, {changes:,} history rows); the goal, {METRICS} metrics x "
             f"{chunks} chunks of 500 = {METRICS * chunks} queries + their pages  "
             f"({rows:,} rows, {took:.1f} s)"
         )

@@ -12,6 +12,7 @@ from daemon.core.model import Metric
 from daemon.core.policy import spans_on
 from daemon.metrics.base import MetricsUnavailable, MetricsUnusable
 from daemon.metrics.cache import open_source, read_now
+from daemon.metrics.crm import CrmSource
 
 SHOWN_REPS = 5
 
@@ -42,9 +43,21 @@ def check(config: Config, today: date) -> list[tuple[str, bool, str]]:
         why = source.cannot[metric]
         rows.append((metric.value, False, f"{source.label} cannot give it ({why})"))
         del wanting[metric]
+    # A CRM works pipeline coverage out against the roster's quarterly_quota: say who lacks one.
+    unquoted = {rep.email for rep in config.roster.reps if rep.quarterly_quota is None}
     for metric, reps in sorted(wanting.items()):
-        shown = ", ".join(reps[:SHOWN_REPS]) + (
-            f" and {len(reps) - SHOWN_REPS} more" if len(reps) > SHOWN_REPS else ""
-        )
-        rows.append((metric.value, False, f"no figures in {source.label} for {shown}"))
+        if metric is Metric.PIPELINE_COVERAGE and isinstance(source, CrmSource):
+            lacking = [rep for rep in reps if rep in unquoted]
+            if lacking:
+                why = f"no quarterly_quota in the roster for {_shown(lacking)}"
+                rows.append((metric.value, False, f"{why}: {source.label} needs it"))
+            reps = [rep for rep in reps if rep not in lacking]
+        if reps:
+            rows.append((metric.value, False, f"no figures in {source.label} for {_shown(reps)}"))
     return rows
+
+
+def _shown(reps: list[str]) -> str:
+    return ", ".join(reps[:SHOWN_REPS]) + (
+        f" and {len(reps) - SHOWN_REPS} more" if len(reps) > SHOWN_REPS else ""
+    )

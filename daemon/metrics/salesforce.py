@@ -7,9 +7,13 @@ exchange is done here (``login_url`` may be a sandbox, a My Domain or, in tests,
 
 One read covers every rep at once with chunked ``OwnerId IN`` lists, never a query per rep:
 users by ``Email``; calls and emails from ``Task`` and meetings booked from ``Event``, counted
-per owner a week at a time by queries grouped by owner; closed ``Opportunity`` rows for the win
-rate and the open ones for the pipeline review, paged. The read fields are the standard objects'
-own, so the integration user needs only read access to them.
+per owner a week at a time by queries grouped by owner; the ``Opportunity`` rows open now or
+closing since the first day a figure looks at, and their ``OpportunityHistory`` rows through the
+Opportunity lookup, paged: the closed deals give the win rate, each deal's states over time the
+pipeline coverage and forecast accuracy (``metrics.crm``), its stage read as open, won or lost
+through ``OpportunityStage`` and its ``ForecastCategory`` ``Forecast`` (labelled Commit) as
+committed. The pipeline review reads the open ones apart. The read fields are the standard
+objects' own, so the integration user needs only read access to them.
 
 What shapes the requests (SOQL and SOSL Reference, "Considerations When Using GROUP BY"; REST
 API Developer Guide, "Composite"):
@@ -21,9 +25,6 @@ API Developer Guide, "Composite"):
   in a request body a query is bounded by SOQL's 100,000 characters, not by the 16,384 bytes a
   URL may hold. (``composite/batch`` would not do: each of its subrequests counts as a call.)
   Pages past a query's first come from its next records URL, one call each.
-
-What a CRM cannot give without history of its own (pipeline coverage at a past week's end, the
-committed amount of a past month) is said in ``cannot`` and so in the agenda.
 """
 
 from __future__ import annotations
@@ -46,13 +47,27 @@ from daemon.core.deals import Opportunity
 from daemon.core.metrics import BASELINE_WEEKS, WEEK, monday_of
 from daemon.core.model import JANUARY, Metric, MonthDay
 from daemon.metrics.base import MetricsUnavailable, Row
-from daemon.metrics.crm import WIN_RATE_WEEKS, CrmSource, win_rates
+from daemon.metrics.crm import (
+    WIN_RATE_WEEKS,
+    CrmSource,
+    DealHistory,
+    DealState,
+    Outcome,
+    forecast_accuracy,
+    history_start,
+    pipeline_coverage,
+    win_rates,
+)
 
 GROUPED_ROWS = 2000  # the most rows a GROUP BY query answers (it has no next page)
 SOQL_CHARS = 100_000  # the longest SOQL statement Salesforce takes
 AROUND = 300  # the characters of every query here but its IN list
 COMPOSITE_QUERIES = 5  # the most query subrequests (Query, QueryAll, Query More) a composite holds
 K = TypeVar("K")
+# Every stage, active or not: what a stage name in a deal's history means.
+STAGES = "SELECT ApiName, IsClosed, IsWon FROM OpportunityStage"
+COMMIT = "Forecast"  # the ForecastCategory API value labelled Commit (ForecastCategoryName)
+_BY_CATEGORY = {"Closed": Outcome.WON, "Omitted": Outcome.LOST}
 # The weeks read: those a pass still shows (its numbers' baselines, recaps a while after).
 WEEKS_READ = BASELINE_WEEKS + 3
 
@@ -64,11 +79,6 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class SalesforceSource(CrmSource):
-    # Not yet worked out of the deals' histories.
-    cannot: Mapping[Metric, str] = {
-        Metric.PIPELINE_COVERAGE: "it needs each past week's open pipeline; export it to CSV",
-        Metric.FORECAST_ACCURACY: "it needs each month's committed amount; export it to CSV",
-    }
     label = "Salesforce"
 
     def __init__(
@@ -116,7 +126,11 @@ class SalesforceSource(CrmSource):
             for metric in (Metric.ACTIVITIES, Metric.MEETINGS_BOOKED):
                 counts[(user, metric)] = dict.fromkeys(weeks, 0.0)
         first = start - WEEK * (WIN_RATE_WEEKS - 1)
-        queries: list[tuple[tuple[Metric, date], str]] = []
+        # The deals whose states can matter: open now, or closing since the first day the win
+        # rate or the weeks' coverage and accuracy look at. (A deal closed since with its close
+        # date moved back before that day is missed, with what it was in those weeks.)
+        oldest = min(first, history_start(weeks, self.fiscal_year_start))
+        queries: list[tuple[tuple[str, date], str]] = [(("stages", end), STAGES)]
         for ids in _in_lists(list(users), GROUPED_ROWS):
             for week in weeks:
                 after = week + WEEK
@@ -134,24 +148,52 @@ class SalesforceSource(CrmSource):
                 )
                 queries += [((Metric.ACTIVITIES, week), activities),
                             ((Metric.MEETINGS_BOOKED, week), meetings)]  # fmt: skip
+            # The deals as they are now: the closed ones give the win rate; and each one's
+            # stage history. OpportunityHistory records no owner: a deal counts for the rep
+            # who owns it today.
             deals = (
-                f"SELECT OwnerId, CloseDate, IsWon FROM Opportunity WHERE OwnerId IN ({ids}) "  # noqa: S608
-                f"AND IsClosed = true AND CloseDate >= {first} AND CloseDate < {end}"
+                f"SELECT Id, OwnerId, CreatedDate, Amount, CloseDate, StageName, "  # noqa: S608
+                f"ForecastCategory, IsClosed, IsWon FROM Opportunity WHERE OwnerId IN ({ids}) "
+                f"AND (IsClosed = false OR CloseDate >= {oldest})"
             )
-            queries.append(((Metric.WIN_RATE, end), deals))
+            history = (
+                f"SELECT Id, OpportunityId, CreatedDate, Amount, CloseDate, StageName, "  # noqa: S608
+                f"ForecastCategory FROM OpportunityHistory WHERE Opportunity.OwnerId IN ({ids}) "
+                f"AND (Opportunity.IsClosed = false OR Opportunity.CloseDate >= {oldest})"
+            )
+            queries += [(("deals", end), deals), (("history", end), history)]
         closed: dict[str, list[tuple[date, bool]]] = defaultdict(list)
-        for (metric, week), record in self._run(sf, queries):
-            if metric is Metric.WIN_RATE:
-                closed[record["OwnerId"]].append(
-                    (date.fromisoformat(record["CloseDate"]), bool(record["IsWon"]))
-                )
+        outcomes: dict[str, Outcome] = {}
+        current: dict[str, dict[str, Any]] = {}
+        changes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (kind, week), record in self._run(sf, queries):
+            if kind == "stages":
+                outcomes[record["ApiName"]] = _outcome(record["IsClosed"], record["IsWon"])
+            elif kind == "deals":
+                current[record["Id"]] = record
+                day = _day(record["CloseDate"])
+                if record["IsClosed"] and day is not None and first <= day < end:
+                    closed[record["OwnerId"]].append((day, bool(record["IsWon"])))
+            elif kind == "history":
+                changes[record["OpportunityId"]].append(record)
             else:
-                counts[(users[record["OwnerId"]], metric)][week] += int(record["n"])
+                counts[(users[record["OwnerId"]], Metric(kind))][week] += int(record["n"])
         self._through = end - WEEK
         for (rep, metric), by_week in counts.items():
             if rep in reps:
                 yield from (Row(rep, metric, w, v) for w, v in by_week.items())
         yield from win_rates(closed, weeks, users)
+        histories = [
+            DealHistory(users[deal["OwnerId"]], _states(deal, changes[key], outcomes))
+            for key, deal in current.items()
+            if deal["OwnerId"] in users
+        ]
+        known = set(users.values())
+        with_quota = {rep: quota for rep, quota in quotas.items() if rep in known}
+        yield from pipeline_coverage(
+            histories, with_quota, weeks, self.zone, self.fiscal_year_start
+        )
+        yield from forecast_accuracy(histories, known, weeks, self.zone)
 
     def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         """Each rep's open opportunities, closing soonest first."""
@@ -270,6 +312,48 @@ class SalesforceSource(CrmSource):
             if email in reps:
                 users[record["Id"]] = email
         return users
+
+
+def _outcome(closed: bool, won: bool) -> Outcome:
+    return Outcome.WON if won else Outcome.LOST if closed else Outcome.OPEN
+
+
+def _states(
+    deal: dict[str, Any], changes: list[dict[str, Any]], outcomes: Mapping[str, Outcome]
+) -> tuple[DealState, ...]:
+    """A deal's states, oldest first, from its stage history. Salesforce writes a history row
+    on each save that changes Amount, Probability, Stage, Close Date or Forecast Category, and
+    a deal none of these changed on may have none (Object Reference, OpportunityHistory): such
+    a deal has been as it is now since its creation. The first state is taken to hold from the
+    deal's creation on, also when its first row came later (a deal imported with its original
+    CreatedDate)."""
+    rows = sorted(changes, key=lambda r: (_moment(r["CreatedDate"]), r["Id"])) or [deal]
+    states = [_state(row, outcomes) for row in rows]
+    states[0] = states[0]._replace(since=min(states[0].since, _moment(deal["CreatedDate"])))
+    return tuple(states)
+
+
+def _state(row: dict[str, Any], outcomes: Mapping[str, Outcome]) -> DealState:
+    stage = row["StageName"]
+    category = row["ForecastCategory"]
+    # A stage no longer in the picklist: its forecast category tells won and lost apart.
+    outcome = outcomes.get(stage) or _BY_CATEGORY.get(category, Outcome.OPEN)
+    return DealState(
+        since=_moment(row["CreatedDate"]),
+        amount=float(row["Amount"] or 0),
+        close=_day(row["CloseDate"]) or date.min,  # no close date: in no quarter or month
+        outcome=outcome,
+        commit=category == COMMIT,
+    )
+
+
+def _moment(text: str) -> datetime:
+    """A Salesforce dateTime (``2026-11-18T12:00:00.000+0000``)."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _day(text: str | None) -> date | None:
+    return None if text is None else date.fromisoformat(text)
 
 
 def _in_lists(items: Sequence[str], most: int) -> Iterator[str]:

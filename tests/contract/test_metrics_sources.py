@@ -4,7 +4,7 @@ real ``simple-salesforce`` against the local HTTPS Salesforce (``tests/fixtures/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,12 +15,13 @@ from daemon.config import Config, HubspotSettings, SalesforceSettings
 from daemon.core.deals import Opportunity
 from daemon.core.model import Metric
 from daemon.metrics.base import MetricsSource, OpportunitiesSource, Row, open_opportunities
-from daemon.metrics.crm import DealHistory, Outcome
+from daemon.metrics.crm import DealHistory, DealState, Outcome
 from daemon.metrics.csvfile import CsvSource
 from daemon.metrics.hubspot import HubspotSource
 from daemon.metrics.salesforce import SalesforceSource
 from tests.contract.metrics_contract import (
     NOW,
+    SAM,
     DealHistoryContract,
     MetricsSourceContract,
     OpportunitiesContract,
@@ -90,16 +91,28 @@ def put_rows(fake: FakeSalesforce, rows: Sequence[Row]) -> None:
                          CloseDate=row.week, IsClosed=True, IsWon=i < won)  # fmt: skip
 
 
-class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract):
+def salesforce_values(state: DealState) -> dict[str, object]:
+    """A deal state as the fields a save sets: an open deal in a stage whose default category
+    is Best Case, moved to Commit (ForecastCategory ``Forecast``) by hand when committed."""
+    if state.outcome is Outcome.OPEN:
+        category = "Forecast" if state.commit else "BestCase"
+        values: dict[str, object] = {
+            "StageName": "Proposal/Price Quote",
+            "ForecastCategory": category,
+        }
+    else:
+        values = {"StageName": "Closed Won" if state.outcome is Outcome.WON else "Closed Lost"}
+    return {**values, "Amount": state.amount, "CloseDate": state.close}
+
+
+class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract, DealHistoryContract):
     @pytest.fixture(autouse=True)
     def _fake(self, salesforce: FakeSalesforce) -> None:
         self.fake = salesforce
         self.key = salesforce.register_certificate()
 
     def _fresh(self) -> None:
-        integration = self.fake.records["User"][0]
-        self.fake.records = {name: [] for name in self.fake.records}
-        self.fake.records["User"].append(integration)
+        self.fake.clear()
 
     def publish(self, rows: Sequence[Row]) -> MetricsSource:
         self._fresh()
@@ -114,6 +127,20 @@ class TestSalesforceSource(MetricsSourceContract, OpportunitiesContract):
             self.fake.add("Opportunity", OwnerId=owner, Name=deal.name, Amount=deal.amount,
                           StageName=deal.stage, CloseDate=deal.close_date, IsClosed=closed,
                           IsWon=closed)  # fmt: skip
+        return salesforce_source(self.fake, self.key)
+
+    def publish_history(self, deals: Sequence[DealHistory]) -> MetricsSource:
+        """Each deal created in its first state and saved again in each later one, so
+        Salesforce writes its stage history as it goes."""
+        self._fresh()
+        ids: dict[str, str] = {}
+        for n, deal in enumerate(deals):
+            owner = ids.get(deal.rep) or ids.setdefault(deal.rep, self.fake.user(deal.rep))
+            first, *later = deal.states
+            made = self.fake.opportunity(owner, first.since, Name=f"deal {n}",
+                                         **salesforce_values(first))  # fmt: skip
+            for state in later:
+                self.fake.change(made, state.since, **salesforce_values(state))
         return salesforce_source(self.fake, self.key)
 
 
@@ -267,7 +294,7 @@ def test_a_crm_is_read_at_most_every_refresh_hours_and_an_outage_keeps_the_last_
         monday = NOW.date() - timedelta(days=NOW.weekday() + 7)
         assert weekly.values[("sam@acme.test", Metric.ACTIVITIES)][monday] == 5
         assert weekly.read_at == now
-        assert Metric.PIPELINE_COVERAGE in weekly.unavailable  # said in the agenda
+        assert not weekly.unavailable  # Salesforce gives every metric
 
         salesforce.down = True
         now = NOW + timedelta(hours=12)
@@ -299,6 +326,42 @@ def test_doctor_shows_salesforce_readable_its_api_use_and_what_it_cannot_give(
     key.chmod(0o644)
     with pytest.raises(Exception, match="readable by others; chmod 600"):
         diagnose(load(salesforce_config(tmp_path, salesforce, key)))
+
+
+NEW_AES = """\
+organization: {{name: Acme, timezone: America/New_York}}
+managers:
+  - {{email: maya@acme.test, name: Maya Chen}}
+reps:
+  - {{email: kim@acme.test, name: Kim Lee, role: ae, start_date: {hired}, manager: maya@acme.test,
+     quarterly_quota: 120000}}
+  - {{email: joe@acme.test, name: Joe Park, role: ae, start_date: {hired},
+     manager: maya@acme.test}}
+metrics:
+  source: salesforce
+  salesforce: {{login_url: "{url}", client_id: {client}, username: {user}, private_key_file: {key}}}
+"""
+
+
+def test_doctor_names_the_new_aes_whose_pipeline_coverage_lacks_a_quarterly_quota(
+    tmp_path: Path, salesforce: FakeSalesforce, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.config import load
+    from daemon.metrics.check import check
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(salesforce.ca_file))
+    key = salesforce.register_certificate()
+    salesforce.user("kim@acme.test")
+    salesforce.user("joe@acme.test")
+    today = datetime.now(ZoneInfo("America/New_York")).date()
+    path = tmp_path / "cadence.yaml"
+    path.write_text(NEW_AES.format(hired=today - timedelta(days=30), url=salesforce.url,
+                                   client=CLIENT_ID, user=USERNAME, key=key))  # fmt: skip
+    # Both are new AEs, inspected on pipeline coverage; Kim's is 0 (no open deals), Joe has none.
+    assert check(load(path), today)[1:] == [
+        ("pipeline_coverage", False,
+         "no quarterly_quota in the roster for joe@acme.test: Salesforce needs it"),
+    ]  # fmt: skip
 
 
 def test_a_wrong_key_or_user_is_refused_at_login_in_one_line(
@@ -334,22 +397,63 @@ def test_thousands_of_reps_take_a_few_composite_calls_never_one_per_rep(
 ) -> None:
     key = salesforce.register_certificate()
     reps = [f"r{i}@acme.test" for i in range(2100)]
-    for rep in reps:
-        salesforce.user(rep)
+    created = NOW - timedelta(days=20)
+    for rep in reps:  # each with a deal moved to Commit a week after it was opened
+        deal = salesforce.opportunity(salesforce.user(rep), created, StageName="Prospecting",
+                                      Amount=1000.0, CloseDate=NOW.date() + timedelta(days=30))  # fmt: skip
+        salesforce.change(deal, created + timedelta(days=7), ForecastCategory="Forecast")
     salesforce.page_size = 2000
     source = salesforce_source(salesforce, key)
-    rows = list(source.rows(frozenset(reps), {}))
+    rows = list(source.rows(frozenset(reps), {rep: 4000.0 for rep in reps}))
     assert {r.rep for r in rows} == set(reps)  # a 0 for each week without calls
+    covered = {r.rep for r in rows if r.metric is Metric.PIPELINE_COVERAGE}
+    assert covered == set(reps)
     users = [q for q in salesforce.queries if "FROM User" in q]
     tasks = [q for q in salesforce.queries if "FROM Task" in q]
+    histories = [q for q in salesforce.queries if "FROM OpportunityHistory" in q]
     assert len(users) == 2  # 2,000 emails a query
     # a week at a time, grouped by owner, 2,000 owners a query (each answer under the 2,000
-    # rows a grouped query holds), plus the closed deals: 2 chunks x (7 x 2 + 1) queries
-    assert len(tasks) == 7 * 2 and len(salesforce.queries) == 2 + 2 * (7 * 2 + 1)
+    # rows a grouped query holds), plus the deals and their stage histories, 2,000 owners a
+    # query, and the stages once: 2 chunks x (7 x 2 + 2) queries + 1
+    assert len(tasks) == 7 * 2 and len(histories) == 2
+    assert len(salesforce.queries) == 2 + 2 * (7 * 2 + 2) + 1
     # five queries a composite call, each one call toward the daily allowance: the token,
-    # one call for the users, six for the 30 queries
-    assert salesforce.requests == 1 + 1 + 6 and salesforce.more == 0
+    # one call for the users, seven for the 33 queries, and the second page of the first
+    # 2,000 owners' 4,000 history rows
+    assert salesforce.requests == 1 + 1 + 7 + 1 and salesforce.more == 1
     assert source.api_usage == f"{salesforce.requests}/15000"
+
+
+def test_a_deal_counts_from_its_creation_with_or_without_stage_history_rows(
+    salesforce: FakeSalesforce,
+) -> None:
+    """Salesforce writes a stage history row only when a tracked field changes: a deal may have
+    none, or (imported with its original CreatedDate) rows from later only."""
+    key = salesforce.register_certificate()
+    sam = salesforce.user(SAM)
+    october = datetime(2026, 10, 1, 12, tzinfo=ZoneInfo("UTC"))
+    december = NOW.date() + timedelta(days=10)
+    # no history at all: as it is now since October
+    salesforce.add("Opportunity", OwnerId=sam, Name="untouched", Amount=20000.0,
+                   StageName="Prospecting", ForecastCategory="Pipeline", CloseDate=december,
+                   IsClosed=False, IsWon=False, CreatedDate=october)  # fmt: skip
+    # imported on 18 Nov, created in October
+    imported = salesforce.opportunity(sam, datetime(2026, 11, 18, 12, tzinfo=ZoneInfo("UTC")),
+                                      Name="imported", StageName="Prospecting", Amount=10000.0,
+                                      CloseDate=december)  # fmt: skip
+    (record,) = [r for r in salesforce.records["Opportunity"] if r["Id"] == imported]
+    record["CreatedDate"] = october
+    # no amount: nothing to count, nothing broken
+    salesforce.opportunity(sam, october, Name="blank", StageName="Qualification", Amount=None,
+                           CloseDate=december)  # fmt: skip
+    # won in a stage since taken out of the picklist: its forecast category says it was won
+    salesforce.add("Opportunity", OwnerId=sam, Name="legacy", Amount=30000.0,
+                   StageName="Signed (old)", ForecastCategory="Closed", IsClosed=True,
+                   IsWon=True, CloseDate=date(2026, 11, 5), CreatedDate=october)  # fmt: skip
+    table = salesforce_source(salesforce, key).read(frozenset({SAM}), {SAM: 100_000.0})
+    coverage = table[SAM, Metric.PIPELINE_COVERAGE]
+    assert len(coverage) == 7
+    assert all(v == pytest.approx(30000 / 70000) for v in coverage.values())
 
 
 def test_validate_warns_when_salesforce_cannot_be_reached_and_passes_when_it_can(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -156,3 +156,71 @@ def test_a_query_in_a_composite_body_may_pass_16384_bytes_but_not_100000_charact
     ids = ", ".join(f"'005{i:015d}'" for i in range(5000))  # 105,000 characters
     too = composite(fake, access, [sub("no", f"SELECT Id FROM User WHERE Id IN ({ids})")])  # noqa: S608
     assert too.json()["compositeResponse"][0]["httpStatusCode"] == 400
+
+
+def test_each_save_that_changes_a_tracked_field_writes_a_stage_history_row(
+    fake: FakeSalesforce,
+) -> None:
+    access = token(fake, fake.register_certificate()).json()["access_token"]
+    owner = fake.user("sam@acme.test")
+    at = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    deal = fake.opportunity(owner, at, Name="Acme", StageName="Prospecting", Amount=5000.0,
+                            CloseDate=date(2026, 12, 15))  # fmt: skip
+    fake.change(deal, at + timedelta(days=1), Name="Acme renewal")  # not a tracked field
+    fake.change(deal, at + timedelta(days=2), ForecastCategory="Forecast")  # moved to Commit
+    fake.change(deal, at + timedelta(days=3), StageName="Closed Won")
+    fields = "ForecastCategory, ForecastCategoryName, IsClosed, IsWon"
+    now = query(fake, access, f"SELECT {fields} FROM Opportunity WHERE Id = '{deal}'")  # noqa: S608
+    assert [(r["ForecastCategory"], r["ForecastCategoryName"], r["IsClosed"], r["IsWon"])
+            for r in now.json()["records"]] == [("Closed", "Closed", True, True)]  # fmt: skip
+    fields = "CreatedDate, StageName, ForecastCategory, Amount, PrevAmount"
+    soql = f"SELECT {fields} FROM OpportunityHistory WHERE OpportunityId = '{deal}'"  # noqa: S608
+    rows = query(fake, access, soql).json()
+    assert [(r["CreatedDate"][:10], r["StageName"], r["ForecastCategory"]) for r in rows["records"]] == [
+        ("2026-10-01", "Prospecting", "Pipeline"),
+        ("2026-10-03", "Prospecting", "Forecast"),
+        ("2026-10-04", "Closed Won", "Closed"),
+    ]  # fmt: skip
+    assert rows["records"][1]["PrevAmount"] == 5000.0
+
+
+def test_history_is_filtered_through_its_opportunity_and_stages_say_closed_and_won(
+    fake: FakeSalesforce,
+) -> None:
+    access = token(fake, fake.register_certificate()).json()["access_token"]
+    sam, lee = fake.user("sam@acme.test"), fake.user("lee@acme.test")
+    at = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    fake.opportunity(sam, at, Name="open", StageName="Prospecting", CloseDate=date(2027, 1, 5))
+    fake.opportunity(sam, at, Name="won", StageName="Closed Won", CloseDate=date(2026, 10, 2))
+    fake.opportunity(sam, at, Name="old", StageName="Closed Lost", CloseDate=date(2026, 5, 2))
+    fake.opportunity(lee, at, Name="lee's", StageName="Prospecting", CloseDate=date(2027, 1, 5))
+    fields = "OpportunityId, StageName, Opportunity.OwnerId, Opportunity.CloseDate"
+    mine = f"Opportunity.OwnerId IN ('{sam}')"
+    relevant = "Opportunity.IsClosed = false OR Opportunity.CloseDate >= 2026-07-01"
+    soql = f"SELECT {fields} FROM OpportunityHistory WHERE {mine} AND ({relevant})"  # noqa: S608
+    found = query(fake, access, soql).json()["records"]
+    assert sorted(r["StageName"] for r in found) == ["Closed Won", "Prospecting"]
+    assert {r["Opportunity"]["OwnerId"] for r in found} == {sam}  # nested under its lookup
+    assert found[0]["Opportunity"]["attributes"]["type"] == "Opportunity"
+
+    def refused(soql: str) -> str:
+        answer = query(fake, access, soql)
+        assert answer.status_code == 400
+        return str(answer.json()[0]["errorCode"])
+
+    assert refused("SELECT OwnerId FROM OpportunityHistory") == "INVALID_FIELD"  # no owner
+    assert refused("SELECT Account.Name FROM OpportunityHistory") == "INVALID_FIELD"
+    assert refused("SELECT Opportunity.Owner FROM OpportunityHistory") == "INVALID_FIELD"
+    mixed = f"SELECT Id FROM OpportunityHistory WHERE {mine} AND {relevant}"  # noqa: S608
+    assert refused(mixed) == "MALFORMED_QUERY"  # SOQL wants parentheses to mix AND and OR
+
+    fields = "ApiName, IsClosed, IsWon, ForecastCategory, ForecastCategoryName"
+    some = "ApiName IN ('Closed Won', 'Closed Lost', 'Negotiation/Review')"
+    soql = f"SELECT {fields} FROM OpportunityStage WHERE {some}"  # noqa: S608
+    stages = query(fake, access, soql).json()["records"]
+    by_name = {s["ApiName"]: s for s in stages}
+    assert (by_name["Closed Won"]["IsClosed"], by_name["Closed Won"]["IsWon"]) == (True, True)
+    assert (by_name["Closed Lost"]["IsClosed"], by_name["Closed Lost"]["IsWon"]) == (True, False)
+    commit = by_name["Negotiation/Review"]
+    assert (commit["ForecastCategory"], commit["ForecastCategoryName"]) == ("Forecast", "Commit")
+    assert refused("SELECT Name FROM OpportunityStage") == "INVALID_FIELD"
