@@ -133,6 +133,22 @@ def forecast_accuracy(
                 yield Row(rep, Metric.FORECAST_ACCURACY, week, value)
 
 
+def deal_rows(
+    deals: Sequence[DealHistory],
+    known: Iterable[str],
+    quotas: Mapping[str, float],
+    weeks: Sequence[date],
+    zone: ZoneInfo,
+    fiscal_year_start: MonthDay,
+) -> Iterator[Row]:
+    """Pipeline coverage and forecast accuracy out of ``deals`` for the reps the CRM ``known``
+    (a rep it does not know has no figures, not zeros); coverage for those with a quota."""
+    known = set(known)
+    with_quota = {rep: quota for rep, quota in quotas.items() if rep in known}
+    yield from pipeline_coverage(deals, with_quota, weeks, zone, fiscal_year_start)
+    yield from forecast_accuracy(deals, known, weeks, zone)
+
+
 def _by_rep(
     deals: Iterable[DealHistory], reps: Iterable[str]
 ) -> dict[str, list[tuple[list[datetime], tuple[DealState, ...]]]]:

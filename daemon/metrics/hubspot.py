@@ -56,9 +56,8 @@ from daemon.metrics.crm import (
     DealHistory,
     DealState,
     Outcome,
-    forecast_accuracy,
+    deal_rows,
     history_start,
-    pipeline_coverage,
     win_rates,
 )
 from daemon.metrics.salesforce import WEEKS_READ
@@ -163,10 +162,9 @@ class HubspotSource(CrmSource):
         for (rep, metric), by_week in counts.items():
             yield from (Row(rep, metric, w, v) for w, v in by_week.items())
         yield from win_rates(closed, weeks, owners)
-        known = set(owners.values())
-        quotas = {rep: quota for rep, quota in quotas.items() if rep in known}
-        yield from pipeline_coverage(deals, quotas, weeks, self.zone, self.fiscal_year_start)
-        yield from forecast_accuracy(deals, known, weeks, self.zone)
+        yield from deal_rows(
+            deals, owners.values(), quotas, weeks, self.zone, self.fiscal_year_start
+        )
 
     def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         owners = self._owners(reps)

@@ -53,9 +53,8 @@ from daemon.metrics.crm import (
     DealHistory,
     DealState,
     Outcome,
-    forecast_accuracy,
+    deal_rows,
     history_start,
-    pipeline_coverage,
     win_rates,
 )
 
@@ -188,12 +187,9 @@ class SalesforceSource(CrmSource):
             for key, deal in current.items()
             if deal["OwnerId"] in users
         ]
-        known = set(users.values())
-        with_quota = {rep: quota for rep, quota in quotas.items() if rep in known}
-        yield from pipeline_coverage(
-            histories, with_quota, weeks, self.zone, self.fiscal_year_start
+        yield from deal_rows(
+            histories, users.values(), quotas, weeks, self.zone, self.fiscal_year_start
         )
-        yield from forecast_accuracy(histories, known, weeks, self.zone)
 
     def open_opportunities(self, reps: frozenset[str]) -> list[Opportunity]:
         """Each rep's open opportunities, closing soonest first."""
