@@ -3,16 +3,16 @@
 A private app's access token (CRM read scopes only) from an env var or a 0600 file. One read
 covers every rep: the account's owners, listed a page at a time and matched by email (one list,
 not a request per rep); then the CRM search over calls and emails (activities), meetings (booked:
-created that week) and deals (closed, for the win rate; open, for the pipeline review), with the
-weeks read in a ``BETWEEN``, page after page. An ``IN`` filter holds 100 owners and a search up
-to five filter groups (ORed), so one search covers 500 owners and a refresh costs the pages its
-results fill, plus at most one part-filled page per 500 owners and object. A search pages through
-at most 10,000 results; past them the same search goes on from the last object id read, sorted
-by ``hs_object_id`` (no page asked twice, none thrown away).
+created that week) and deals (closed, for the win rate, and the histories below; open, for the
+pipeline review), with the weeks read in a ``BETWEEN``, page after page. An ``IN`` filter holds
+100 owners and a search up to five filter groups (ORed), so one search covers 500 owners and a
+refresh costs the pages its results fill, plus at most one part-filled page per 500 owners and
+object. A search pages through at most 10,000 results; past them the same search goes on from
+the last object id read, sorted by ``hs_object_id`` (no page asked twice, none thrown away).
 
 Pipeline coverage and forecast accuracy look at each deal as it was at a past moment. The deals
 that can matter to the weeks read (open now, or closing on or after ``history_start``) are found
-with the same searches (their ids), then read 50 at a time (the most a batch read holds when it
+by the win rate's searches (their ids), then read 50 at a time (the most a batch read holds when it
 asks for property histories) with the histories of their stage, amount, close date and forecast
 category; each stage is open, won or lost by the pipelines' stage metadata (read once a refresh).
 The forecast category is ``hs_manual_forecast_category``, the "Forecast category" a rep sets on
@@ -69,6 +69,7 @@ HISTORY_BATCH = 50  # the deals a batch read holds when it asks for property his
 FORECAST = "hs_manual_forecast_category"
 COMMIT = "COMMIT"
 HISTORY = ("dealstage", "amount", "closedate", FORECAST)
+FOUND = ("hs_object_id", "hs_is_closed", "hs_is_closed_won")  # what a deal search reads
 _API_ERRORS = (CallsError, EmailsError, MeetingsError, DealsError, OwnersError, PipelinesError)
 
 
@@ -148,16 +149,9 @@ class HubspotSource(CrmSource):
                 owner = props.get("hubspot_owner_id")
                 if owner in owners:
                     counts[(owners[owner], metric)][monday_of(day)] += 1
-        closed: dict[str, list[tuple[date, bool]]] = defaultdict(list)
         first = start - WEEK * (WIN_RATE_WEEKS - 1)
-        extra = [{"propertyName": "hs_is_closed", "operator": "EQ", "value": "true"}]
-        for props in self._search(
-            "deals", list(owners), "closedate", first, end, extra, ["hs_is_closed_won"]
-        ):
-            if props.get("hubspot_owner_id") in owners:
-                won = props.get("hs_is_closed_won") == "true"
-                closed[props["hubspot_owner_id"]].append((_day(props["closedate"], self.zone), won))
-        deals = self._histories(owners, history_start(weeks, self.fiscal_year_start))
+        since = history_start(weeks, self.fiscal_year_start)
+        closed, deals = self._deals(owners, first, since, end)
         self._through = end - WEEK
         for (rep, metric), by_week in counts.items():
             yield from (Row(rep, metric, w, v) for w, v in by_week.items())
@@ -211,24 +205,34 @@ class HubspotSource(CrmSource):
                 return owners
             after = page.paging.next.after
 
-    def _histories(self, owners: Mapping[str, str], since: date) -> list[DealHistory]:
-        """Every deal of the owners open now or closing on or after ``since``, with the states it
-        went through: two searches for their ids (disjoint, so no deal is read twice), then
-        their histories ``HISTORY_BATCH`` at a time."""
-        low = str(_millis(since, self.zone))
+    def _deals(
+        self, owners: Mapping[str, str], first: date, since: date, end: date
+    ) -> tuple[dict[str, list[tuple[date, bool]]], list[DealHistory]]:
+        """The owners' deals open now or closing since the earlier of ``first`` and ``since``,
+        found by two searches (disjoint, so no deal is found twice) that serve the win rate and
+        the histories alike: for the win rate, each owner's (close day, won) of the deals closed
+        in [first, end); and the deals open now or closing on or after ``since``, with the
+        states they went through, read ``HISTORY_BATCH`` at a time."""
+        low = str(_millis(min(first, since), self.zone))
+        closed: dict[str, list[tuple[date, bool]]] = defaultdict(list)
         owner_of: dict[str, str] = {}
         for extra in (
             [{"propertyName": "closedate", "operator": "GTE", "value": low}],
             [{"propertyName": "hs_is_closed", "operator": "EQ", "value": "false"},
              {"propertyName": "closedate", "operator": "LT", "value": low}],
         ):  # fmt: skip
-            for props in self._search(
-                "deals", list(owners), None, None, None, extra, ["hs_object_id"]
-            ):
-                if props.get("hubspot_owner_id") in owners:
-                    owner_of[props["hs_object_id"]] = owners[props["hubspot_owner_id"]]
+            for props in self._search("deals", list(owners), None, None, None, extra, FOUND):
+                owner = props.get("hubspot_owner_id") or ""
+                if owner not in owners:
+                    continue
+                day = _day(props["closedate"], self.zone) if props.get("closedate") else None
+                is_open = props.get("hs_is_closed") != "true"
+                if not is_open and day is not None and first <= day < end:
+                    closed[owner].append((day, props.get("hs_is_closed_won") == "true"))
+                if is_open or (day is not None and day >= since):
+                    owner_of[props["hs_object_id"]] = owners[owner]
         if not owner_of:
-            return []
+            return closed, []
         outcomes = self._outcomes()
         ids = list(owner_of)
         found = []
@@ -249,7 +253,7 @@ class HubspotSource(CrmSource):
                 states = _states(versions, outcomes, self.zone)
                 if states:
                     found.append(DealHistory(owner_of[str(deal.id)], states))
-        return found
+        return closed, found
 
     def _outcomes(self) -> dict[str, Outcome]:
         """Each deal stage of every pipeline as open, won or lost: a closed stage with
